@@ -1,0 +1,464 @@
+//! Recall's realtime events as they arrive on the wire, decoded at the edge into typed,
+//! validated values. Nothing past this module sees JSON, base64 or an unchecked id.
+
+use std::borrow::Cow;
+use std::io::Cursor;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use bytes::Bytes;
+use image::ImageDecoder as _;
+use image::codecs::png::PngDecoder;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::frame::{
+    Frame, FrameTime, Participant, ParticipantId, RecordingId, RecordingInfo, Resource, StreamKey,
+    StreamKind,
+};
+
+/// The event type that carries one participant's video frame.
+pub const FRAME_EVENT: &str = "video_separate_png.data";
+
+/// Largest accepted width or height of a frame.
+pub const MAX_SIDE: u32 = 4096;
+
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+/// An empty IEND chunk: length, type and CRC. Every complete PNG ends with it.
+const PNG_IEND: &[u8] = b"\0\0\0\0IEND\xae\x42\x60\x82";
+
+/// Standard base64, with or without the trailing `=` padding.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// What one text message turned out to be.
+#[derive(Debug)]
+pub enum Inbound {
+    Frame(Box<Frame>),
+    /// A well-formed event of a type this server does not record.
+    Ignored,
+}
+
+/// Why a message was refused. Each variant maps to a stable [`RefusalReason`] for counting.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("message is not valid JSON: {0}")]
+    InvalidJson(serde_json::Error),
+    #[error("message is not a Recall event of the expected shape: {0}")]
+    WrongShape(serde_json::Error),
+    #[error("buffer is not valid base64: {0}")]
+    InvalidBase64(base64::DecodeError),
+    #[error("buffer is not a PNG image (no PNG signature)")]
+    NotPng,
+    #[error("PNG header is invalid: {0}")]
+    InvalidPngHeader(image::ImageError),
+    #[error("PNG is truncated: it does not end with an IEND chunk")]
+    TruncatedPng,
+    #[error("PNG is {width}x{height}; sides of 1 to {MAX_SIDE} px are accepted")]
+    BadDimensions { width: u32, height: u32 },
+    #[error("unknown stream type {0:?}: expected \"webcam\" or \"screenshare\"")]
+    UnknownStreamType(String),
+    #[error("relative timestamp {0} is not between 0 and {max} seconds", max = FrameTime::MAX_RELATIVE_MS / 1000)]
+    BadRelativeTime(f64),
+    #[error("absolute timestamp {0:?} is not an ISO-8601 time with an offset")]
+    BadAbsoluteTime(String),
+    #[error("recording id must be 1 to 128 characters of A-Z a-z 0-9 _ . - (and not . or ..)")]
+    UnsafeRecordingId,
+    #[error("participant id must be a non-negative integer")]
+    BadParticipantId,
+}
+
+/// The counted reason for a refusal: a small, fixed set of labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    InvalidJson,
+    WrongShape,
+    InvalidBase64,
+    InvalidPng,
+    BadDimensions,
+    UnknownStreamType,
+    BadTimestamp,
+    UnsafeId,
+    /// Over `MAX_MESSAGE_BYTES`: refused by the socket before decoding, closing it.
+    TooLarge,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 9] = [
+        RefusalReason::InvalidJson,
+        RefusalReason::WrongShape,
+        RefusalReason::InvalidBase64,
+        RefusalReason::InvalidPng,
+        RefusalReason::BadDimensions,
+        RefusalReason::UnknownStreamType,
+        RefusalReason::BadTimestamp,
+        RefusalReason::UnsafeId,
+        RefusalReason::TooLarge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::InvalidJson => "invalid_json",
+            RefusalReason::WrongShape => "wrong_shape",
+            RefusalReason::InvalidBase64 => "invalid_base64",
+            RefusalReason::InvalidPng => "invalid_png",
+            RefusalReason::BadDimensions => "bad_dimensions",
+            RefusalReason::UnknownStreamType => "unknown_stream_type",
+            RefusalReason::BadTimestamp => "bad_timestamp",
+            RefusalReason::UnsafeId => "unsafe_id",
+            RefusalReason::TooLarge => "too_large",
+        }
+    }
+}
+
+impl Refusal {
+    pub fn reason(&self) -> RefusalReason {
+        match self {
+            Refusal::InvalidJson(_) => RefusalReason::InvalidJson,
+            Refusal::WrongShape(_) => RefusalReason::WrongShape,
+            Refusal::InvalidBase64(_) => RefusalReason::InvalidBase64,
+            Refusal::NotPng | Refusal::InvalidPngHeader(_) | Refusal::TruncatedPng => {
+                RefusalReason::InvalidPng
+            }
+            Refusal::BadDimensions { .. } => RefusalReason::BadDimensions,
+            Refusal::UnknownStreamType(_) => RefusalReason::UnknownStreamType,
+            Refusal::BadRelativeTime(_) | Refusal::BadAbsoluteTime(_) => {
+                RefusalReason::BadTimestamp
+            }
+            Refusal::UnsafeRecordingId | Refusal::BadParticipantId => RefusalReason::UnsafeId,
+        }
+    }
+
+    fn from_json(error: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Data => Refusal::WrongShape(error),
+            Category::Syntax | Category::Eof | Category::Io => Refusal::InvalidJson(error),
+        }
+    }
+}
+
+// ---- wire types: borrowed from the message text where they can be ----
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireFrameEvent<'a> {
+    #[serde(borrow)]
+    data: WireFrame<'a>,
+    recording: Resource,
+    #[serde(default)]
+    bot: Option<Resource>,
+    #[serde(default)]
+    realtime_endpoint: Option<Resource>,
+    #[serde(default)]
+    video_separate: Option<Resource>,
+}
+
+#[derive(Deserialize)]
+struct WireFrame<'a> {
+    /// The base64 PNG: hundreds of kilobytes, borrowed unless JSON escapes force a copy.
+    #[serde(borrow)]
+    buffer: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: WireTimestamp<'a>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    participant: WireParticipant,
+}
+
+#[derive(Deserialize)]
+struct WireTimestamp<'a> {
+    relative: f64,
+    #[serde(borrow, default)]
+    absolute: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireParticipant {
+    id: serde_json::Value,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    is_host: Option<bool>,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    extra_data: serde_json::Value,
+}
+
+/// Decodes one websocket text message. CPU-bound (a JSON pass and a base64 decode of a
+/// few hundred kilobytes): callers on the async runtime run it in `spawn_blocking`.
+pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<Inbound, Refusal> {
+    let envelope: Envelope = serde_json::from_str(text).map_err(Refusal::from_json)?;
+    if envelope.event != FRAME_EVENT {
+        return Ok(Inbound::Ignored);
+    }
+    let data = envelope.data.map_or("null", RawValue::get);
+    let event: WireFrameEvent = serde_json::from_str(data).map_err(Refusal::from_json)?;
+    decode_frame(event, received_at, received).map(|frame| Inbound::Frame(Box::new(frame)))
+}
+
+fn decode_frame(
+    event: WireFrameEvent<'_>,
+    received_at: Timestamp,
+    received: Instant,
+) -> Result<Frame, Refusal> {
+    let WireFrameEvent {
+        data,
+        recording,
+        bot,
+        realtime_endpoint,
+        video_separate,
+    } = event;
+
+    let recording_id = recording
+        .id
+        .as_str()
+        .and_then(RecordingId::parse)
+        .ok_or(Refusal::UnsafeRecordingId)?;
+    let participant_id = data
+        .participant
+        .id
+        .as_u64()
+        .map(ParticipantId)
+        .ok_or(Refusal::BadParticipantId)?;
+    let kind = StreamKind::parse(&data.kind)
+        .ok_or_else(|| Refusal::UnknownStreamType(data.kind.into()))?;
+    let relative_ms = FrameTime::relative_ms(data.timestamp.relative)
+        .ok_or(Refusal::BadRelativeTime(data.timestamp.relative))?;
+    let absolute = data
+        .timestamp
+        .absolute
+        .map(|text| {
+            text.parse::<Timestamp>()
+                .map_err(|_| Refusal::BadAbsoluteTime(text.into()))
+        })
+        .transpose()?;
+
+    let png = BASE64
+        .decode(data.buffer.as_bytes())
+        .map_err(Refusal::InvalidBase64)?;
+    let (width, height) = png_dimensions(&png)?;
+
+    let participant = data.participant;
+    Ok(Frame {
+        key: StreamKey {
+            recording: recording_id.clone(),
+            participant: participant_id,
+            kind,
+        },
+        time: FrameTime {
+            relative: data.timestamp.relative,
+            absolute,
+        },
+        relative_ms,
+        png: Bytes::from(png),
+        width,
+        height,
+        participant: Participant {
+            id: participant_id,
+            name: participant.name,
+            is_host: participant.is_host.unwrap_or(false),
+            platform: participant.platform,
+            email: participant.email,
+            extra_data: participant.extra_data,
+        },
+        recording: RecordingInfo {
+            id: recording_id,
+            metadata: recording.metadata,
+            bot,
+            realtime_endpoint,
+            video_separate,
+        },
+        received_at,
+        received,
+    })
+}
+
+/// Checks that `png` is a whole PNG and reads its dimensions from the header, without
+/// decoding any pixels.
+pub fn png_dimensions(png: &[u8]) -> Result<(u32, u32), Refusal> {
+    if !png.starts_with(PNG_SIGNATURE) {
+        return Err(Refusal::NotPng);
+    }
+    let (width, height) = PngDecoder::new(Cursor::new(png))
+        .map_err(Refusal::InvalidPngHeader)?
+        .dimensions();
+    if !png.ends_with(PNG_IEND) {
+        return Err(Refusal::TruncatedPng);
+    }
+    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+        return Err(Refusal::BadDimensions { width, height });
+    }
+    Ok((width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::new(width, height)
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn event(buffer: &str) -> serde_json::Value {
+        json!({
+            "event": FRAME_EVENT,
+            "data": {
+                "data": {
+                    "buffer": buffer,
+                    "timestamp": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.500Z"},
+                    "type": "webcam",
+                    "participant": {"id": 100, "name": "Alice", "is_host": true,
+                                    "platform": "desktop", "extra_data": {"k": 1}}
+                },
+                "realtime_endpoint": {"id": "re", "metadata": {}},
+                "video_separate": {"id": "vs", "metadata": {}},
+                "recording": {"id": "rec_1", "metadata": {"team": "a"}},
+                "bot": null
+            }
+        })
+    }
+
+    fn decode_value(value: &serde_json::Value) -> Result<Inbound, Refusal> {
+        decode(&value.to_string(), Timestamp::now(), Instant::now())
+    }
+
+    fn refusal(value: &serde_json::Value) -> RefusalReason {
+        match decode_value(value) {
+            Err(refusal) => refusal.reason(),
+            Ok(other) => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_a_frame_with_exact_bytes() {
+        let bytes = png(64, 36);
+        let Inbound::Frame(frame) = decode_value(&event(&BASE64.encode(&bytes))).unwrap() else {
+            panic!("not a frame");
+        };
+        assert_eq!(frame.png.as_ref(), bytes.as_slice());
+        assert_eq!((frame.width, frame.height), (64, 36));
+        assert_eq!(frame.relative_ms, 12_500);
+        assert_eq!(frame.key.to_string(), "rec_1/100/webcam");
+        assert_eq!(frame.participant.name.as_deref(), Some("Alice"));
+        assert!(frame.participant.is_host);
+        assert_eq!(frame.recording.metadata, json!({"team": "a"}));
+        assert!(frame.recording.bot.is_none());
+    }
+
+    #[test]
+    fn escaped_slashes_in_the_buffer_still_decode() {
+        let bytes = png(8, 8);
+        let text = event(&BASE64.encode(&bytes))
+            .to_string()
+            .replace('/', "\\/");
+        let Inbound::Frame(frame) = decode(&text, Timestamp::now(), Instant::now()).unwrap() else {
+            panic!("not a frame");
+        };
+        assert_eq!(frame.png.as_ref(), bytes.as_slice());
+    }
+
+    #[test]
+    fn other_events_are_ignored() {
+        let other = json!({"event": "transcript.data", "data": {"whatever": 1}});
+        assert!(matches!(decode_value(&other), Ok(Inbound::Ignored)));
+        assert!(matches!(
+            decode_value(&json!({"event": "x"})),
+            Ok(Inbound::Ignored)
+        ));
+    }
+
+    #[test]
+    fn each_kind_of_bad_input_has_its_reason() {
+        let good = BASE64.encode(png(8, 8));
+        assert_eq!(
+            decode("{not json", Timestamp::now(), Instant::now())
+                .unwrap_err()
+                .reason(),
+            RefusalReason::InvalidJson
+        );
+        assert_eq!(refusal(&json!({"no_event": 1})), RefusalReason::WrongShape);
+        assert_eq!(
+            refusal(&json!({"event": FRAME_EVENT, "data": {"x": 1}})),
+            RefusalReason::WrongShape
+        );
+        assert_eq!(refusal(&event("***")), RefusalReason::InvalidBase64);
+        assert_eq!(
+            refusal(&event(&BASE64.encode(b"GIF89a..."))),
+            RefusalReason::InvalidPng
+        );
+        let mut truncated = png(8, 8);
+        truncated.truncate(truncated.len() - 4);
+        assert_eq!(
+            refusal(&event(&BASE64.encode(&truncated))),
+            RefusalReason::InvalidPng
+        );
+        assert_eq!(
+            refusal(&event(&BASE64.encode(png(4097, 1)))),
+            RefusalReason::BadDimensions
+        );
+
+        let with = |pointer: &str, value: serde_json::Value| {
+            let mut e = event(&good);
+            *e.pointer_mut(pointer).unwrap() = value;
+            refusal(&e)
+        };
+        assert_eq!(
+            with("/data/data/type", json!("audio")),
+            RefusalReason::UnknownStreamType
+        );
+        assert_eq!(
+            with("/data/data/timestamp/relative", json!(-1.0)),
+            RefusalReason::BadTimestamp
+        );
+        assert_eq!(
+            with("/data/data/timestamp/relative", json!(1e12)),
+            RefusalReason::BadTimestamp
+        );
+        assert_eq!(
+            with("/data/data/timestamp/absolute", json!("yesterday")),
+            RefusalReason::BadTimestamp
+        );
+        for id in ["..", ".", "", "a/b", "a\\b", "a\0b", "rec 1"] {
+            assert_eq!(
+                with("/data/recording/id", json!(id)),
+                RefusalReason::UnsafeId,
+                "{id:?}"
+            );
+        }
+        assert_eq!(
+            with("/data/recording/id", json!("x".repeat(129))),
+            RefusalReason::UnsafeId
+        );
+        assert_eq!(
+            with("/data/recording/id", json!(5)),
+            RefusalReason::UnsafeId
+        );
+        for id in [json!(-1), json!(1.5), json!("100"), json!(null)] {
+            assert_eq!(
+                with("/data/data/participant/id", id),
+                RefusalReason::UnsafeId
+            );
+        }
+    }
+}

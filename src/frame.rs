@@ -1,0 +1,163 @@
+//! The domain: recordings, participants, streams and the frames that flow between them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A Recall recording id, checked to be safe as one path segment: `[A-Za-z0-9_.-]{1,128}`,
+/// and neither `.` nor `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordingId(Arc<str>);
+
+impl RecordingId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(id: &str) -> Option<Self> {
+        let safe_chars = id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        let ok = safe_chars && (1..=Self::MAX_LEN).contains(&id.len()) && id != "." && id != "..";
+        ok.then(|| Self(id.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RecordingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for RecordingId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// A participant's numeric id within a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ParticipantId(pub u64);
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which of a participant's video streams a frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    Webcam,
+    Screenshare,
+}
+
+impl StreamKind {
+    pub const ALL: [StreamKind; 2] = [StreamKind::Webcam, StreamKind::Screenshare];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Webcam => "webcam",
+            StreamKind::Screenshare => "screenshare",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for StreamKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One participant's stream of one kind in one recording: the unit that gets its own channel,
+/// its own task and its own folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub recording: RecordingId,
+    pub participant: ParticipantId,
+    pub kind: StreamKind,
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.recording, self.participant, self.kind)
+    }
+}
+
+/// What Recall tells us about a participant; written to `participant.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Participant {
+    pub id: ParticipantId,
+    pub name: Option<String>,
+    pub is_host: bool,
+    pub platform: Option<String>,
+    pub email: Option<String>,
+    pub extra_data: serde_json::Value,
+}
+
+/// A Recall object reference (`{"id": ..., "metadata": {...}}`) kept verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub id: serde_json::Value,
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+/// The recording-level context every frame event carries; summarised in `recording.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingInfo {
+    pub id: RecordingId,
+    pub metadata: serde_json::Value,
+    pub bot: Option<Resource>,
+    pub realtime_endpoint: Option<Resource>,
+    pub video_separate: Option<Resource>,
+}
+
+/// When a frame was taken: seconds since the recording started, and wall-clock time if given.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FrameTime {
+    pub relative: f64,
+    pub absolute: Option<Timestamp>,
+}
+
+impl FrameTime {
+    /// The largest relative time that fits the 9-digit file names: about 11.5 days.
+    pub const MAX_RELATIVE_MS: u64 = 999_999_999;
+
+    /// The relative time in whole milliseconds, or `None` when it is negative, not a number,
+    /// or too large to be a meeting.
+    pub fn relative_ms(relative: f64) -> Option<u64> {
+        let ms = (relative * 1000.0).round();
+        (ms.is_finite() && (0.0..=Self::MAX_RELATIVE_MS as f64).contains(&ms)).then_some(ms as u64)
+    }
+}
+
+/// One decoded, validated video frame, ready for the sinks.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub key: StreamKey,
+    pub time: FrameTime,
+    /// `time.relative` in milliseconds: the frame's name within its stream.
+    pub relative_ms: u64,
+    /// The exact PNG bytes received.
+    pub png: Bytes,
+    pub width: u32,
+    pub height: u32,
+    pub participant: Participant,
+    pub recording: RecordingInfo,
+    pub received_at: Timestamp,
+    /// When the message was read from the socket, for receipt-to-disk latency.
+    pub received: Instant,
+}

@@ -1,0 +1,245 @@
+//! The websocket endpoint Recall's bots stream to: the token check before the upgrade, the
+//! read loop, and the hand-off of decoded frames to the pipeline.
+//!
+//! A refused message is counted, logged (rate-limited) and answered with a JSON error
+//! message on the same socket; the connection stays open. Only a message over the size
+//! limit closes the connection, with code 1009.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite;
+use tracing::Instrument as _;
+
+use crate::error::ApiError;
+use crate::event::{self, Inbound, Refusal, RefusalReason};
+use crate::metrics::Tally;
+use crate::state::AppState;
+
+/// How long a closing connection waits for the bot to acknowledge our close frame, reading
+/// (and saving) whatever the bot sent before it saw it.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Deserialize)]
+pub struct WsParams {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+pub async fn accept_ws(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(params): Query<WsParams>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if !params
+        .token
+        .is_some_and(|token| state.ws_token.matches(&token))
+    {
+        tracing::warn!(%peer, "websocket refused: missing or wrong token");
+        return ApiError::WsTokenRejected.into_response();
+    }
+    if state.shutdown.is_cancelled() {
+        return ApiError::ShuttingDown.into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let limit = state.config.max_message_bytes;
+    let connections = state.connections.clone();
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_failed_upgrade(|error| tracing::warn!(%error, "websocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            let id = state.next_connection_id();
+            let span = tracing::info_span!("connection", id, %peer);
+            connections.track_future(serve_socket(socket, state).instrument(span))
+        })
+}
+
+/// Why a connection ended, for the log.
+enum End {
+    PeerClosed,
+    PeerGone,
+    TooLarge,
+    ShutdownHandshakeDone,
+    ShutdownHandshakeTimedOut,
+    PipelineClosed,
+    Error(axum::Error),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::PeerClosed => f.write_str("the bot closed the connection"),
+            End::PeerGone => f.write_str("the connection dropped without a close frame"),
+            End::TooLarge => f.write_str("a message was over MAX_MESSAGE_BYTES"),
+            End::ShutdownHandshakeDone => f.write_str("closed for shutdown"),
+            End::ShutdownHandshakeTimedOut => {
+                f.write_str("closed for shutdown; the bot did not acknowledge")
+            }
+            End::PipelineClosed => f.write_str("the server stopped taking frames"),
+            End::Error(error) => write!(f, "websocket error: {error}"),
+        }
+    }
+}
+
+async fn serve_socket(socket: WebSocket, state: AppState) {
+    state.metrics.connections_open.inc();
+    state.metrics.connections_total.inc();
+    tracing::info!("bot connected");
+    let (sender, receiver) = socket.split();
+    let mut connection = Connection {
+        tally: Arc::new(Tally::new(tracing::Span::current())),
+        state: state.clone(),
+        sender,
+    };
+    let end = connection.read(receiver).await;
+    // Completes the closing handshake where one was started, and lets the bot know.
+    let _ = tokio::time::timeout(CLOSE_GRACE, connection.sender.close()).await;
+    state.metrics.connections_open.dec();
+    tracing::info!(end = %end, "connection closed");
+    // The summary is logged when the last of this connection's frames is saved.
+}
+
+struct Connection {
+    state: AppState,
+    tally: Arc<Tally>,
+    sender: SplitSink<WebSocket, Message>,
+}
+
+impl Connection {
+    async fn read(&mut self, mut receiver: SplitStream<WebSocket>) -> End {
+        let period = self.state.config.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        let shutdown = self.state.shutdown.clone();
+        let mut closing_until: Option<Instant> = None;
+        loop {
+            let closing = closing_until.is_some();
+            let close_deadline =
+                tokio::time::sleep_until(closing_until.unwrap_or_else(Instant::now));
+            tokio::select! {
+                () = shutdown.cancelled(), if !closing => {
+                    // Ask the bot to go; keep reading what it sent before it saw that.
+                    closing_until = Some(Instant::now() + CLOSE_GRACE);
+                    let frame = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
+                    if let Err(error) = self.sender.send(Message::Close(Some(frame))).await {
+                        return End::Error(error);
+                    }
+                }
+                () = close_deadline, if closing => return End::ShutdownHandshakeTimedOut,
+                _ = ping.tick(), if !closing => {
+                    if let Err(error) = self.sender.send(Message::Ping(Default::default())).await {
+                        return End::Error(error);
+                    }
+                }
+                message = receiver.next() => match message {
+                    None => return if closing { End::ShutdownHandshakeDone } else { End::PeerGone },
+                    Some(Ok(Message::Text(text))) => {
+                        if self.receive_text(text).await.is_err() {
+                            return End::PipelineClosed;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        self.state.metrics.events_ignored.inc();
+                        self.tally.ignored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Ok(Message::Close(_))) => {
+                        return if closing { End::ShutdownHandshakeDone } else { End::PeerClosed };
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Err(error)) if is_too_large(&error) => {
+                        self.refuse_too_large(&error).await;
+                        return End::TooLarge;
+                    }
+                    Some(Err(error)) => return End::Error(error),
+                },
+            }
+        }
+    }
+
+    async fn receive_text(
+        &mut self,
+        text: Utf8Bytes,
+    ) -> Result<(), crate::pipeline::PipelineClosed> {
+        let (received_at, received) = (jiff::Timestamp::now(), std::time::Instant::now());
+        let decoded = tokio::task::spawn_blocking(move || {
+            event::decode(text.as_str(), received_at, received)
+        })
+        .await;
+        match decoded {
+            Ok(Ok(Inbound::Frame(frame))) => {
+                self.state.metrics.frames_received.inc();
+                self.tally.accepted.fetch_add(1, Ordering::Relaxed);
+                self.state
+                    .pipeline
+                    .submit(frame, self.tally.clone())
+                    .await?;
+            }
+            Ok(Ok(Inbound::Ignored)) => {
+                self.state.metrics.events_ignored.inc();
+                self.tally.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(refusal)) => self.refuse(&refusal),
+            Err(panic) => tracing::error!(error = %panic, "decoding a message panicked"),
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, refusal: &Refusal) {
+        let reason = refusal.reason();
+        let message = refusal.to_string();
+        self.count_refusal(reason, &message);
+        let reply = json!({"error": {"reason": reason.as_str(), "message": message}}).to_string();
+        // Best effort: a client that does not read its socket must not stall this one.
+        let _ = self.sender.send(Message::Text(reply.into())).now_or_never();
+    }
+
+    async fn refuse_too_large(&mut self, error: &axum::Error) {
+        let limit = self.state.config.max_message_bytes;
+        self.count_refusal(RefusalReason::TooLarge, &error.to_string());
+        let reason = format!("message too big: the limit is {limit} bytes");
+        let frame = CloseFrame {
+            code: close_code::SIZE,
+            reason: reason.into(),
+        };
+        let _ = self.sender.send(Message::Close(Some(frame))).await;
+    }
+
+    fn count_refusal(&self, reason: RefusalReason, message: &str) {
+        self.state.metrics.refused(reason);
+        let count = self.tally.refused(reason);
+        // 1st, 2nd, 4th, 8th...: every kind of mistake shows, a flood of one does not.
+        if count.is_power_of_two() {
+            tracing::warn!(
+                reason = reason.as_str(),
+                count,
+                error = message,
+                "message refused"
+            );
+        }
+    }
+}
+
+fn is_too_large(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let inner = error.source();
+    matches!(
+        inner.and_then(|e| e.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong { .. }
+        ))
+    )
+}

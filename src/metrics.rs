@@ -1,0 +1,230 @@
+//! What the server counts: server-wide Prometheus metrics, and the per-connection tally
+//! that becomes each connection's closing summary.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing::Span;
+
+use crate::event::RefusalReason;
+use crate::frame::StreamKind;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// Server-wide metrics, served at `/metrics` in Prometheus text format.
+pub struct Metrics {
+    registry: Registry,
+    pub frames_received: Counter,
+    pub frames_saved: Family<KindLabel, Counter>,
+    pub frames_duplicate: Counter,
+    pub bytes_saved: Counter,
+    pub messages_refused: Family<ReasonLabel, Counter>,
+    pub events_ignored: Counter,
+    pub sink_errors: Counter,
+    pub connections_open: Gauge,
+    pub connections_total: Counter,
+    pub streams_open: Gauge,
+    pub frames_queued: Gauge,
+    pub save_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("recall_frames"),
+            frames_received: Counter::default(),
+            frames_saved: Family::default(),
+            frames_duplicate: Counter::default(),
+            bytes_saved: Counter::default(),
+            messages_refused: Family::default(),
+            events_ignored: Counter::default(),
+            sink_errors: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_total: Counter::default(),
+            streams_open: Gauge::default(),
+            frames_queued: Gauge::default(),
+            // 0.5 ms .. ~16 s
+            save_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+        };
+        // Every label value exists from the start, so a dashboard sees zeros, not gaps.
+        for kind in StreamKind::ALL {
+            let _ = metrics.frames_saved.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            });
+        }
+        for reason in RefusalReason::ALL {
+            let _ = metrics.messages_refused.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
+        let r = &mut metrics.registry;
+        r.register(
+            "frames_received",
+            "Frames decoded and accepted for saving",
+            metrics.frames_received.clone(),
+        );
+        r.register(
+            "frames_saved",
+            "Frames written to the sink",
+            metrics.frames_saved.clone(),
+        );
+        r.register(
+            "frames_duplicate",
+            "Frames skipped because their stream already had that millisecond",
+            metrics.frames_duplicate.clone(),
+        );
+        r.register(
+            "bytes_saved",
+            "PNG bytes written to the sink",
+            metrics.bytes_saved.clone(),
+        );
+        r.register(
+            "messages_refused",
+            "Websocket messages refused, by reason",
+            metrics.messages_refused.clone(),
+        );
+        r.register(
+            "events_ignored",
+            "Well-formed events of types this server does not record",
+            metrics.events_ignored.clone(),
+        );
+        r.register(
+            "sink_errors",
+            "Frames the sink failed to save",
+            metrics.sink_errors.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Open websocket connections",
+            metrics.connections_open.clone(),
+        );
+        r.register(
+            "connections",
+            "Websocket connections accepted",
+            metrics.connections_total.clone(),
+        );
+        r.register(
+            "streams_open",
+            "Streams with an open channel and task",
+            metrics.streams_open.clone(),
+        );
+        r.register(
+            "frames_queued",
+            "Frames waiting in stream channels",
+            metrics.frames_queued.clone(),
+        );
+        r.register(
+            "save_seconds",
+            "Time from a message's receipt to its frame being saved",
+            metrics.save_seconds.clone(),
+        );
+        metrics
+    }
+}
+
+impl Metrics {
+    pub fn refused(&self, reason: RefusalReason) {
+        self.messages_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn saved(&self, kind: StreamKind, bytes: u64, latency: Duration) {
+        self.frames_saved
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc();
+        self.bytes_saved.inc_by(bytes);
+        self.save_seconds.observe(latency.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// What happened to one connection's messages. Frames hold a reference until they are
+/// saved, so the summary logged on drop counts every frame's final outcome.
+pub struct Tally {
+    span: Span,
+    pub accepted: AtomicU64,
+    pub saved: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub failed: AtomicU64,
+    pub ignored: AtomicU64,
+    refused: [AtomicU64; RefusalReason::ALL.len()],
+}
+
+impl Tally {
+    pub fn new(span: Span) -> Self {
+        Tally {
+            span,
+            accepted: AtomicU64::new(0),
+            saved: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            refused: Default::default(),
+        }
+    }
+
+    /// Counts a refusal and returns how many of that reason this connection has had.
+    pub fn refused(&self, reason: RefusalReason) -> u64 {
+        self.refused[reason as usize].fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn refused_summary(&self) -> String {
+        let mut summary = String::new();
+        for reason in RefusalReason::ALL {
+            let n = self.refused[reason as usize].load(Ordering::Relaxed);
+            if n > 0 {
+                let sep = if summary.is_empty() { "" } else { " " };
+                let _ = write!(summary, "{sep}{}={n}", reason.as_str());
+            }
+        }
+        if summary.is_empty() {
+            "none".into()
+        } else {
+            summary
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        self.span.in_scope(|| {
+            tracing::info!(
+                accepted = load(&self.accepted),
+                saved = load(&self.saved),
+                duplicates = load(&self.duplicates),
+                failed = load(&self.failed),
+                ignored = load(&self.ignored),
+                refused = %self.refused_summary(),
+                "connection summary"
+            );
+        });
+    }
+}

@@ -1,0 +1,294 @@
+//! Routes decoded frames to their stream: each stream (recording, participant, webcam or
+//! screenshare) has its own bounded channel and task that hands frames to the sink in order.
+//!
+//! Backpressure, not loss: when a stream's channel is full, or the frames held in memory
+//! across all streams reach the byte budget, [`Pipeline::submit`] waits, and so does the
+//! connection that called it. A stream that goes quiet has its task and channel closed;
+//! its next frame opens them again.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::frame::{Frame, StreamKey};
+use crate::metrics::{Metrics, Tally};
+use crate::sink::{FrameSink, StreamWriter, WriteOutcome};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineConfig {
+    /// Frames each stream's channel holds before its senders wait.
+    pub queue_frames: usize,
+    /// PNG bytes all channels together hold before senders wait.
+    pub buffer_bytes: usize,
+    /// A stream with no frame for this long has its task and channel closed.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the server is shutting down and takes no more frames")]
+pub struct PipelineClosed;
+
+/// A frame on its way to its stream's task, with the memory it holds and the tally of the
+/// connection it came from.
+struct Queued {
+    frame: Box<Frame>,
+    tally: Arc<Tally>,
+    _budget: OwnedSemaphorePermit,
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: PipelineConfig,
+    sink: Arc<dyn FrameSink>,
+    metrics: Arc<Metrics>,
+    budget: Arc<Semaphore>,
+    streams: Mutex<Streams>,
+    tasks: TaskTracker,
+}
+
+#[derive(Default)]
+struct Streams {
+    open: HashMap<StreamKey, StreamHandle>,
+    /// Tasks that went idle and are saving what their channel still held. A new task for
+    /// the same stream waits for the old one, so one stream never has two writers.
+    draining: HashMap<StreamKey, (u64, oneshot::Receiver<()>)>,
+    next_id: u64,
+    closed: bool,
+}
+
+struct StreamHandle {
+    id: u64,
+    sender: mpsc::Sender<Queued>,
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig, sink: Arc<dyn FrameSink>, metrics: Arc<Metrics>) -> Self {
+        Pipeline {
+            inner: Arc::new(Inner {
+                budget: Arc::new(Semaphore::new(config.buffer_bytes)),
+                config,
+                sink,
+                metrics,
+                streams: Mutex::default(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Queues a frame for its stream, waiting while the stream's channel or the memory
+    /// budget is full.
+    pub async fn submit(&self, frame: Box<Frame>, tally: Arc<Tally>) -> Result<(), PipelineClosed> {
+        let inner = &self.inner;
+        // A frame larger than the whole budget (possible only if the budget is set below the
+        // message size limit) takes all of it rather than waiting forever.
+        let cost = frame.png.len().clamp(1, inner.config.buffer_bytes);
+        let permit = inner
+            .budget
+            .clone()
+            .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| PipelineClosed)?;
+        let mut queued = Queued {
+            frame,
+            tally,
+            _budget: permit,
+        };
+        loop {
+            let (id, sender) = inner.sender_for(&queued.frame.key)?;
+            inner.metrics.frames_queued.inc();
+            match sender.send(queued).await {
+                Ok(()) => return Ok(()),
+                // The stream's task closed for idleness between the lookup and the send: it
+                // has let go of the channel, so open a new one and go again.
+                Err(mpsc::error::SendError(back)) => {
+                    inner.metrics.frames_queued.dec();
+                    inner.forget(&back.frame.key, id);
+                    queued = back;
+                }
+            }
+        }
+    }
+
+    /// Takes no more frames, lets every stream's task save what its channel holds and close
+    /// its stream, and waits for them up to `timeout`. Returns whether all finished.
+    pub async fn close(&self, timeout: Duration) -> bool {
+        let inner = &self.inner;
+        {
+            let mut streams = inner.lock_streams();
+            streams.closed = true;
+            streams.open.clear(); // dropping the senders ends each task once it has drained
+        }
+        inner.budget.close();
+        inner.tasks.close();
+        tokio::time::timeout(timeout, inner.tasks.wait())
+            .await
+            .is_ok()
+    }
+}
+
+impl Pipeline {
+    /// Flushes what the sink holds back; call after [`Pipeline::close`].
+    pub async fn flush_sink(&self) -> Result<(), crate::sink::SinkError> {
+        self.inner.sink.flush().await
+    }
+}
+
+impl Inner {
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The sender of the stream's channel, opening the channel and its task if needed.
+    fn sender_for(
+        self: &Arc<Self>,
+        key: &StreamKey,
+    ) -> Result<(u64, mpsc::Sender<Queued>), PipelineClosed> {
+        let mut streams = self.lock_streams();
+        if streams.closed {
+            return Err(PipelineClosed);
+        }
+        if let Some(handle) = streams.open.get(key) {
+            return Ok((handle.id, handle.sender.clone()));
+        }
+        let id = streams.next_id;
+        streams.next_id += 1;
+        let (sender, receiver) = mpsc::channel(self.config.queue_frames);
+        streams.open.insert(
+            key.clone(),
+            StreamHandle {
+                id,
+                sender: sender.clone(),
+            },
+        );
+        let previous = streams.draining.remove(key).map(|(_, finished)| finished);
+        let span = tracing::info_span!(
+            "stream",
+            recording = %key.recording,
+            participant = key.participant.0,
+            kind = %key.kind,
+        );
+        let task = self.clone().run_stream(key.clone(), id, receiver, previous);
+        self.tasks.spawn(task.instrument(span));
+        Ok((id, sender))
+    }
+
+    /// Removes the stream's channel from the map if it is still the one with that id.
+    fn forget(&self, key: &StreamKey, id: u64) {
+        let mut streams = self.lock_streams();
+        if streams.open.get(key).is_some_and(|handle| handle.id == id) {
+            streams.open.remove(key);
+        }
+    }
+
+    /// One stream's task: saves frames in arrival order until the stream goes quiet or the
+    /// pipeline closes, then closes the stream in the sink.
+    async fn run_stream(
+        self: Arc<Self>,
+        key: StreamKey,
+        id: u64,
+        mut receiver: mpsc::Receiver<Queued>,
+        previous: Option<oneshot::Receiver<()>>,
+    ) {
+        if let Some(previous) = previous {
+            // Resolves when the previous task drops its end, having closed the stream.
+            let _ = previous.await;
+        }
+        self.metrics.streams_open.inc();
+        tracing::debug!("stream opened");
+        let mut writer: Option<Box<dyn StreamWriter>> = None;
+        let mut finished = None;
+        loop {
+            match tokio::time::timeout(self.config.idle_timeout, receiver.recv()).await {
+                Ok(Some(queued)) => self.save(&mut writer, queued).await,
+                Ok(None) => break,
+                Err(_idle) => {
+                    // Stop taking frames, then save the ones already queued.
+                    finished = Some(self.start_draining(&key, id));
+                    receiver.close();
+                    while let Some(queued) = receiver.recv().await {
+                        self.save(&mut writer, queued).await;
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(writer) = writer
+            && let Err(error) = writer.close().await
+        {
+            self.metrics.sink_errors.inc();
+            tracing::error!(%error, "could not finish the stream");
+        }
+        if finished.is_some() {
+            let mut streams = self.lock_streams();
+            if streams
+                .draining
+                .get(&key)
+                .is_some_and(|(draining, _)| *draining == id)
+            {
+                streams.draining.remove(&key);
+            }
+        }
+        drop(finished);
+        self.metrics.streams_open.dec();
+        tracing::debug!("stream closed");
+    }
+
+    /// Takes an idle stream's channel out of use and notes that its task is draining.
+    fn start_draining(&self, key: &StreamKey, id: u64) -> oneshot::Sender<()> {
+        let (finished, wait) = oneshot::channel();
+        let mut streams = self.lock_streams();
+        if streams.open.get(key).is_some_and(|handle| handle.id == id) {
+            streams.open.remove(key);
+            streams.draining.insert(key.clone(), (id, wait));
+        }
+        finished
+    }
+
+    async fn save(&self, writer: &mut Option<Box<dyn StreamWriter>>, queued: Queued) {
+        self.metrics.frames_queued.dec();
+        let Queued {
+            frame,
+            tally,
+            _budget,
+        } = queued;
+        let writer = match writer {
+            Some(writer) => writer,
+            None => match self.sink.open_stream(&frame).await {
+                Ok(opened) => writer.insert(opened),
+                Err(error) => {
+                    // The next frame tries to open the stream again.
+                    self.metrics.sink_errors.inc();
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, relative_ms = frame.relative_ms, "could not open the stream; frame not saved");
+                    return;
+                }
+            },
+        };
+        match writer.write(&frame).await {
+            Ok(WriteOutcome::Saved { bytes }) => {
+                self.metrics
+                    .saved(frame.key.kind, bytes, frame.received.elapsed());
+                tally.saved.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(WriteOutcome::Duplicate) => {
+                self.metrics.frames_duplicate.inc();
+                tally.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(relative_ms = frame.relative_ms, "duplicate frame skipped");
+            }
+            Err(error) => {
+                self.metrics.sink_errors.inc();
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, relative_ms = frame.relative_ms, "frame not saved");
+            }
+        }
+    }
+}

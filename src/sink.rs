@@ -1,0 +1,43 @@
+//! Where frames go: the traits every storage backend implements.
+//!
+//! The pipeline opens a [`StreamWriter`] per stream when the stream's first frame arrives,
+//! writes every frame through it in order, and closes it when the stream goes quiet.
+
+pub mod fs;
+
+use async_trait::async_trait;
+
+use crate::frame::Frame;
+
+/// What became of a frame handed to a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Saved {
+        bytes: u64,
+    },
+    /// The stream already has a frame at that millisecond; nothing was written.
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Fs(#[from] fs::FsError),
+}
+
+#[async_trait]
+pub trait FrameSink: Send + Sync + 'static {
+    /// Prepares to write one stream, given the first frame it receives since it (re)opened.
+    async fn open_stream(&self, first: &Frame) -> Result<Box<dyn StreamWriter>, SinkError>;
+
+    /// Writes out whatever summaries are still held back; called once at shutdown.
+    async fn flush(&self) -> Result<(), SinkError>;
+}
+
+#[async_trait]
+pub trait StreamWriter: Send {
+    async fn write(&mut self, frame: &Frame) -> Result<WriteOutcome, SinkError>;
+
+    /// Finishes the stream: manifests and summaries are complete when this returns.
+    async fn close(self: Box<Self>) -> Result<(), SinkError>;
+}

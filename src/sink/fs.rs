@@ -1,0 +1,588 @@
+//! The file-system sink, the embedded default: writes the layout of [`crate::layout`] under
+//! `DATA_DIR`. Frames are written to a temporary file and renamed into place without ever
+//! replacing an existing name, so readers never see half a PNG and nothing is overwritten.
+//! Files are not fsynced: a killed process loses nothing it has saved; a power cut may.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{FrameSink, SinkError, StreamWriter, WriteOutcome};
+use crate::frame::{Frame, Participant, ParticipantId, RecordingId, Resource};
+use crate::layout::{self, FrameRecord, RecordingSummary};
+
+/// How often, at most, a busy recording's `recording.json` is rewritten with new frame times.
+const SUMMARY_EVERY: Duration = Duration::from_secs(2);
+const TEMP_SUFFIX: &str = ".tmp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("a file-system task panicked: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+trait IoContext<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, FsError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, FsError> {
+        self.map_err(|source| FsError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
+) -> Result<T, FsError> {
+    tokio::task::spawn_blocking(work).await?
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values stay consistent even if a holder panicked.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Replaces `path` with `contents` atomically: readers see the old file or the new one.
+pub fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".")
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)?;
+    temp.write_all(contents)?;
+    temp.persist(path)?;
+    Ok(())
+}
+
+async fn write_json_atomic(path: PathBuf, value: &impl Serialize) -> Result<(), FsError> {
+    let mut json = serde_json::to_vec_pretty(value)
+        .map_err(io::Error::from)
+        .at("encode", &path)?;
+    json.push(b'\n');
+    blocking(move || write_file_atomic(&path, &json).at("write", &path)).await
+}
+
+pub struct FsSink {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    root: PathBuf,
+    /// Prefix of this process's temporary files, so that a stream opening after a crash can
+    /// tell leftovers (removed) from writes still in progress (kept).
+    temp_prefix: String,
+    recordings: Mutex<HashMap<RecordingId, Arc<RecordingDir>>>,
+}
+
+impl FsSink {
+    /// Writes under `root` (created if missing) after checking that files can be made there.
+    pub async fn new(root: PathBuf) -> Result<Self, FsError> {
+        let probe_root = root.clone();
+        blocking(move || {
+            fs::create_dir_all(&probe_root).at("create data folder", &probe_root)?;
+            tempfile::Builder::new()
+                .prefix(".probe")
+                .tempfile_in(&probe_root)
+                .at("create a file in data folder", &probe_root)?;
+            Ok(())
+        })
+        .await?;
+        Ok(FsSink {
+            shared: Arc::new(Shared {
+                root,
+                temp_prefix: format!(".{:08x}-", rand::random::<u32>()),
+                recordings: Mutex::default(),
+            }),
+        })
+    }
+}
+
+impl Shared {
+    /// The recording's shared state, counted as in use by one more stream.
+    fn acquire_recording(&self, id: &RecordingId) -> Arc<RecordingDir> {
+        let mut recordings = lock(&self.recordings);
+        let recording = recordings.entry(id.clone()).or_insert_with(|| {
+            Arc::new(RecordingDir {
+                id: id.clone(),
+                path: self.root.join(id.as_str()),
+                streams: AtomicUsize::new(0),
+                state: tokio::sync::Mutex::default(),
+            })
+        });
+        recording.streams.fetch_add(1, Ordering::Relaxed);
+        recording.clone()
+    }
+
+    /// Forgets a recording's state once its last stream has closed (and flushed it). Counts
+    /// change only under the map's lock, so nobody can pick up a state being forgotten.
+    fn release_recording(&self, recording: &RecordingDir) {
+        let mut recordings = lock(&self.recordings);
+        if recording.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
+            recordings.remove(&recording.id);
+        }
+    }
+}
+
+#[async_trait]
+impl FrameSink for FsSink {
+    async fn open_stream(&self, first: &Frame) -> Result<Box<dyn StreamWriter>, SinkError> {
+        let shared = &self.shared;
+        let recording = shared.acquire_recording(&first.key.recording);
+        let opened = async {
+            let folder = recording.prepare(first).await?;
+            let dir = recording.path.join(folder).join(first.key.kind.as_str());
+            let temp_prefix = shared.temp_prefix.clone();
+            blocking(move || StreamFiles::open(dir, &temp_prefix)).await
+        }
+        .await;
+        match opened {
+            Ok(files) => Ok(Box::new(FsStreamWriter {
+                shared: shared.clone(),
+                recording,
+                files: Arc::new(Mutex::new(files)),
+            })),
+            Err(error) => {
+                shared.release_recording(&recording);
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        let recordings: Vec<_> = lock(&self.shared.recordings).values().cloned().collect();
+        for recording in recordings {
+            recording
+                .state
+                .lock()
+                .await
+                .flush_summary(&recording.path)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One recording folder, shared by the streams of that recording that are open.
+struct RecordingDir {
+    id: RecordingId,
+    path: PathBuf,
+    streams: AtomicUsize,
+    state: tokio::sync::Mutex<RecordingState>,
+}
+
+#[derive(Default)]
+struct RecordingState {
+    /// Whether what an earlier run left in the folder has been read.
+    loaded: bool,
+    participants: HashMap<ParticipantId, ParticipantDir>,
+    summary: Option<RecordingSummary>,
+    /// The summary differs from the `recording.json` on disk.
+    dirty: bool,
+    written_at: Option<Instant>,
+}
+
+struct ParticipantDir {
+    folder: String,
+    /// What `participant.json` holds, if this run wrote it.
+    written: Option<Participant>,
+}
+
+impl RecordingDir {
+    /// Readies the recording and participant folders for a stream's first frame, and
+    /// returns the participant's folder name.
+    async fn prepare(&self, first: &Frame) -> Result<String, FsError> {
+        let mut state = self.state.lock().await;
+        if !state.loaded {
+            let path = self.path.clone();
+            let (participants, summary) = blocking(move || load_recording(&path)).await?;
+            state.participants = participants;
+            state.summary = summary;
+            state.loaded = true;
+        }
+        let participant = &first.participant;
+        let folder = match state.participants.get(&participant.id) {
+            Some(dir) => dir.folder.clone(),
+            None => {
+                let folder = layout::participant_folder_name(participant);
+                let path = self.path.join(&folder);
+                blocking(move || fs::create_dir_all(&path).at("create folder", &path)).await?;
+                state.participants.insert(
+                    participant.id,
+                    ParticipantDir {
+                        folder: folder.clone(),
+                        written: None,
+                    },
+                );
+                folder
+            }
+        };
+        state
+            .note_participant(&self.path, &first.participant)
+            .await?;
+        Ok(folder)
+    }
+}
+
+impl RecordingState {
+    /// Keeps `participant.json` what Recall last said of the participant.
+    async fn note_participant(
+        &mut self,
+        recording_path: &Path,
+        participant: &Participant,
+    ) -> Result<(), FsError> {
+        if let Some(dir) = self.participants.get_mut(&participant.id)
+            && dir.written.as_ref() != Some(participant)
+        {
+            let path = recording_path
+                .join(&dir.folder)
+                .join(layout::PARTICIPANT_FILE);
+            write_json_atomic(path, participant).await?;
+            dir.written = Some(participant.clone());
+        }
+        Ok(())
+    }
+
+    /// Notes a saved frame: the participant, the recording's context and its frame times.
+    async fn note_frame(&mut self, recording_path: &Path, frame: &Frame) -> Result<(), FsError> {
+        self.note_participant(recording_path, &frame.participant)
+            .await?;
+
+        let info = &frame.recording;
+        let recording = Resource {
+            id: info.id.as_str().into(),
+            metadata: info.metadata.clone(),
+        };
+        let summary = self.summary.get_or_insert_with(|| RecordingSummary {
+            recording: recording.clone(),
+            bot: None,
+            realtime_endpoint: None,
+            video_separate: None,
+            first_frame: None,
+            last_frame: None,
+        });
+        let mut urgent = self.written_at.is_none();
+        let mut set = |field: &mut Option<Resource>, value: &Option<Resource>| {
+            if value.is_some() && field != value {
+                field.clone_from(value);
+                urgent = true;
+            }
+        };
+        set(&mut summary.bot, &info.bot);
+        set(&mut summary.realtime_endpoint, &info.realtime_endpoint);
+        set(&mut summary.video_separate, &info.video_separate);
+        if summary.recording != recording {
+            summary.recording = recording;
+            urgent = true;
+        }
+        if summary
+            .first_frame
+            .is_none_or(|t| frame.time.relative < t.relative)
+        {
+            summary.first_frame = Some(frame.time);
+        }
+        if summary
+            .last_frame
+            .is_none_or(|t| frame.time.relative > t.relative)
+        {
+            summary.last_frame = Some(frame.time);
+        }
+        self.dirty = true;
+        if urgent
+            || self
+                .written_at
+                .is_some_and(|at| at.elapsed() >= SUMMARY_EVERY)
+        {
+            self.flush_summary(recording_path).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_summary(&mut self, recording_path: &Path) -> Result<(), FsError> {
+        if let (true, Some(summary)) = (self.dirty, &self.summary) {
+            write_json_atomic(recording_path.join(layout::RECORDING_FILE), summary).await?;
+            self.dirty = false;
+            self.written_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+}
+
+/// Reads what earlier runs left in a recording folder: participant folders by id, and the
+/// summary (whose first frame time must survive a restart).
+fn load_recording(
+    path: &Path,
+) -> Result<
+    (
+        HashMap<ParticipantId, ParticipantDir>,
+        Option<RecordingSummary>,
+    ),
+    FsError,
+> {
+    fs::create_dir_all(path).at("create folder", path)?;
+    let mut participants = HashMap::new();
+    let mut names: Vec<String> = fs::read_dir(path)
+        .at("list", path)?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    for name in names {
+        if let Some(id) = layout::parse_participant_folder_name(&name)
+            && path.join(&name).is_dir()
+        {
+            participants.entry(id).or_insert(ParticipantDir {
+                folder: name,
+                written: None,
+            });
+        }
+    }
+    let summary_path = path.join(layout::RECORDING_FILE);
+    let summary = match fs::read(&summary_path) {
+        Ok(json) => serde_json::from_slice(&json)
+            .inspect_err(|error| {
+                tracing::warn!(path = %summary_path.display(), %error, "unreadable recording summary; starting a new one");
+            })
+            .ok(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error).at("read", &summary_path),
+    };
+    Ok((participants, summary))
+}
+
+/// The open files of one stream folder, used from blocking tasks only.
+struct StreamFiles {
+    dir: PathBuf,
+    manifest_path: PathBuf,
+    manifest: File,
+    /// Length of the manifest up to its last complete line.
+    manifest_len: u64,
+    /// Milliseconds that already have a frame file.
+    saved: HashSet<u64>,
+    temp_prefix: String,
+}
+
+impl StreamFiles {
+    /// Opens a stream folder, repairing what a crash may have left: temporary files of
+    /// earlier runs are removed, a torn last manifest line is cut off, and frames without
+    /// a manifest line get one rebuilt from the file.
+    fn open(dir: PathBuf, temp_prefix: &str) -> Result<Self, FsError> {
+        fs::create_dir_all(&dir).at("create folder", &dir)?;
+        let mut on_disk = Vec::new();
+        for entry in fs::read_dir(&dir).at("list", &dir)? {
+            let entry = entry.at("list", &dir)?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if let Some(ms) = layout::parse_frame_file_name(&name) {
+                on_disk.push(ms);
+            } else if name.starts_with('.')
+                && name.ends_with(TEMP_SUFFIX)
+                && !name.starts_with(temp_prefix)
+            {
+                let path = entry.path();
+                fs::remove_file(&path).at("remove leftover temporary file", &path)?;
+                tracing::info!(path = %path.display(), "removed a temporary file left by an earlier run");
+            }
+        }
+        on_disk.sort_unstable();
+
+        let manifest_path = dir.join(layout::FRAMES_MANIFEST);
+        let (listed, manifest_len) = repair_manifest(&manifest_path)?;
+        let manifest = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&manifest_path)
+            .at("open", &manifest_path)?;
+        let mut files = StreamFiles {
+            dir,
+            manifest_path,
+            manifest,
+            manifest_len,
+            saved: on_disk.iter().copied().collect(),
+            temp_prefix: temp_prefix.to_owned(),
+        };
+        for ms in on_disk.into_iter().filter(|ms| !listed.contains(ms)) {
+            match recovered_record(&files.dir, ms) {
+                Ok(record) => {
+                    files.append(&record)?;
+                    tracing::info!(dir = %files.dir.display(), file = record.file, "rebuilt a missing manifest line");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "frame file without a manifest line is unreadable; left as it is")
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// Saves one frame: the PNG under its final name, then its manifest line.
+    fn write(
+        &mut self,
+        relative_ms: u64,
+        png: &[u8],
+        record: &FrameRecord,
+    ) -> Result<WriteOutcome, FsError> {
+        if self.saved.contains(&relative_ms) {
+            return Ok(WriteOutcome::Duplicate);
+        }
+        let path = self.dir.join(&record.file);
+        let mut temp = tempfile::Builder::new()
+            .prefix(&self.temp_prefix)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(&self.dir)
+            .at("create a temporary file in", &self.dir)?;
+        temp.write_all(png).at("write", temp.path())?;
+        // On failure the temporary file is dropped, which removes it.
+        match temp.persist_noclobber(&path) {
+            Ok(_) => {}
+            Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => {
+                self.saved.insert(relative_ms);
+                return Ok(WriteOutcome::Duplicate);
+            }
+            Err(error) => return Err(error.error).at("move into place", &path),
+        }
+        self.saved.insert(relative_ms);
+        self.append(record)?;
+        Ok(WriteOutcome::Saved {
+            bytes: png.len() as u64,
+        })
+    }
+
+    /// Appends a manifest line; on failure cuts off whatever part of it was written.
+    fn append(&mut self, record: &FrameRecord) -> Result<(), FsError> {
+        let mut line = serde_json::to_vec(record)
+            .map_err(io::Error::from)
+            .at("encode", &self.manifest_path)?;
+        line.push(b'\n');
+        match self.manifest.write_all(&line) {
+            Ok(()) => {
+                self.manifest_len += line.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(cut) = self.manifest.set_len(self.manifest_len) {
+                    tracing::error!(path = %self.manifest_path.display(), error = %cut, "cannot cut a partly written manifest line");
+                }
+                Err(error).at("append to", &self.manifest_path)
+            }
+        }
+    }
+}
+
+/// Cuts a torn last line off a manifest and returns the frames it lists and its length.
+fn repair_manifest(path: &Path) -> Result<(HashSet<u64>, u64), FsError> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok((HashSet::new(), 0)),
+        Err(error) => return Err(error).at("read", path),
+    };
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete < text.len() {
+        let file = OpenOptions::new().write(true).open(path).at("open", path)?;
+        file.set_len(complete as u64)
+            .at("cut the torn last line of", path)?;
+        tracing::warn!(path = %path.display(), bytes = text.len() - complete, "cut a torn last manifest line");
+    }
+    let mut listed = HashSet::new();
+    for line in text[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+    {
+        match serde_json::from_slice::<FrameRecord>(line) {
+            Ok(record) => listed.extend(layout::parse_frame_file_name(&record.file)),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "skipping an unreadable manifest line")
+            }
+        }
+    }
+    Ok((listed, complete as u64))
+}
+
+/// A manifest line rebuilt from a frame file alone; the absolute time is lost.
+fn recovered_record(dir: &Path, relative_ms: u64) -> Result<FrameRecord, FsError> {
+    let file = layout::frame_file_name(relative_ms);
+    let path = dir.join(&file);
+    let png = fs::read(&path).at("read", &path)?;
+    let (width, height) = crate::event::png_dimensions(&png)
+        .map_err(|refusal| io::Error::new(io::ErrorKind::InvalidData, refusal))
+        .at("read the PNG header of", &path)?;
+    let modified = fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .at("read the time of", &path)?;
+    Ok(FrameRecord {
+        file,
+        relative: relative_ms as f64 / 1000.0,
+        absolute: None,
+        width,
+        height,
+        bytes: png.len() as u64,
+        received_at: Timestamp::try_from(modified).unwrap_or(Timestamp::UNIX_EPOCH),
+        recovered: true,
+    })
+}
+
+struct FsStreamWriter {
+    shared: Arc<Shared>,
+    recording: Arc<RecordingDir>,
+    files: Arc<Mutex<StreamFiles>>,
+}
+
+#[async_trait]
+impl StreamWriter for FsStreamWriter {
+    async fn write(&mut self, frame: &Frame) -> Result<WriteOutcome, SinkError> {
+        let record = FrameRecord {
+            file: layout::frame_file_name(frame.relative_ms),
+            relative: frame.time.relative,
+            absolute: frame.time.absolute,
+            width: frame.width,
+            height: frame.height,
+            bytes: frame.png.len() as u64,
+            received_at: frame.received_at,
+            recovered: false,
+        };
+        let (files, ms, png): (_, _, Bytes) =
+            (self.files.clone(), frame.relative_ms, frame.png.clone());
+        let outcome = blocking(move || lock(&files).write(ms, &png, &record)).await?;
+        if let WriteOutcome::Saved { .. } = outcome {
+            self.recording
+                .state
+                .lock()
+                .await
+                .note_frame(&self.recording.path, frame)
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), SinkError> {
+        let flushed = self
+            .recording
+            .state
+            .lock()
+            .await
+            .flush_summary(&self.recording.path)
+            .await;
+        self.shared.release_recording(&self.recording);
+        Ok(flushed?)
+    }
+}
