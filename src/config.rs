@@ -44,12 +44,12 @@ pub struct Config {
 
     /// Secret that bots present as `?token=` on /ws (16+ characters of A-Z a-z 0-9 . _ ~ -).
     /// When unset, one is generated on first start and kept in DATA_DIR/.ws-token.
-    #[arg(long, env = "WS_TOKEN", hide_env_values = true, value_parser = Secret::parse_url_safe)]
+    #[arg(long, env = "WS_TOKEN", hide_env_values = true, value_parser = SecretParser(Secret::parse_url_safe))]
     pub ws_token: Option<Secret>,
 
     /// Secret that guards the HTTP API as a Bearer token or as the HTTP Basic password.
     /// When unset, only requests from this machine (loopback, not forwarded) are served.
-    #[arg(long, env = "API_TOKEN", hide_env_values = true, value_parser = Secret::parse_url_safe)]
+    #[arg(long, env = "API_TOKEN", hide_env_values = true, value_parser = SecretParser(Secret::parse_url_safe))]
     pub api_token: Option<Secret>,
 
     /// Largest websocket message accepted, in bytes; a larger one closes its connection
@@ -93,7 +93,7 @@ pub struct Config {
     /// Recall's verification secret (`whsec_...`). When set, a websocket upgrade must also
     /// carry a valid Recall signature (webhook-* or svix-* headers), besides the token.
     #[arg(long, env = "RECALL_VERIFICATION_SECRET", hide_env_values = true,
-          value_parser = SigningSecret::parse)]
+          value_parser = SecretParser(SigningSecret::parse))]
     pub recall_verification_secret: Option<SigningSecret>,
 
     /// Most websocket connections open at once; an upgrade past it gets 503.
@@ -132,6 +132,34 @@ pub struct Config {
     /// How often DATA_DIR's free space is measured.
     #[arg(long, env = "DISK_CHECK_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub disk_check_interval: Duration,
+}
+
+/// Parses a secret like any value, but with an error that does not repeat it: clap's own
+/// errors quote the rejected value, and a near-miss of a secret is as good as the secret
+/// once it is in a deployment's logs.
+#[derive(Clone)]
+struct SecretParser<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(ToString::to_string).unwrap_or_default();
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{name}' (not shown: it is a secret): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not UTF-8".into()))?;
+        (self.0)(text).map_err(refuse)
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
