@@ -125,7 +125,7 @@ impl Shared {
         let recording = recordings.entry(id.clone()).or_insert_with(|| {
             Arc::new(RecordingDir {
                 id: id.clone(),
-                path: self.root.join(id.as_str()),
+                path: layout::recording_dir(&self.root, id),
                 streams: AtomicUsize::new(0),
                 state: tokio::sync::Mutex::default(),
             })
@@ -151,7 +151,8 @@ impl FrameSink for FsSink {
         let recording = shared.acquire_recording(&first.key.recording);
         let opened = async {
             let folder = recording.prepare(first).await?;
-            let dir = recording.path.join(folder).join(first.key.kind.as_str());
+            let dir =
+                layout::stream_dir(&shared.root, &first.key.recording, &folder, first.key.kind);
             let temp_prefix = shared.temp_prefix.clone();
             blocking(move || StreamFiles::open(dir, &temp_prefix)).await
         }
