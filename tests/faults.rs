@@ -82,10 +82,13 @@ async fn a_slow_disk_makes_senders_wait_within_the_memory_budget() {
         .map(|b| {
             (0..30u32)
                 .map(|i| {
-                    TestFrame::new(f64::from(i) * 0.5)
-                        .participant(b + 1, None)
-                        .kind(if i % 2 == 0 { "webcam" } else { "screenshare" })
-                        .png(noise_png(300, 200, b as u32 * 1000 + i))
+                    noise_frame(
+                        b + 1,
+                        if i % 2 == 0 { "webcam" } else { "screenshare" },
+                        f64::from(i) * 0.5,
+                        (300, 200),
+                        b as u32 * 1000 + i,
+                    )
                 })
                 .collect()
         })
@@ -153,15 +156,43 @@ async fn a_slow_disk_makes_senders_wait_within_the_memory_budget() {
     }
 }
 
-/// A PNG of noise: its size does not shrink with compression.
+/// A frame of participant `participant` (no name) whose PNG is noise.
+fn noise_frame(
+    participant: u64,
+    kind: &'static str,
+    relative: f64,
+    (width, height): (u32, u32),
+    seed: u32,
+) -> TestFrame {
+    TestFrame {
+        recording: RECORDING.into(),
+        participant,
+        name: None,
+        kind,
+        relative,
+        png: noise_png(width, height, seed),
+    }
+}
+
+/// A PNG of noise: its size does not shrink with compression. Cut from one buffer of
+/// pseudo-random bytes made once, at an offset that depends on `seed`.
 fn noise_png(width: u32, height: u32, seed: u32) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    let image = image::RgbImage::from_fn(width, height, |_, _| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+    static NOISE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let noise = NOISE.get_or_init(|| {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        (0..1 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
     });
+    let len = (width * height * 3) as usize;
+    let start = (seed as usize).wrapping_mul(7919) % (noise.len() - len);
+    let image = image::RgbImage::from_raw(width, height, noise[start..start + len].to_vec())
+        .expect("enough bytes");
     let mut bytes = Vec::new();
     image
         .write_to(
@@ -510,14 +541,8 @@ async fn kill_9_mid_stream_then_restart_loses_and_corrupts_nothing() {
     let env = [("WS_TOKEN", WS_TOKEN), ("RUST_LOG", "info")];
     let mut binary = BinaryServer::spawn(data.path(), &env, &[]);
     let frame = |participant: u64, kind: &'static str, i: u32| {
-        TestFrame::new(f64::from(i) * 0.5)
-            .participant(participant, None)
-            .kind(kind)
-            .png(noise_png(
-                160,
-                90,
-                participant as u32 * 100_000 + i * 2 + u32::from(kind == "webcam"),
-            ))
+        let seed = participant as u32 * 100_000 + i * 2 + u32::from(kind == "webcam");
+        noise_frame(participant, kind, f64::from(i) * 0.5, (160, 90), seed)
     };
     const PER_STREAM: u32 = 120;
     let streams = [(1u64, "webcam"), (1, "screenshare"), (2, "webcam")];
