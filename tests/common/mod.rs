@@ -480,6 +480,8 @@ impl BinaryServer {
             .spawn()
             .expect("the binary starts");
         let output = Arc::new(std::sync::Mutex::new(String::new()));
+        // Unbounded on purpose: the readers must never stop draining the child's pipes (a
+        // full pipe would stall its logging), and the output of a test run is small.
         let (lines, line) = std::sync::mpsc::channel::<String>();
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
