@@ -127,6 +127,10 @@ async fn a_slow_disk_makes_senders_wait_within_the_memory_budget() {
     .await;
     server.stop().await.unwrap();
 
+    eprintln!(
+        "peak {peak_bytes} bytes and {peak_frames} frames queued over {samples} samples, \
+         budget {budget}, {total} bytes pushed"
+    );
     assert!(
         peak_bytes <= budget as f64,
         "queued {peak_bytes} bytes, over the {budget} budget"
