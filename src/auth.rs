@@ -1,4 +1,7 @@
 //! Secrets and how they are checked: the websocket token bots present, and the API token.
+//! Recall's upgrade signatures live in [`signature`].
+
+pub mod signature;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

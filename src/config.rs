@@ -1,6 +1,7 @@
 //! Configuration: one clap `Config` read from flags and environment variables, checked at
 //! start-up so that a mistake stops the server with a clear message.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use clap::builder::RangedU64ValueParser;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::auth::Secret;
+use crate::auth::signature::SigningSecret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,12 +44,12 @@ pub struct Config {
 
     /// Secret that bots present as `?token=` on /ws (16+ characters of A-Z a-z 0-9 . _ ~ -).
     /// When unset, one is generated on first start and kept in DATA_DIR/.ws-token.
-    #[arg(long, env = "WS_TOKEN", hide_env_values = true, value_parser = Secret::parse_url_safe)]
+    #[arg(long, env = "WS_TOKEN", hide_env_values = true, value_parser = SecretParser(Secret::parse_url_safe))]
     pub ws_token: Option<Secret>,
 
     /// Secret that guards the HTTP API as a Bearer token or as the HTTP Basic password.
     /// When unset, only requests from this machine (loopback, not forwarded) are served.
-    #[arg(long, env = "API_TOKEN", hide_env_values = true, value_parser = Secret::parse_url_safe)]
+    #[arg(long, env = "API_TOKEN", hide_env_values = true, value_parser = SecretParser(Secret::parse_url_safe))]
     pub api_token: Option<Secret>,
 
     /// Largest websocket message accepted, in bytes; a larger one closes its connection
@@ -81,6 +83,83 @@ pub struct Config {
     /// Longest a shutdown may take: closing sockets, draining channels, flushing manifests.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    // ---- Hardening: who may connect, and the caps that hold under abuse (issue 6) ----
+    /// Address to listen on. 0.0.0.0 is every interface; 127.0.0.1 keeps the server to this
+    /// machine (behind a reverse proxy or tunnel on the same host).
+    #[arg(long, env = "LISTEN_ADDRESS", default_value = "0.0.0.0")]
+    pub listen_address: IpAddr,
+
+    /// Recall's verification secret (`whsec_...`). When set, a websocket upgrade must also
+    /// carry a valid Recall signature (webhook-* or svix-* headers), besides the token.
+    #[arg(long, env = "RECALL_VERIFICATION_SECRET", hide_env_values = true,
+          value_parser = SecretParser(SigningSecret::parse))]
+    pub recall_verification_secret: Option<SigningSecret>,
+
+    /// Most websocket connections open at once; an upgrade past it gets 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 32,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub max_connections: usize,
+
+    /// Most streams (participant x webcam/screenshare) one connection may feed at once;
+    /// frames of a further stream are refused with `too_many_streams`. A stream quiet for
+    /// STREAM_IDLE_TIMEOUT frees its place.
+    #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value_t = 128,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub max_streams_per_connection: usize,
+
+    /// Largest HTTP request body, in bytes; a larger one gets 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = MIB as usize,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1024..=1024 * MIB))]
+    pub max_body_bytes: usize,
+
+    /// Time a client has to send a request's headers (a websocket handshake included), and
+    /// again its body. A connection that sends no request for this long is closed too.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// A websocket that sends nothing, not even a pong, for this long is closed (1008).
+    /// Must be longer than PING_INTERVAL, so that a quiet but live bot gets pinged first.
+    #[arg(long, env = "WS_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub ws_idle_timeout: Duration,
+
+    /// Free space DATA_DIR's file system must keep, in bytes. Below it new frames are
+    /// refused (`storage_low`) and /healthz reports degraded, until space is freed.
+    /// 0 turns the check off.
+    #[arg(long, env = "MIN_FREE_BYTES", default_value_t = 256 * MIB)]
+    pub min_free_bytes: u64,
+
+    /// How often DATA_DIR's free space is measured.
+    #[arg(long, env = "DISK_CHECK_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub disk_check_interval: Duration,
+}
+
+/// Parses a secret like any value, but with an error that does not repeat it: clap's own
+/// errors quote the rejected value, and a near-miss of a secret is as good as the secret
+/// once it is in a deployment's logs.
+#[derive(Clone)]
+struct SecretParser<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(ToString::to_string).unwrap_or_default();
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{name}' (not shown: it is a secret): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not UTF-8".into()))?;
+        (self.0)(text).map_err(refuse)
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -93,6 +172,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// Checks what no single flag can: settings that must agree with each other.
+    pub fn check(&self) -> Result<(), String> {
+        if self.ws_idle_timeout <= self.ping_interval {
+            return Err(format!(
+                "WS_IDLE_TIMEOUT ({:?}) must be longer than PING_INTERVAL ({:?}), or quiet bots \
+                 are closed before they are pinged",
+                self.ws_idle_timeout, self.ping_interval
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses server flags as the command line would, but with no environment variables:
     /// what tests and embedders use to get a configuration that nothing outside can change.
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>

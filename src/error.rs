@@ -16,6 +16,10 @@ pub enum ApiError {
     LoopbackOnly,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("the websocket upgrade needs a valid Recall signature (webhook-* or svix-* headers)")]
+    WsSignatureRejected,
+    #[error("too many websocket connections are open (MAX_CONNECTIONS); try again later")]
+    TooManyConnections,
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -23,10 +27,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::WsTokenRejected | ApiError::Unauthorized | ApiError::LoopbackOnly => {
-                StatusCode::UNAUTHORIZED
+            ApiError::WsTokenRejected
+            | ApiError::WsSignatureRejected
+            | ApiError::Unauthorized
+            | ApiError::LoopbackOnly => StatusCode::UNAUTHORIZED,
+            ApiError::ShuttingDown | ApiError::TooManyConnections => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

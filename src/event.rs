@@ -71,6 +71,14 @@ pub enum Refusal {
     UnsafeRecordingId,
     #[error("participant id must be a non-negative integer")]
     BadParticipantId,
+    /// Not a decoding fault: the connection is at `MAX_STREAMS_PER_CONNECTION`.
+    #[error(
+        "this connection already feeds {limit} streams (MAX_STREAMS_PER_CONNECTION); frames of another stream are refused"
+    )]
+    TooManyStreams { limit: usize },
+    /// Not a decoding fault: DATA_DIR is below `MIN_FREE_BYTES`.
+    #[error("the server is low on disk space; frames are refused until space is freed")]
+    StorageLow,
 }
 
 /// The counted reason for a refusal: a small, fixed set of labels.
@@ -86,10 +94,14 @@ pub enum RefusalReason {
     UnsafeId,
     /// Over `MAX_MESSAGE_BYTES`: refused by the socket before decoding, closing it.
     TooLarge,
+    /// A frame of one stream more than `MAX_STREAMS_PER_CONNECTION`.
+    TooManyStreams,
+    /// A frame while DATA_DIR is below `MIN_FREE_BYTES`.
+    StorageLow,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 9] = [
+    pub const ALL: [RefusalReason; 11] = [
         RefusalReason::InvalidJson,
         RefusalReason::WrongShape,
         RefusalReason::InvalidBase64,
@@ -99,6 +111,8 @@ impl RefusalReason {
         RefusalReason::BadTimestamp,
         RefusalReason::UnsafeId,
         RefusalReason::TooLarge,
+        RefusalReason::TooManyStreams,
+        RefusalReason::StorageLow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +126,8 @@ impl RefusalReason {
             RefusalReason::BadTimestamp => "bad_timestamp",
             RefusalReason::UnsafeId => "unsafe_id",
             RefusalReason::TooLarge => "too_large",
+            RefusalReason::TooManyStreams => "too_many_streams",
+            RefusalReason::StorageLow => "storage_low",
         }
     }
 }
@@ -131,6 +147,8 @@ impl Refusal {
                 RefusalReason::BadTimestamp
             }
             Refusal::UnsafeRecordingId | Refusal::BadParticipantId => RefusalReason::UnsafeId,
+            Refusal::TooManyStreams { .. } => RefusalReason::TooManyStreams,
+            Refusal::StorageLow => RefusalReason::StorageLow,
         }
     }
 

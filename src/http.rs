@@ -1,14 +1,17 @@
 //! The HTTP surface: routes, the shared layers, and the small handlers that need no module.
 
 pub mod guard;
+pub mod serve;
 pub mod ws;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use serde_json::json;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
@@ -24,6 +27,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(get_health))
         .route("/ws", any(ws::accept_ws))
         .merge(guarded)
+        // Caps on request bodies: MAX_BODY_BYTES (413, before any handler when the length
+        // is declared) and REQUEST_TIMEOUT for the whole body to arrive.
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(RequestBodyDeadlineLayer::new(state.config.request_timeout))
+        .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_body_refusals,
+        ))
         .layer(
             // The path only: query strings carry the websocket token.
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -39,9 +51,29 @@ async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "shutting_down"})),
         )
+    } else if let Some(reason) = state.disk.degraded_reason() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "degraded", "reason": reason})),
+        )
     } else {
         (StatusCode::OK, axum::Json(json!({"status": "ok"})))
     }
+}
+
+/// Counts and logs requests refused for a body over MAX_BODY_BYTES.
+async fn count_body_refusals(
+    State(state): State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        state.metrics.refuse_http("body_too_large");
+        tracing::warn!(path, "request body over MAX_BODY_BYTES refused (413)");
+    }
+    response
 }
 
 async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {

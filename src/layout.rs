@@ -8,10 +8,12 @@
 //! <recording_id>/<participant_id>[-<name-slug>]/<webcam|screenshare>/<relative_ms:09>.png
 //! ```
 
+use std::path::{Path, PathBuf};
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{FrameTime, Participant, ParticipantId};
+use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKind};
 
 pub const RECORDING_FILE: &str = "recording.json";
 pub const PARTICIPANT_FILE: &str = "participant.json";
@@ -19,6 +21,24 @@ pub const FRAMES_MANIFEST: &str = "frames.jsonl";
 
 /// Longest name slug kept in a participant folder name.
 const MAX_SLUG_LEN: usize = 48;
+
+/// A recording's folder under the data root.
+pub fn recording_dir(root: &Path, recording: &RecordingId) -> PathBuf {
+    root.join(recording.as_str())
+}
+
+/// A stream's folder under the data root, from parts that are each one path segment by
+/// construction: a checked [`RecordingId`], a [`participant_folder_name`], a [`StreamKind`].
+pub fn stream_dir(
+    root: &Path,
+    recording: &RecordingId,
+    participant_folder: &str,
+    kind: StreamKind,
+) -> PathBuf {
+    recording_dir(root, recording)
+        .join(participant_folder)
+        .join(kind.as_str())
+}
 
 /// `12.5 s` → `000012500.png`: zero-padded so that names sort in time order.
 pub fn frame_file_name(relative_ms: u64) -> String {

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod event;
 pub mod frame;
@@ -26,12 +27,15 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
 use crate::auth::TokenSource;
+use crate::disk::DiskWatch;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::sink::FrameSink;
 use crate::sink::fs::FsSink;
 use crate::state::AppState;
 
@@ -43,12 +47,29 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let local = listener
-        .local_addr()
-        .context("listener has no local address")?;
+    config.check().map_err(anyhow::Error::msg)?;
     let sink = FsSink::new(config.data_dir.clone())
         .await
         .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
+    run_with_sink(config, listener, shutdown, Arc::new(sink)).await
+}
+
+/// [`run`], with frames going to `sink` rather than to a file-system sink on DATA_DIR.
+/// DATA_DIR still holds the generated token and is still watched for free space. Tests use
+/// it to put faults (a slow disk) between the pipeline and a real sink.
+pub async fn run_with_sink(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    sink: Arc<dyn FrameSink>,
+) -> anyhow::Result<()> {
+    config.check().map_err(anyhow::Error::msg)?;
+    let local = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .with_context(|| format!("cannot create DATA_DIR {}", config.data_dir.display()))?;
     let (ws_token, token_source) =
         auth::ws_token(config.ws_token.clone(), &config.data_dir).await?;
     let metrics = Arc::new(Metrics::default());
@@ -58,31 +79,45 @@ pub async fn run(
             buffer_bytes: config.buffer_bytes,
             idle_timeout: config.stream_idle_timeout,
         },
-        Arc::new(sink),
+        sink,
         metrics.clone(),
     );
-    let state = AppState::new(config, ws_token, pipeline, metrics);
+    let stopping = CancellationToken::new();
+    let (disk, disk_watch) = DiskWatch::start(
+        config.data_dir.clone(),
+        config.min_free_bytes,
+        config.disk_check_interval,
+        metrics.clone(),
+        stopping.clone(),
+    )
+    .await;
+    let state = AppState::new(config, ws_token, pipeline, metrics, disk, stopping);
     log_startup(&state, local, &token_source);
 
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let stopping = state.shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopping.cancelled_owned());
-    let mut server = std::pin::pin!(server.into_future());
+    let server = http::serve::serve(
+        listener,
+        http::router(state.clone()),
+        state.config.request_timeout,
+        state.metrics.clone(),
+        state.shutdown.clone(),
+    );
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        result = &mut server => return result.context("server stopped"),
+        () = &mut server => anyhow::bail!("server stopped"),
         () = shutdown => {}
     }
     tracing::info!(
         "shutting down: no new connections; closing websockets, then saving queued frames"
     );
     state.shutdown.cancel();
-    drain(&state, server).await
+    let drained = drain(&state, server).await;
+    if let Err(error) = disk_watch.await {
+        tracing::warn!(%error, "the free-space watch panicked");
+    }
+    drained
 }
 
-async fn drain(
-    state: &AppState,
-    server: impl Future<Output = std::io::Result<()>>,
-) -> anyhow::Result<()> {
+async fn drain(state: &AppState, server: impl Future<Output = ()>) -> anyhow::Result<()> {
     let deadline = Instant::now() + state.config.shutdown_timeout;
     let http_closed = tokio::time::timeout_at(deadline, server).await.is_ok();
     state.connections.close();
@@ -135,6 +170,11 @@ fn log_startup(state: &AppState, local: SocketAddr, token_source: &TokenSource) 
                 path.display()
             );
         }
+    }
+    if config.recall_verification_secret.is_some() {
+        tracing::info!(
+            "RECALL_VERIFICATION_SECRET set: websocket upgrades also need a valid Recall signature"
+        );
     }
     if config.api_token.is_some() {
         tracing::info!("HTTP API guarded by API_TOKEN (Bearer token or Basic password)");

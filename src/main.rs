@@ -20,9 +20,9 @@ async fn serve(config: recall_frames::Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log)
         .with_context(|| format!("RUST_LOG {:?} is not a valid filter", config.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
+    let listener = tokio::net::TcpListener::bind((config.listen_address, config.port))
         .await
-        .with_context(|| format!("cannot listen on port {}", config.port))?;
+        .with_context(|| format!("cannot listen on {}:{}", config.listen_address, config.port))?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let shutdown = async move {

@@ -41,7 +41,20 @@ pub struct Metrics {
     pub streams_open: Gauge,
     pub frames_queued: Gauge,
     pub save_seconds: Histogram,
+    // Hardening (issue 6): refusals at the caps, the memory budget, free space.
+    pub ws_upgrades_refused: Family<ReasonLabel, Counter>,
+    pub ws_closed_idle: Counter,
+    pub http_refused: Family<ReasonLabel, Counter>,
+    pub buffered_bytes: Gauge,
+    pub disk_free_bytes: Gauge,
+    pub disk_low: Gauge,
 }
+
+/// Why a websocket upgrade was refused (`ws_upgrades_refused{reason}`).
+pub const UPGRADE_REFUSALS: [&str; 4] = ["token", "signature", "connection_limit", "shutting_down"];
+
+/// Why an HTTP request was refused before any handler saw it (`http_refused{reason}`).
+pub const HTTP_REFUSALS: [&str; 2] = ["header_timeout", "body_too_large"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -60,6 +73,12 @@ impl Default for Metrics {
             frames_queued: Gauge::default(),
             // 0.5 ms .. ~16 s
             save_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            ws_upgrades_refused: Family::default(),
+            ws_closed_idle: Counter::default(),
+            http_refused: Family::default(),
+            buffered_bytes: Gauge::default(),
+            disk_free_bytes: Gauge::default(),
+            disk_low: Gauge::default(),
         };
         // Every label value exists from the start, so a dashboard sees zeros, not gaps.
         for kind in StreamKind::ALL {
@@ -71,6 +90,14 @@ impl Default for Metrics {
             let _ = metrics.messages_refused.get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
             });
+        }
+        for reason in UPGRADE_REFUSALS {
+            let _ = metrics
+                .ws_upgrades_refused
+                .get_or_create(&ReasonLabel { reason });
+        }
+        for reason in HTTP_REFUSALS {
+            let _ = metrics.http_refused.get_or_create(&ReasonLabel { reason });
         }
         let r = &mut metrics.registry;
         r.register(
@@ -133,6 +160,36 @@ impl Default for Metrics {
             "Time from a message's receipt to its frame being saved",
             metrics.save_seconds.clone(),
         );
+        r.register(
+            "ws_upgrades_refused",
+            "Websocket upgrades refused, by reason",
+            metrics.ws_upgrades_refused.clone(),
+        );
+        r.register(
+            "ws_closed_idle",
+            "Websockets closed for sending nothing, not even a pong, for WS_IDLE_TIMEOUT",
+            metrics.ws_closed_idle.clone(),
+        );
+        r.register(
+            "http_refused",
+            "HTTP requests refused at a cap before reaching a handler, by reason",
+            metrics.http_refused.clone(),
+        );
+        r.register(
+            "buffered_bytes",
+            "PNG bytes held in stream channels, at most BUFFER_BYTES",
+            metrics.buffered_bytes.clone(),
+        );
+        r.register(
+            "disk_free_bytes",
+            "Free space on DATA_DIR's file system, as last measured",
+            metrics.disk_free_bytes.clone(),
+        );
+        r.register(
+            "disk_low",
+            "1 while free space on DATA_DIR is below MIN_FREE_BYTES and frames are refused",
+            metrics.disk_low.clone(),
+        );
         metrics
     }
 }
@@ -143,6 +200,18 @@ impl Metrics {
             .get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
             })
+            .inc();
+    }
+
+    pub fn refuse_upgrade(&self, reason: &'static str) {
+        self.ws_upgrades_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn refuse_http(&self, reason: &'static str) {
+        self.http_refused
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -38,7 +38,31 @@ pub struct PipelineClosed;
 struct Queued {
     frame: Box<Frame>,
     tally: Arc<Tally>,
-    _budget: OwnedSemaphorePermit,
+    _budget: Budget,
+}
+
+/// A frame's share of the byte budget, given back (and taken off `buffered_bytes`) when the
+/// frame has been written or dropped.
+struct Budget {
+    permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Budget {
+    fn new(permit: OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Self {
+        metrics
+            .buffered_bytes
+            .inc_by(i64::from(permit.num_permits() as u32));
+        Budget { permit, metrics }
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        self.metrics
+            .buffered_bytes
+            .dec_by(i64::from(self.permit.num_permits() as u32));
+    }
 }
 
 #[derive(Clone)]
@@ -100,7 +124,7 @@ impl Pipeline {
         let mut queued = Queued {
             frame,
             tally,
-            _budget: permit,
+            _budget: Budget::new(permit, inner.metrics.clone()),
         };
         loop {
             let (id, sender) = inner.sender_for(&queued.frame.key)?;
@@ -253,17 +277,17 @@ impl Inner {
         finished
     }
 
-    async fn save(&self, writer: &mut Option<Box<dyn StreamWriter>>, queued: Queued) {
+    async fn save(&self, slot: &mut Option<Box<dyn StreamWriter>>, queued: Queued) {
         self.metrics.frames_queued.dec();
         let Queued {
             frame,
             tally,
             _budget,
         } = queued;
-        let writer = match writer {
+        let writer = match slot {
             Some(writer) => writer,
             None => match self.sink.open_stream(&frame).await {
-                Ok(opened) => writer.insert(opened),
+                Ok(opened) => slot.insert(opened),
                 Err(error) => {
                     // The next frame tries to open the stream again.
                     self.metrics.sink_errors.inc();
@@ -273,7 +297,8 @@ impl Inner {
                 }
             },
         };
-        match writer.write(&frame).await {
+        let written = writer.write(&frame).await;
+        match written {
             Ok(WriteOutcome::Saved { bytes }) => {
                 self.metrics
                     .saved(frame.key.kind, bytes, frame.received.elapsed());
@@ -288,6 +313,14 @@ impl Inner {
                 self.metrics.sink_errors.inc();
                 tally.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, relative_ms = frame.relative_ms, "frame not saved");
+                // Whatever the fault did to the writer's files (a folder gone, a manifest
+                // handle on a deleted file), the next frame opens the stream afresh, which
+                // recreates and repairs its folder once the fault is cleared.
+                if let Some(broken) = slot.take()
+                    && let Err(error) = broken.close().await
+                {
+                    tracing::warn!(%error, "could not finish the stream after a failed write");
+                }
             }
         }
     }

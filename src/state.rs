@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Secret;
 use crate::config::Config;
+use crate::disk::DiskWatch;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -22,6 +24,10 @@ pub struct AppState {
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
     connection_ids: Arc<AtomicU64>,
+    /// One permit per websocket connection that may be open (`MAX_CONNECTIONS`).
+    pub ws_slots: Arc<Semaphore>,
+    /// Free space on DATA_DIR, measured in the background.
+    pub disk: DiskWatch,
 }
 
 impl AppState {
@@ -30,14 +36,18 @@ impl AppState {
         ws_token: Secret,
         pipeline: Pipeline,
         metrics: Arc<Metrics>,
+        disk: DiskWatch,
+        shutdown: CancellationToken,
     ) -> Self {
         AppState {
+            ws_slots: Arc::new(Semaphore::new(config.max_connections)),
+            disk,
             config: Arc::new(config),
             ws_token,
             pipeline,
             metrics,
             connections: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             connection_ids: Arc::default(),
         }
     }

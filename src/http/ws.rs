@@ -3,8 +3,13 @@
 //!
 //! A refused message is counted, logged (rate-limited) and answered with a JSON error
 //! message on the same socket; the connection stays open. Only a message over the size
-//! limit closes the connection, with code 1009.
+//! limit closes the connection, with code 1009, and a connection that sends nothing, not
+//! even a pong, for `WS_IDLE_TIMEOUT` is closed with 1008.
+//!
+//! Before the upgrade: the token, then Recall's signature when a verification secret is
+//! set, then a free slot under `MAX_CONNECTIONS` (503 when there is none).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,17 +17,20 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 use tracing::Instrument as _;
 
 use crate::error::ApiError;
 use crate::event::{self, Inbound, Refusal, RefusalReason};
+use crate::frame::{Frame, StreamKey};
 use crate::metrics::Tally;
 use crate::state::AppState;
 
@@ -40,21 +48,41 @@ pub async fn accept_ws(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<WsParams>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if !params
         .token
         .is_some_and(|token| state.ws_token.matches(&token))
     {
+        state.metrics.refuse_upgrade("token");
         tracing::warn!(%peer, "websocket refused: missing or wrong token");
         return ApiError::WsTokenRejected.into_response();
     }
+    if let Some(secret) = &state.config.recall_verification_secret
+        && let Err(error) = secret.verify(&headers, jiff::Timestamp::now())
+    {
+        state.metrics.refuse_upgrade("signature");
+        tracing::warn!(%peer, %error, "websocket refused: no valid Recall signature");
+        return ApiError::WsSignatureRejected.into_response();
+    }
     if state.shutdown.is_cancelled() {
+        state.metrics.refuse_upgrade("shutting_down");
         return ApiError::ShuttingDown.into_response();
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
+    };
+    // Taken before the upgrade and held until the connection ends.
+    let Ok(slot) = state.ws_slots.clone().try_acquire_owned() else {
+        state.metrics.refuse_upgrade("connection_limit");
+        tracing::warn!(
+            %peer,
+            max_connections = state.config.max_connections,
+            "websocket refused: MAX_CONNECTIONS are open"
+        );
+        return ApiError::TooManyConnections.into_response();
     };
     let limit = state.config.max_message_bytes;
     let connections = state.connections.clone();
@@ -65,7 +93,7 @@ pub async fn accept_ws(
         .on_upgrade(move |socket| {
             let id = state.next_connection_id();
             let span = tracing::info_span!("connection", id, %peer);
-            connections.track_future(serve_socket(socket, state).instrument(span))
+            connections.track_future(serve_socket(socket, state, slot).instrument(span))
         })
 }
 
@@ -74,6 +102,7 @@ enum End {
     PeerClosed,
     PeerGone,
     TooLarge,
+    Idle,
     ShutdownHandshakeDone,
     ShutdownHandshakeTimedOut,
     PipelineClosed,
@@ -86,6 +115,7 @@ impl std::fmt::Display for End {
             End::PeerClosed => f.write_str("the bot closed the connection"),
             End::PeerGone => f.write_str("the connection dropped without a close frame"),
             End::TooLarge => f.write_str("a message was over MAX_MESSAGE_BYTES"),
+            End::Idle => f.write_str("nothing, not even a pong, for WS_IDLE_TIMEOUT"),
             End::ShutdownHandshakeDone => f.write_str("closed for shutdown"),
             End::ShutdownHandshakeTimedOut => {
                 f.write_str("closed for shutdown; the bot did not acknowledge")
@@ -96,7 +126,7 @@ impl std::fmt::Display for End {
     }
 }
 
-async fn serve_socket(socket: WebSocket, state: AppState) {
+async fn serve_socket(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit) {
     state.metrics.connections_open.inc();
     state.metrics.connections_total.inc();
     tracing::info!("bot connected");
@@ -105,6 +135,7 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
         tally: Arc::new(Tally::new(tracing::Span::current())),
         state: state.clone(),
         sender,
+        streams: HashMap::new(),
     };
     let end = connection.read(receiver).await;
     // Completes the closing handshake where one was started, and lets the bot know.
@@ -118,6 +149,9 @@ struct Connection {
     state: AppState,
     tally: Arc<Tally>,
     sender: SplitSink<WebSocket, Message>,
+    /// The streams this connection feeds, with when each last had a frame: at most
+    /// `MAX_STREAMS_PER_CONNECTION`.
+    streams: HashMap<StreamKey, Instant>,
 }
 
 impl Connection {
@@ -126,10 +160,13 @@ impl Connection {
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         let shutdown = self.state.shutdown.clone();
         let mut closing_until: Option<Instant> = None;
+        let idle_timeout = self.state.config.ws_idle_timeout;
+        let mut heard_at = Instant::now();
         loop {
             let closing = closing_until.is_some();
             let close_deadline =
                 tokio::time::sleep_until(closing_until.unwrap_or_else(Instant::now));
+            let idle_deadline = tokio::time::sleep_until(heard_at + idle_timeout);
             tokio::select! {
                 () = shutdown.cancelled(), if !closing => {
                     // Ask the bot to go; keep reading what it sent before it saw that.
@@ -140,12 +177,16 @@ impl Connection {
                     }
                 }
                 () = close_deadline, if closing => return End::ShutdownHandshakeTimedOut,
+                () = idle_deadline, if !closing => {
+                    self.close_idle().await;
+                    return End::Idle;
+                }
                 _ = ping.tick(), if !closing => {
                     if let Err(error) = self.sender.send(Message::Ping(Default::default())).await {
                         return End::Error(error);
                     }
                 }
-                message = receiver.next() => match message {
+                message = receiver.next() => match message.inspect(|_| heard_at = Instant::now()) {
                     None => return if closing { End::ShutdownHandshakeDone } else { End::PeerGone },
                     Some(Ok(Message::Text(text))) => {
                         if self.receive_text(text).await.is_err() {
@@ -181,6 +222,10 @@ impl Connection {
         .await;
         match decoded {
             Ok(Ok(Inbound::Frame(frame))) => {
+                if let Err(refusal) = self.admit(&frame) {
+                    self.refuse(&refusal);
+                    return Ok(());
+                }
                 self.state.metrics.frames_received.inc();
                 self.tally.accepted.fetch_add(1, Ordering::Relaxed);
                 self.state
@@ -196,6 +241,52 @@ impl Connection {
             Err(panic) => tracing::error!(error = %panic, "decoding a message panicked"),
         }
         Ok(())
+    }
+
+    /// The checks a valid frame must still pass: room on disk, and a place for its stream
+    /// under `MAX_STREAMS_PER_CONNECTION`.
+    ///
+    /// A frame of one stream too many is refused and the connection goes on, rather than
+    /// closing it with 1008: a real bot in a meeting larger than the cap would reconnect,
+    /// hit the cap again, and after Recall's 30 retries lose every stream of the meeting,
+    /// where refusing keeps the first streams recording. Abuse stays bounded either way: a
+    /// refused stream gets no channel, task or file, and the map here holds at most the cap.
+    fn admit(&mut self, frame: &Frame) -> Result<(), Refusal> {
+        if self.state.disk.is_low() {
+            return Err(Refusal::StorageLow);
+        }
+        let now = Instant::now();
+        if let Some(last) = self.streams.get_mut(&frame.key) {
+            *last = now;
+            return Ok(());
+        }
+        let limit = self.state.config.max_streams_per_connection;
+        if self.streams.len() >= limit {
+            // Streams quiet for STREAM_IDLE_TIMEOUT have been closed: their places are free.
+            let idle = self.state.config.stream_idle_timeout;
+            self.streams
+                .retain(|_, last| now.saturating_duration_since(*last) < idle);
+        }
+        if self.streams.len() >= limit {
+            return Err(Refusal::TooManyStreams { limit });
+        }
+        self.streams.insert(frame.key.clone(), now);
+        Ok(())
+    }
+
+    async fn close_idle(&mut self) {
+        let timeout = self.state.config.ws_idle_timeout;
+        self.state.metrics.ws_closed_idle.inc();
+        tracing::warn!(
+            ?timeout,
+            "closing a websocket that sent nothing and answered no ping for WS_IDLE_TIMEOUT"
+        );
+        let frame = CloseFrame {
+            code: close_code::POLICY,
+            reason: format!("idle: nothing received, not even a pong, for {timeout:?}").into(),
+        };
+        // The bot may be gone: do not wait on it here (serve_socket bounds the close).
+        let _ = self.sender.send(Message::Close(Some(frame))).now_or_never();
     }
 
     fn refuse(&mut self, refusal: &Refusal) {

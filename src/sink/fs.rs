@@ -125,7 +125,7 @@ impl Shared {
         let recording = recordings.entry(id.clone()).or_insert_with(|| {
             Arc::new(RecordingDir {
                 id: id.clone(),
-                path: self.root.join(id.as_str()),
+                path: layout::recording_dir(&self.root, id),
                 streams: AtomicUsize::new(0),
                 state: tokio::sync::Mutex::default(),
             })
@@ -151,7 +151,8 @@ impl FrameSink for FsSink {
         let recording = shared.acquire_recording(&first.key.recording);
         let opened = async {
             let folder = recording.prepare(first).await?;
-            let dir = recording.path.join(folder).join(first.key.kind.as_str());
+            let dir =
+                layout::stream_dir(&shared.root, &first.key.recording, &folder, first.key.kind);
             let temp_prefix = shared.temp_prefix.clone();
             blocking(move || StreamFiles::open(dir, &temp_prefix)).await
         }
@@ -346,10 +347,19 @@ fn load_recording(
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .collect();
     names.sort();
+    // Summaries are only written under the recording's lock, and this runs under it before
+    // any: a temporary file here or in a participant folder is a crash's leftover.
+    remove_leftover_temp_files(path, &names)?;
     for name in names {
         if let Some(id) = layout::parse_participant_folder_name(&name)
             && path.join(&name).is_dir()
         {
+            let folder = path.join(&name);
+            let inside: Vec<String> = fs::read_dir(&folder)
+                .at("list", &folder)?
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .collect();
+            remove_leftover_temp_files(&folder, &inside)?;
             participants.entry(id).or_insert(ParticipantDir {
                 folder: name,
                 written: None,
@@ -367,6 +377,18 @@ fn load_recording(
         Err(error) => return Err(error).at("read", &summary_path),
     };
     Ok((participants, summary))
+}
+
+/// Removes the temporary files of atomic writes, named `.<random>.tmp`, from `names` in `dir`.
+fn remove_leftover_temp_files(dir: &Path, names: &[String]) -> Result<(), FsError> {
+    for name in names {
+        if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
+            let path = dir.join(name);
+            fs::remove_file(&path).at("remove leftover temporary file", &path)?;
+            tracing::info!(path = %path.display(), "removed a temporary file left by an earlier run");
+        }
+    }
+    Ok(())
 }
 
 /// The open files of one stream folder, used from blocking tasks only.

@@ -6,11 +6,13 @@ use std::future::Future;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use recall_frames::Config;
+use recall_frames::sink::FrameSink;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -65,6 +67,32 @@ impl TestServer {
     }
 
     pub async fn start_config(config: Config) -> Self {
+        Self::start_config_with_sink(config, None).await
+    }
+
+    /// As [`TestServer::start_in`], with frames going to the sink `make_sink` builds around
+    /// a real file-system sink on the DATA_DIR (to put a fault, such as a slow disk, between
+    /// the pipeline and the disk).
+    pub async fn start_with_sink(
+        data_dir: &Path,
+        args: &[&str],
+        make_sink: impl FnOnce(recall_frames::sink::fs::FsSink) -> Arc<dyn FrameSink>,
+    ) -> Self {
+        let mut all: Vec<String> = vec![
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--ws-token".into(),
+            WS_TOKEN.into(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let config = Config::from_args(all).expect("test configuration");
+        let fs = recall_frames::sink::fs::FsSink::new(data_dir.to_owned())
+            .await
+            .expect("file-system sink");
+        Self::start_config_with_sink(config, Some(make_sink(fs))).await
+    }
+
+    async fn start_config_with_sink(config: Config, sink: Option<Arc<dyn FrameSink>>) -> Self {
         // `TEST_LOG=debug cargo nextest run ...` shows the server's logs of failing tests.
         if let Ok(filter) = std::env::var("TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -78,9 +106,18 @@ impl TestServer {
         let addr = listener.local_addr().expect("address");
         let data_dir = config.data_dir.clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(recall_frames::run(config, listener, async move {
+        let stop_signal = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task = match sink {
+            None => tokio::spawn(recall_frames::run(config, listener, stop_signal)),
+            Some(sink) => tokio::spawn(recall_frames::run_with_sink(
+                config,
+                listener,
+                stop_signal,
+                sink,
+            )),
+        };
         let server = TestServer {
             addr,
             data_dir,
@@ -94,8 +131,11 @@ impl TestServer {
 
     async fn wait_ready(&self) {
         let url = self.url("/healthz");
+        // 503 too: a server started on a low disk is up, and says it is degraded.
         eventually("the server answers /healthz", || async {
-            reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+            reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status() == 200 || r.status() == 503)
         })
         .await;
     }
@@ -185,6 +225,23 @@ impl Bot {
             .await
             .expect("websocket connects");
         Bot { ws }
+    }
+
+    /// Connects with extra headers on the upgrade request (Recall's signature headers).
+    pub async fn try_connect_with(
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Bot { ws })
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
@@ -393,4 +450,250 @@ pub fn tree(root: &Path) -> Vec<String> {
     out.retain(|p| !p.starts_with('.'));
     out.sort();
     out
+}
+
+/// The real `recall-frames` binary as a child process on 127.0.0.1 (a free port), with its
+/// stdout and stderr collected. Killed on drop if still running.
+pub struct BinaryServer {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    output: Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BinaryServer {
+    /// Starts the binary with only `env` for environment (plus `NO_COLOR`), and waits for
+    /// it to listen.
+    pub fn spawn(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_recall-frames"))
+            .args(["--listen-address", "127.0.0.1", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let output = Arc::new(std::sync::Mutex::new(String::new()));
+        // Unbounded on purpose: the readers must never stop draining the child's pipes (a
+        // full pipe would stall its logging), and the output of a test run is small.
+        let (lines, line) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut readers = Vec::new();
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let (output, lines) = (output.clone(), lines.clone());
+            readers.push(std::thread::spawn(move || {
+                for text in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut all = output.lock().unwrap();
+                    all.push_str(&text);
+                    all.push('\n');
+                    let _ = lines.send(text);
+                }
+            }));
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let text = line.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "the binary did not report its address; output:\n{}",
+                    output.lock().unwrap()
+                )
+            });
+            if let Some(at) = text.find("address=")
+                && text.contains("listening")
+            {
+                let addr = text[at + "address=".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default();
+                break addr.parse().expect("a socket address");
+            }
+        };
+        BinaryServer {
+            addr,
+            child,
+            output,
+            readers,
+        }
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={token}", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .expect("SIGTERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the binary did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the binary printed, once it has exited.
+    pub fn output(mut self) -> String {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.kill9();
+        }
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What the server logs on the current thread (a current-thread test runtime runs the
+/// server's tasks there), as plain text.
+pub struct LogCapture {
+    buffer: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    pub fn start() -> Self {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_ansi(false)
+            .with_writer(move || CaptureWriter(writer.clone()))
+            .finish();
+        LogCapture {
+            buffer,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+}
+
+/// A small tmpfs at a temporary folder, mounted in a mount namespace of the calling thread's
+/// own: nothing outside the test sees it, and it vanishes with the test. Create it before
+/// the test's runtime, whose threads then inherit the namespace. Needs root (CAP_SYS_ADMIN),
+/// as CI and the development machines have.
+pub struct SmallDisk {
+    pub path: PathBuf,
+    _dir: TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(bytes: u64) -> Self {
+        use rustix::mount::{MountFlags, MountPropagationFlags};
+        let dir = tempfile::tempdir().expect("temporary folder");
+        // SAFETY: NEWNS unshares the mount namespace (and the file-system attributes) of
+        // this thread only; no file descriptor table is unshared.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+            .expect("a private mount namespace (tests run as root)");
+        rustix::mount::mount_change(
+            "/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )
+        .expect("mounts made private");
+        let options = std::ffi::CString::new(format!("size={bytes}")).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            dir.path(),
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            options.as_c_str(),
+        )
+        .expect("a tmpfs mount");
+        SmallDisk {
+            path: dir.path().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Fills the file system with a ballast file until at most `left` bytes are free.
+    pub fn fill(&self, left: u64) -> PathBuf {
+        let stat = rustix::fs::statvfs(&self.path).unwrap();
+        let free = stat.f_bavail * stat.f_frsize;
+        let ballast = self.path.join("ballast");
+        let size = free.saturating_sub(left);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ballast)
+            .unwrap();
+        // tmpfs allocates pages as they are written, so write rather than set_len.
+        let chunk = vec![0xa5u8; 64 * 1024];
+        let mut written = 0;
+        let mut file = file;
+        while written < size {
+            let n = chunk.len().min((size - written) as usize);
+            match std::io::Write::write(&mut file, &chunk[..n]) {
+                Ok(n) => written += n as u64,
+                Err(_) => break, // full already
+            }
+        }
+        ballast
+    }
+
+    pub fn free(&self) -> u64 {
+        let stat = rustix::fs::statvfs(&self.path).unwrap();
+        stat.f_bavail * stat.f_frsize
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
+    }
 }
