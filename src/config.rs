@@ -81,6 +81,13 @@ pub struct Config {
     /// Longest a shutdown may take: closing sockets, draining channels, flushing manifests.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    // ---- Browsing: the web UI and the JSON API ----
+    /// Frames the in-memory indexes of saved streams hold in all (about 48 bytes each) before
+    /// the least recently used streams are dropped from memory.
+    #[arg(long, env = "CATALOG_CACHE_FRAMES", default_value_t = 1_000_000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=(u32::MAX as u64)))]
+    pub catalog_cache_frames: usize,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -16,6 +16,11 @@ pub enum ApiError {
     LoopbackOnly,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A request this server cannot take as it is; the message says what is wrong.
+    #[error("{0}")]
+    BadRequest(std::borrow::Cow<'static, str>),
+    #[error("{0} not found")]
+    NotFound(&'static str),
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -27,6 +32,8 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

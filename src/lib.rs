@@ -8,12 +8,14 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod frame;
 pub mod http;
 pub mod layout;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
@@ -30,6 +32,8 @@ use tokio::time::Instant;
 pub use config::Config;
 
 use crate::auth::TokenSource;
+use crate::catalog::fs::FsCatalog;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::sink::fs::FsSink;
@@ -52,6 +56,11 @@ pub async fn run(
     let (ws_token, token_source) =
         auth::ws_token(config.ws_token.clone(), &config.data_dir).await?;
     let metrics = Arc::new(Metrics::default());
+    let live = Live::default();
+    let catalog = Arc::new(FsCatalog::new(
+        config.data_dir.clone(),
+        config.catalog_cache_frames,
+    ));
     let pipeline = Pipeline::new(
         PipelineConfig {
             queue_frames: config.stream_queue_frames,
@@ -60,8 +69,9 @@ pub async fn run(
         },
         Arc::new(sink),
         metrics.clone(),
+        live.clone(),
     );
-    let state = AppState::new(config, ws_token, pipeline, metrics);
+    let state = AppState::new(config, ws_token, pipeline, metrics, catalog, live);
     log_startup(&state, local, &token_source);
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Secret;
+use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -17,6 +19,10 @@ pub struct AppState {
     pub ws_token: Secret,
     pub pipeline: Pipeline,
     pub metrics: Arc<Metrics>,
+    /// Where the browse UI and the JSON API read saved recordings from.
+    pub catalog: Arc<dyn Catalog>,
+    /// Saved-frame events for live views.
+    pub live: Live,
     /// Open websocket connections: shutdown waits for them to finish.
     pub connections: TaskTracker,
     /// Cancelled when shutdown starts.
@@ -30,12 +36,16 @@ impl AppState {
         ws_token: Secret,
         pipeline: Pipeline,
         metrics: Arc<Metrics>,
+        catalog: Arc<dyn Catalog>,
+        live: Live,
     ) -> Self {
         AppState {
             config: Arc::new(config),
             ws_token,
             pipeline,
             metrics,
+            catalog,
+            live,
             connections: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             connection_ids: Arc::default(),

@@ -152,6 +152,39 @@ impl TestServer {
         metric_value(&self.metrics().await, sample)
     }
 
+    /// GETs a path from loopback and returns the response, whatever its status.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(self.url(path))
+            .await
+            .expect("the server answers")
+    }
+
+    /// GETs a path that must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// Waits until the API lists `frames` frames in the stream at `stream_path`
+    /// (`/api/recordings/<recording>/<participant>/<type>`).
+    pub async fn wait_for_frames(&self, stream_path: &str, frames: u64) {
+        let url = self.url(&format!("{stream_path}/frames?limit=1"));
+        eventually(&format!("{stream_path} lists {frames} frames"), || async {
+            match reqwest::get(&url).await {
+                Ok(r) if r.status() == 200 => {
+                    r.json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["total"].as_u64())
+                        == Some(frames)
+                }
+                _ => false,
+            }
+        })
+        .await;
+    }
+
     /// The folder of one stream, given the participant folder name.
     pub fn stream_dir(&self, recording: &str, participant_folder: &str, kind: &str) -> PathBuf {
         self.data_dir
