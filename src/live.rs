@@ -130,7 +130,7 @@ impl Live {
         });
     }
 
-    fn publish(&self, event: LiveEvent) {
+    pub(crate) fn publish(&self, event: LiveEvent) {
         // An error only means nobody is listening.
         let _ = self.sender.send(Arc::new(event));
     }

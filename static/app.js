@@ -186,7 +186,11 @@ function streamPage() {
     for (const button of strip.querySelectorAll("button")) {
       const current = Number(button.dataset.index) === at;
       button.setAttribute("aria-current", String(current));
-      if (current) button.scrollIntoView({ block: "nearest", inline: "nearest" });
+      if (current) {
+        // Scrolls the strip only, never the page.
+        const item = button.parentElement;
+        strip.scrollLeft = item.offsetLeft - strip.offsetLeft - (strip.clientWidth - item.offsetWidth) / 2;
+      }
     }
   }
 

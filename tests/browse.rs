@@ -568,6 +568,21 @@ async fn live_events_announce_frames_saved_after_subscribing() {
         (&json!("rec_b"), &json!("screenshare"), &json!(2000)),
         "the filtered stream skips rec_a"
     );
+    // Each recording and participant is announced once, before its first frame.
+    let names = [
+        everything.next().await.unwrap().0,
+        everything.next().await.unwrap().0,
+        everything.next().await.unwrap().0,
+    ];
+    assert_eq!(names, ["recording", "participant", "frame"]);
+    bot.send_frame(&TestFrame::new(2.5).recording("rec_a"))
+        .await;
+    let (name, frame) = everything.next().await.unwrap();
+    assert_eq!(
+        (name.as_str(), &frame["relative_ms"]),
+        ("frame", &json!(2500))
+    );
+
     // The saved frame is there to fetch once announced.
     let png = server
         .get("/api/recordings/rec_b/100/screenshare/000002000.png")
