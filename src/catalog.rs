@@ -26,8 +26,12 @@ pub trait Catalog: Send + Sync + 'static {
     /// Every recording, newest first.
     async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError>;
 
-    /// One recording: its participants and their streams, and its participant events.
+    /// One recording: its participants and their streams.
     async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError>;
+
+    /// A recording's participant events (`events.jsonl`), in the order they were recorded;
+    /// empty when it has none.
+    async fn events(&self, id: &RecordingId) -> Result<Vec<ParticipantEvent>, CatalogError>;
 
     /// Up to `limit` of a stream's frames in time order, starting after `after_ms` (from
     /// the first frame when `None`).
@@ -139,8 +143,6 @@ pub struct RecordingOverview {
 pub struct RecordingDetail {
     pub overview: RecordingOverview,
     pub participants: Vec<ParticipantDetail>,
-    /// The lines of `events.jsonl`, in the order they were recorded; empty when absent.
-    pub events: Vec<ParticipantEvent>,
 }
 
 /// One line of a recording's `events.jsonl`: a participant joined, left, turned a camera

@@ -86,7 +86,7 @@ function indexPage() {
       countFrame(card.querySelector(".frame-count"));
       const thumb = card.querySelector(".thumb img");
       if (!thumb) return refreshMain();
-      if (frame.kind === "webcam") {
+      if (card.dataset.thumbnailStream === `${frame.participant}/${frame.kind}`) {
         thumb.src = frameUrl(frame.recording, frame.participant, frame.kind, frame.relative_ms);
       }
     },

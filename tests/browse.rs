@@ -607,3 +607,31 @@ async fn live_streams_end_when_shutdown_starts() {
     assert!(first.next().await.is_none(), "the stream ended");
     assert!(second.next().await.is_none(), "the stream ended");
 }
+
+#[tokio::test]
+async fn a_download_in_progress_does_not_hold_up_shutdown() {
+    let mut server = TestServer::start_with(&["--shutdown-timeout", "10s"]).await;
+    let mut bot = server.connect().await;
+    // About 36 MB of incompressible frames: far more than the pipe and the loopback
+    // socket buffers hold, so the server is still writing when shutdown starts.
+    let noise = png(400, 300, 7);
+    for i in 0..100 {
+        let frame = TestFrame::new(f64::from(i)).png(noise.clone());
+        bot.send_frame(&frame).await;
+    }
+    bot.close().await;
+    server.wait_for_frames(ALICE_WEBCAM, 100).await;
+
+    let download = server.get(&format!("{ALICE_WEBCAM}.zip")).await;
+    assert_eq!(download.status(), 200);
+    // The client reads nothing more; the server stops.
+    server
+        .stop()
+        .await
+        .expect("shutdown finishes without waiting for the download");
+    let cut = download.bytes().await;
+    assert!(
+        cut.is_err(),
+        "the client sees the transfer cut, not a whole ZIP"
+    );
+}

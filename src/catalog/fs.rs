@@ -157,22 +157,11 @@ impl FsCatalog {
             .await
     }
 
-    async fn load_recording(
-        &self,
-        id: &RecordingId,
-        with_events: bool,
-    ) -> Result<
-        (
-            RecordingOverview,
-            Vec<ParticipantDetail>,
-            Vec<ParticipantEvent>,
-        ),
-        CatalogError,
-    > {
+    async fn load_recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
         let (root, recording) = (self.root.clone(), id.clone());
         let found = blocking(move || {
             let dir = recording_dir(&root, &recording)?.ok_or(CatalogError::NotFound)?;
-            Ok(read_recording_folder(&dir, with_events)?)
+            Ok(read_recording_folder(&dir)?)
         })
         .await?;
         let mut participants = Vec::with_capacity(found.participants.len());
@@ -197,7 +186,10 @@ impl FsCatalog {
         }
         let overview =
             RecordingOverview::from_participants(id.clone(), found.summary, &participants);
-        Ok((overview, participants, found.events))
+        Ok(RecordingDetail {
+            overview,
+            participants,
+        })
     }
 }
 
@@ -230,8 +222,8 @@ impl Catalog for FsCatalog {
         let ids = blocking(move || Ok(list_recordings(&root)?)).await?;
         let mut recordings = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.load_recording(&id, false).await {
-                Ok((overview, _, _)) => recordings.push(overview),
+            match self.load_recording(&id).await {
+                Ok(detail) => recordings.push(detail.overview),
                 // Gone (or turned into something else) since it was listed.
                 Err(CatalogError::NotFound) => {}
                 Err(error) => return Err(error),
@@ -242,12 +234,16 @@ impl Catalog for FsCatalog {
     }
 
     async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
-        let (overview, participants, events) = self.load_recording(id, true).await?;
-        Ok(RecordingDetail {
-            overview,
-            participants,
-            events,
+        self.load_recording(id).await
+    }
+
+    async fn events(&self, id: &RecordingId) -> Result<Vec<ParticipantEvent>, CatalogError> {
+        let (root, recording) = (self.root.clone(), id.clone());
+        blocking(move || {
+            let dir = recording_dir(&root, &recording)?.ok_or(CatalogError::NotFound)?;
+            Ok(read_events(&dir.join(EVENTS_FILE))?)
         })
+        .await
     }
 
     async fn frames(
@@ -538,10 +534,9 @@ type ParticipantFolder = (Participant, String, Vec<(StreamKind, PathBuf)>);
 struct RecordingFolder {
     summary: Option<RecordingSummary>,
     participants: Vec<ParticipantFolder>,
-    events: Vec<ParticipantEvent>,
 }
 
-fn read_recording_folder(dir: &Path, with_events: bool) -> Result<RecordingFolder, FsCatalogError> {
+fn read_recording_folder(dir: &Path) -> Result<RecordingFolder, FsCatalogError> {
     let summary = read_json(&dir.join(layout::RECORDING_FILE))?;
     let mut participants = Vec::new();
     for (id, folder) in participant_folders(dir)? {
@@ -565,15 +560,9 @@ fn read_recording_folder(dir: &Path, with_events: bool) -> Result<RecordingFolde
         }
         participants.push((participant, folder, streams));
     }
-    let events = if with_events {
-        read_events(&dir.join(EVENTS_FILE))?
-    } else {
-        Vec::new()
-    };
     Ok(RecordingFolder {
         summary,
         participants,
-        events,
     })
 }
 

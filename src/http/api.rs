@@ -312,6 +312,7 @@ async fn get_recording(
         .recording(&id)
         .await
         .or_not_found("recording")?;
+    let events = state.catalog.events(&id).await.or_not_found("recording")?;
     let metadata = detail
         .overview
         .summary
@@ -326,7 +327,7 @@ async fn get_recording(
             .iter()
             .map(ParticipantJson::new)
             .collect(),
-        events: detail.events,
+        events,
     }))
 }
 
@@ -444,8 +445,8 @@ async fn get_stream_zip(
             .err()
             .map(|error| Err(std::io::Error::other(error.to_string())))
     });
-    let body = futures_util::stream::select(tokio_util::io::ReaderStream::new(reader), failed)
-        .take_until(state.shutdown.clone().cancelled_owned());
+    let body = futures_util::stream::select(tokio_util::io::ReaderStream::new(reader), failed);
+    let body = abort_on_shutdown(body, state.shutdown.clone());
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
@@ -454,6 +455,27 @@ async fn get_stream_zip(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// Passes a body through until shutdown starts, then fails it, so the client sees a cut
+/// transfer rather than a ZIP that looks complete, and shutdown does not wait for it.
+fn abort_on_shutdown(
+    body: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let state = (Box::pin(body), Box::pin(shutdown.cancelled_owned()), false);
+    futures_util::stream::unfold(state, |(mut body, mut stop, stopped)| async move {
+        if stopped {
+            return None;
+        }
+        tokio::select! {
+            item = body.next() => item.map(|item| (item, (body, stop, false))),
+            () = &mut stop => {
+                let error = std::io::Error::other("the server is shutting down");
+                Some((Err(error), (body, stop, true)))
+            }
+        }
+    })
 }
 
 /// The frames a manifest lists, in time order, each once.

@@ -107,6 +107,8 @@ struct RecordingCard {
     frames: u64,
     frames_text: String,
     thumbnail: Option<String>,
+    /// `<participant>/<kind>` of the thumbnail, so live frames of that stream replace it.
+    thumbnail_stream: String,
 }
 
 impl RecordingCard {
@@ -123,6 +125,11 @@ impl RecordingCard {
                 .thumbnail
                 .as_ref()
                 .map(|(key, frame)| urls::frame(key, frame.relative_ms)),
+            thumbnail_stream: overview
+                .thumbnail
+                .as_ref()
+                .map(|(key, _)| format!("{}/{}", key.participant, key.kind))
+                .unwrap_or_default(),
         }
     }
 }
@@ -294,6 +301,7 @@ async fn show_recording(
         .recording(&id)
         .await
         .or_not_found("recording")?;
+    let events = state.catalog.events(&id).await.or_not_found("recording")?;
     let bot_id = detail
         .overview
         .summary
@@ -330,7 +338,7 @@ async fn show_recording(
         recording: RecordingCard::new(&detail.overview),
         bot_id,
         participants,
-        timeline: detail.events.iter().map(TimelineItem::new).collect(),
+        timeline: events.iter().map(TimelineItem::new).collect(),
     })
 }
 
