@@ -230,6 +230,15 @@ impl RecordingOverview {
         }
     }
 
+    /// The id of the bot that recorded it, as `recording.json` has it.
+    pub fn bot_id(&self) -> Option<String> {
+        let bot = self.summary.as_ref()?.bot.as_ref()?;
+        Some(match &bot.id {
+            serde_json::Value::String(id) => id.clone(),
+            other => other.to_string(),
+        })
+    }
+
     /// Seconds from the first frame to the last.
     pub fn duration(&self) -> Option<f64> {
         Some(self.last_frame?.relative - self.first_frame?.relative)

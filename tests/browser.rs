@@ -192,13 +192,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     driver.set_window_rect(0, 0, 1280, 960).await.unwrap();
 
     // 3. The player: play, step, and follow the live edge.
-    driver
-        .find(By::Css("[data-stream=\"100/webcam\"] a.thumb"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::Css("[data-stream=\"100/webcam\"] a.thumb")).await;
     wait_for(
         driver,
         "the frame list",
@@ -213,13 +207,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     .await;
     let speed = driver.find(By::Id("speed")).await.unwrap();
     speed.send_keys("4").await.unwrap();
-    driver
-        .find(By::Id("play"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(driver, By::Id("play")).await;
     wait_for(
         driver,
         "playback to move on",
@@ -231,13 +219,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
         image_renders(driver, "#frame").await,
         "the player's frame renders"
     );
-    driver
-        .find(By::Id("play"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap(); // pause
+    click(driver, By::Id("play")).await; // pause
     let body = driver.find(By::Tag("body")).await.unwrap();
     body.send_keys(Key::Home).await.unwrap();
     assert_eq!(text(driver, "#position").await, "1 of 13");
@@ -274,50 +256,28 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
 
     // The same pages at phone width.
     driver.set_window_rect(0, 0, 390, 844).await.unwrap();
-    driver
-        .goto(server.url(&format!("/recordings/{RECORDING}")))
-        .await
-        .unwrap();
-    wait_for(
-        driver,
-        "the participant cards",
-        "document.querySelectorAll('.participant-card').length === 4",
-    )
-    .await;
-    assert!(all_images_render(driver).await);
-    let overflow: bool = driver
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .convert()
-        .unwrap();
-    assert!(!overflow, "nothing is wider than a phone screen");
-    save_screenshot(driver, "screenshot-phone.png").await;
-    driver
-        .goto(server.url(&format!("/recordings/{RECORDING}/100/screenshare")))
-        .await
-        .unwrap();
-    wait_for(
-        driver,
-        "the frame list",
-        "document.getElementById('position').textContent === '1 of 4'",
-    )
-    .await;
-    assert!(all_images_render(driver).await);
-    let overflow: bool = driver
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .convert()
-        .unwrap();
-    assert!(!overflow, "the player fits a phone screen");
-    save_screenshot(driver, "phone-player.png").await;
+    let phone_pages = [
+        (
+            format!("/recordings/{RECORDING}"),
+            "document.querySelectorAll('.participant-card').length === 4",
+            "screenshot-phone.png",
+        ),
+        (
+            format!("/recordings/{RECORDING}/100/screenshare"),
+            "document.getElementById('position').textContent === '1 of 4'",
+            "phone-player.png",
+        ),
+    ];
+    for (path, ready, screenshot) in phone_pages {
+        driver.goto(server.url(&path)).await.unwrap();
+        wait_for(driver, &path, ready).await;
+        assert!(all_images_render(driver).await, "{path}: images render");
+        assert!(
+            fits_the_width(driver).await,
+            "{path}: nothing is wider than a phone screen"
+        );
+        save_screenshot(driver, screenshot).await;
+    }
 
     // 6. Nothing went wrong in the browser.
     let errors: Vec<String> = driver
@@ -329,6 +289,23 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
         .map(|entry| entry.message)
         .collect();
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+}
+
+/// Whether the page needs no sideways scrolling.
+async fn fits_the_width(driver: &WebDriver) -> bool {
+    driver
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
+}
+
+async fn click(driver: &WebDriver, what: By) {
+    driver.find(what).await.unwrap().click().await.unwrap();
 }
 
 async fn text(driver: &WebDriver, css: &str) -> String {

@@ -414,22 +414,23 @@ fn complete_lines_len(text: &[u8]) -> usize {
     text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
-/// Whether `path` is a directory itself, not a link to one.
-fn is_real_dir(path: &Path) -> Result<bool, FsCatalogError> {
+/// What `path` is, without following a link; `None` when there is nothing.
+fn file_type(path: &Path) -> Result<Option<fs::FileType>, FsCatalogError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(meta.is_dir()),
-        Err(error) if is_absent(&error) => Ok(false),
+        Ok(meta) => Ok(Some(meta.file_type())),
+        Err(error) if is_absent(&error) => Ok(None),
         Err(error) => Err(error).at("read", path),
     }
 }
 
+/// Whether `path` is a directory itself, not a link to one.
+fn is_real_dir(path: &Path) -> Result<bool, FsCatalogError> {
+    Ok(file_type(path)?.is_some_and(|t| t.is_dir()))
+}
+
 /// Whether `path` is a regular file itself, not a link to one.
 fn is_regular_file(path: &Path) -> Result<bool, FsCatalogError> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(meta.is_file()),
-        Err(error) if is_absent(&error) => Ok(false),
-        Err(error) => Err(error).at("read", path),
-    }
+    Ok(file_type(path)?.is_some_and(|t| t.is_file()))
 }
 
 fn is_absent(error: &io::Error) -> bool {

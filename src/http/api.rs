@@ -226,17 +226,9 @@ fn frame_time(frame: &FrameInfo) -> FrameTime {
 
 impl RecordingHead {
     fn new(overview: &RecordingOverview) -> Self {
-        let bot_id = overview
-            .summary
-            .as_ref()
-            .and_then(|s| s.bot.as_ref())
-            .map(|bot| match &bot.id {
-                serde_json::Value::String(id) => id.clone(),
-                other => other.to_string(),
-            });
         RecordingHead {
             id: overview.id.clone(),
-            bot_id,
+            bot_id: overview.bot_id(),
             started_at: overview.started_at,
             first_frame: overview.first_frame,
             last_frame: overview.last_frame,

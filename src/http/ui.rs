@@ -302,16 +302,7 @@ async fn show_recording(
         .await
         .or_not_found("recording")?;
     let events = state.catalog.events(&id).await.or_not_found("recording")?;
-    let bot_id = detail
-        .overview
-        .summary
-        .as_ref()
-        .and_then(|s| s.bot.as_ref())
-        .map(|bot| match &bot.id {
-            serde_json::Value::String(id) => id.clone(),
-            other => other.to_string(),
-        })
-        .unwrap_or_default();
+    let bot_id = detail.overview.bot_id().unwrap_or_default();
     let participants = detail
         .participants
         .iter()
