@@ -81,9 +81,9 @@ async fn main() -> anyhow::Result<()> {
         file.write_all(record((FRAMES + u64::from(i)) * 500).as_bytes())?;
         drop(file);
         let started = Instant::now();
-        let page = catalog.frames(&key, Some(FRAMES * 500), 100).await?;
+        let page = catalog.frames(&key, Some((FRAMES - 1) * 500), 100).await?;
         appended += started.elapsed();
-        assert_eq!(page.frames.len(), i as usize + 1);
+        assert_eq!(page.frames.len(), (i as usize + 1).min(100));
     }
     println!(
         "a page after a frame was saved (reads only the new line): {} (mean of {PAGES})",

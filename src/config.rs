@@ -83,7 +83,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 
     // ---- Browsing: the web UI and the JSON API ----
-    /// Frames the in-memory indexes of saved streams hold in all (about 48 bytes each) before
+    /// Frames the in-memory indexes of saved streams hold in all (56 bytes each) before
     /// the least recently used streams are dropped from memory.
     #[arg(long, env = "CATALOG_CACHE_FRAMES", default_value_t = 1_000_000,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=(u32::MAX as u64)))]
