@@ -155,6 +155,7 @@ function streamPage() {
     $("position").textContent = `${at + 1} of ${frames.length}`;
     scrubber.max = frames.length - 1;
     scrubber.value = at;
+    scrubber.setAttribute("aria-valuetext", `${clock(frame.relative)}, frame ${at + 1} of ${frames.length}`);
     drawStrip();
     if (at + 1 < frames.length) new Image().src = frames[at + 1].url; // preload
   }
@@ -173,7 +174,6 @@ function streamPage() {
           const thumb = document.createElement("img");
           thumb.src = frame.url;
           thumb.alt = "";
-          thumb.loading = "lazy";
           const label = document.createElement("span");
           label.textContent = clock(frame.relative);
           button.append(thumb, label);

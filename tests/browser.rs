@@ -215,10 +215,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     )
     .await;
     // 4. Frames render while playing.
-    assert!(
-        image_renders(driver, "#frame").await,
-        "the player's frame renders"
-    );
+    wait_until_rendered(driver, "#frame").await;
     click(driver, By::Id("play")).await; // pause
     let body = driver.find(By::Tag("body")).await.unwrap();
     body.send_keys(Key::Home).await.unwrap();
@@ -245,7 +242,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
          && document.getElementById('position').textContent === '14 of 14'",
     )
     .await;
-    assert!(image_renders(driver, "#frame").await);
+    wait_until_rendered(driver, "#frame").await;
     body.send_keys(Key::Left).await.unwrap();
     assert!(
         all_images_render(driver).await,
@@ -350,22 +347,15 @@ async fn wait_for_live(driver: &WebDriver) {
     .await;
 }
 
-async fn image_renders(driver: &WebDriver, css: &str) -> bool {
-    let script = format!(
-        "const img = document.querySelector('{css}'); return img.complete && img.naturalWidth > 0;"
-    );
+/// Waits until the image `css` selects has loaded and decoded (`naturalWidth > 0`).
+async fn wait_until_rendered(driver: &WebDriver, css: &str) {
+    let image = format!("document.querySelector('{css}')");
     wait_for(
         driver,
-        &format!("{css} to load"),
-        &format!("document.querySelector('{css}').complete"),
+        &format!("{css} to render"),
+        &format!("{image}.complete && {image}.naturalWidth > 0"),
     )
     .await;
-    driver
-        .execute(script.as_str(), vec![])
-        .await
-        .unwrap()
-        .convert()
-        .unwrap()
 }
 
 /// Whether every image on the page has loaded and decoded (`naturalWidth > 0`).
