@@ -248,7 +248,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
         all_images_render(driver).await,
         "filmstrip thumbnails render"
     );
-    driver.set_window_rect(0, 0, 1280, 1140).await.unwrap();
+    driver.set_window_rect(0, 0, 1280, 1300).await.unwrap();
     save_screenshot(driver, "screenshot-player.png").await;
 
     // The same pages at phone width.
