@@ -132,6 +132,13 @@ pub struct Config {
     /// How often DATA_DIR's free space is measured.
     #[arg(long, env = "DISK_CHECK_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub disk_check_interval: Duration,
+
+    // ---- Browsing: the web UI and the JSON API ----
+    /// Frames the in-memory indexes of saved streams hold in all (56 bytes each) before
+    /// the least recently used streams are dropped from memory.
+    #[arg(long, env = "CATALOG_CACHE_FRAMES", default_value_t = 1_000_000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=(u32::MAX as u64)))]
+    pub catalog_cache_frames: usize,
 }
 
 /// Parses a secret like any value, but with an error that does not repeat it: clap's own

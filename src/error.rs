@@ -20,6 +20,11 @@ pub enum ApiError {
     WsSignatureRejected,
     #[error("too many websocket connections are open (MAX_CONNECTIONS); try again later")]
     TooManyConnections,
+    /// A request this server cannot take as it is; the message says what is wrong.
+    #[error("{0}")]
+    BadRequest(std::borrow::Cow<'static, str>),
+    #[error("{0} not found")]
+    NotFound(&'static str),
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -34,6 +39,8 @@ impl ApiError {
             ApiError::ShuttingDown | ApiError::TooManyConnections => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,7 +1,10 @@
 //! The HTTP surface: routes, the shared layers, and the small handlers that need no module.
 
+pub mod api;
 pub mod guard;
+pub mod live;
 pub mod serve;
+pub mod ui;
 pub mod ws;
 
 use axum::Router;
@@ -19,6 +22,9 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(get_metrics))
+        .merge(api::routes())
+        .route("/api/live", get(live::follow_live))
+        .merge(ui::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_access,

@@ -8,6 +8,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod disk;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod event;
 pub mod frame;
 pub mod http;
 pub mod layout;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
@@ -26,13 +28,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
 use crate::auth::TokenSource;
+use crate::catalog::fs::FsCatalog;
 use crate::disk::DiskWatch;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::sink::FrameSink;
@@ -73,6 +79,11 @@ pub async fn run_with_sink(
     let (ws_token, token_source) =
         auth::ws_token(config.ws_token.clone(), &config.data_dir).await?;
     let metrics = Arc::new(Metrics::default());
+    let live = Live::default();
+    let catalog = Arc::new(FsCatalog::new(
+        config.data_dir.clone(),
+        config.catalog_cache_frames,
+    ));
     let pipeline = Pipeline::new(
         PipelineConfig {
             queue_frames: config.stream_queue_frames,
@@ -81,6 +92,7 @@ pub async fn run_with_sink(
         },
         sink,
         metrics.clone(),
+        live.clone(),
     );
     let stopping = CancellationToken::new();
     let (disk, disk_watch) = DiskWatch::start(
@@ -91,7 +103,19 @@ pub async fn run_with_sink(
         stopping.clone(),
     )
     .await;
-    let state = AppState::new(config, ws_token, pipeline, metrics, disk, stopping);
+    let state = AppState {
+        ws_slots: Arc::new(Semaphore::new(config.max_connections)),
+        config: Arc::new(config),
+        ws_token,
+        pipeline,
+        metrics,
+        catalog,
+        live,
+        connections: TaskTracker::new(),
+        shutdown: stopping,
+        connection_ids: Arc::default(),
+        disk,
+    };
     log_startup(&state, local, &token_source);
 
     let server = http::serve::serve(

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::frame::{Frame, StreamKey};
+use crate::live::Live;
 use crate::metrics::{Metrics, Tally};
 use crate::sink::{FrameSink, StreamWriter, WriteOutcome};
 
@@ -74,6 +75,8 @@ struct Inner {
     config: PipelineConfig,
     sink: Arc<dyn FrameSink>,
     metrics: Arc<Metrics>,
+    /// Told of every saved frame, for live views; publishing never waits.
+    live: Live,
     budget: Arc<Semaphore>,
     streams: Mutex<Streams>,
     tasks: TaskTracker,
@@ -95,13 +98,19 @@ struct StreamHandle {
 }
 
 impl Pipeline {
-    pub fn new(config: PipelineConfig, sink: Arc<dyn FrameSink>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: PipelineConfig,
+        sink: Arc<dyn FrameSink>,
+        metrics: Arc<Metrics>,
+        live: Live,
+    ) -> Self {
         Pipeline {
             inner: Arc::new(Inner {
                 budget: Arc::new(Semaphore::new(config.buffer_bytes)),
                 config,
                 sink,
                 metrics,
+                live,
                 streams: Mutex::default(),
                 tasks: TaskTracker::new(),
             }),
@@ -303,6 +312,7 @@ impl Inner {
                 self.metrics
                     .saved(frame.key.kind, bytes, frame.received.elapsed());
                 tally.saved.fetch_add(1, Ordering::Relaxed);
+                self.live.frame_saved(&frame);
             }
             Ok(WriteOutcome::Duplicate) => {
                 self.metrics.frames_duplicate.inc();

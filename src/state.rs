@@ -8,8 +8,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Secret;
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::disk::DiskWatch;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -19,11 +21,16 @@ pub struct AppState {
     pub ws_token: Secret,
     pub pipeline: Pipeline,
     pub metrics: Arc<Metrics>,
+    /// Where the browse UI and the JSON API read saved recordings from.
+    pub catalog: Arc<dyn Catalog>,
+    /// Saved-frame events for live views.
+    pub live: Live,
     /// Open websocket connections: shutdown waits for them to finish.
     pub connections: TaskTracker,
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
-    connection_ids: Arc<AtomicU64>,
+    /// Source of the numbers that name connections in the logs.
+    pub connection_ids: Arc<AtomicU64>,
     /// One permit per websocket connection that may be open (`MAX_CONNECTIONS`).
     pub ws_slots: Arc<Semaphore>,
     /// Free space on DATA_DIR, measured in the background.
@@ -31,27 +38,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        config: Config,
-        ws_token: Secret,
-        pipeline: Pipeline,
-        metrics: Arc<Metrics>,
-        disk: DiskWatch,
-        shutdown: CancellationToken,
-    ) -> Self {
-        AppState {
-            ws_slots: Arc::new(Semaphore::new(config.max_connections)),
-            disk,
-            config: Arc::new(config),
-            ws_token,
-            pipeline,
-            metrics,
-            connections: TaskTracker::new(),
-            shutdown,
-            connection_ids: Arc::default(),
-        }
-    }
-
     /// A number that names one websocket connection in the logs.
     pub fn next_connection_id(&self) -> u64 {
         self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1

@@ -1,0 +1,731 @@
+//! The catalog of `DATA_DIR`: reads the layout the file-system sink writes.
+//!
+//! Paths are built only from checked values ([`RecordingId`], [`StreamKind`], frame
+//! milliseconds) and from folder names this module listed itself. Symbolic links are never
+//! followed: a link anywhere below `DATA_DIR` is treated as absent.
+//!
+//! Each stream's frames are listed from an in-memory index of its `frames.jsonl`. The
+//! manifest is append-only, so its length says whether the index is current, and a refresh
+//! reads only the bytes appended since the last one. Indexes are kept in a least recently
+//! used cache bounded by the number of frames they hold.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lru::LruCache;
+
+use super::{
+    Catalog, CatalogError, FrameInfo, FramePage, FrameSource, ParticipantDetail, ParticipantEvent,
+    RecordingDetail, RecordingOverview, StreamSummary,
+};
+use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
+use crate::layout::{self, FrameRecord, RecordingSummary};
+
+/// The file of participant events in a recording folder.
+pub const EVENTS_FILE: &str = "events.jsonl";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsCatalogError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("a file-system task panicked: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+trait IoContext<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, FsCatalogError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, FsCatalogError> {
+        self.map_err(|source| FsCatalogError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, CatalogError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CatalogError::Fs(e.into()))?
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub struct FsCatalog {
+    root: PathBuf,
+    cache: Mutex<IndexCache>,
+}
+
+struct IndexCache {
+    streams: LruCache<StreamKey, Arc<CachedStream>>,
+    /// Most frames all cached indexes may hold together; the stream just used is always
+    /// kept, however large.
+    frame_budget: usize,
+}
+
+/// A stream whose folder has been found, with its index once built.
+struct CachedStream {
+    dir: PathBuf,
+    index: Mutex<StreamIndex>,
+    /// Frames in `index`, readable without its lock, for the cache budget.
+    frames: AtomicUsize,
+}
+
+impl FsCatalog {
+    /// A catalog of `root`, holding stream indexes of at most `frame_budget` frames in all.
+    pub fn new(root: PathBuf, frame_budget: usize) -> Self {
+        FsCatalog {
+            root,
+            cache: Mutex::new(IndexCache {
+                streams: LruCache::unbounded(),
+                frame_budget,
+            }),
+        }
+    }
+
+    /// The cached entry for a stream, finding its folder if it is not cached.
+    async fn stream(&self, key: &StreamKey) -> Result<Arc<CachedStream>, CatalogError> {
+        if let Some(cached) = lock(&self.cache).streams.get(key) {
+            return Ok(cached.clone());
+        }
+        let (root, search) = (self.root.clone(), key.clone());
+        let dir = blocking(move || Ok(find_stream_dir(&root, &search)?))
+            .await?
+            .ok_or(CatalogError::NotFound)?;
+        Ok(self.cache_stream(key, dir))
+    }
+
+    fn cache_stream(&self, key: &StreamKey, dir: PathBuf) -> Arc<CachedStream> {
+        let mut cache = lock(&self.cache);
+        cache
+            .streams
+            .get_or_insert(key.clone(), || {
+                Arc::new(CachedStream {
+                    dir,
+                    index: Mutex::new(StreamIndex::default()),
+                    frames: AtomicUsize::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Brings a stream's index up to date and reads from it.
+    async fn read_index<T: Send + 'static>(
+        &self,
+        key: &StreamKey,
+        cached: Arc<CachedStream>,
+        read: impl FnOnce(&StreamIndex) -> T + Send + 'static,
+    ) -> Result<T, CatalogError> {
+        let result = blocking(move || {
+            let mut index = lock(&cached.index);
+            index.refresh(&cached.dir.join(layout::FRAMES_MANIFEST))?;
+            cached.frames.store(index.frames.len(), Ordering::Relaxed);
+            Ok(read(&index))
+        })
+        .await;
+        lock(&self.cache).keep_within_budget(key);
+        result
+    }
+
+    async fn stream_summary(
+        &self,
+        key: StreamKey,
+        dir: PathBuf,
+    ) -> Result<StreamSummary, CatalogError> {
+        let cached = self.cache_stream(&key, dir);
+        let summary_key = key.clone();
+        self.read_index(&key, cached, move |index| index.summary(summary_key))
+            .await
+    }
+
+    async fn load_recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
+        let (root, recording) = (self.root.clone(), id.clone());
+        let found = blocking(move || {
+            let dir = recording_dir(&root, &recording)?.ok_or(CatalogError::NotFound)?;
+            Ok(read_recording_folder(&dir)?)
+        })
+        .await?;
+        let mut participants = Vec::with_capacity(found.participants.len());
+        for (participant, folder, kinds) in found.participants {
+            let mut streams = Vec::new();
+            for (kind, dir) in kinds {
+                let key = StreamKey {
+                    recording: id.clone(),
+                    participant: participant.id,
+                    kind,
+                };
+                let summary = self.stream_summary(key, dir).await?;
+                if summary.frames > 0 {
+                    streams.push(summary);
+                }
+            }
+            participants.push(ParticipantDetail {
+                participant,
+                folder,
+                streams,
+            });
+        }
+        let overview =
+            RecordingOverview::from_participants(id.clone(), found.summary, &participants);
+        Ok(RecordingDetail {
+            overview,
+            participants,
+        })
+    }
+}
+
+impl IndexCache {
+    /// Drops the least recently used indexes until the rest fit the budget, never the one
+    /// in use.
+    fn keep_within_budget(&mut self, in_use: &StreamKey) {
+        let mut total: usize = self
+            .streams
+            .iter()
+            .map(|(_, s)| s.frames.load(Ordering::Relaxed))
+            .sum();
+        while total > self.frame_budget && self.streams.len() > 1 {
+            let Some((key, oldest)) = self.streams.pop_lru() else {
+                break;
+            };
+            if &key == in_use {
+                self.streams.push(key, oldest);
+            } else {
+                total -= oldest.frames.load(Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Catalog for FsCatalog {
+    async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError> {
+        let root = self.root.clone();
+        let ids = blocking(move || Ok(list_recordings(&root)?)).await?;
+        let mut recordings = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load_recording(&id).await {
+                Ok(detail) => recordings.push(detail.overview),
+                // Gone (or turned into something else) since it was listed.
+                Err(CatalogError::NotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        super::sort_newest_first(&mut recordings);
+        Ok(recordings)
+    }
+
+    async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
+        self.load_recording(id).await
+    }
+
+    async fn events(&self, id: &RecordingId) -> Result<Vec<ParticipantEvent>, CatalogError> {
+        let (root, recording) = (self.root.clone(), id.clone());
+        blocking(move || {
+            let dir = recording_dir(&root, &recording)?.ok_or(CatalogError::NotFound)?;
+            Ok(read_events(&dir.join(EVENTS_FILE))?)
+        })
+        .await
+    }
+
+    async fn frames(
+        &self,
+        stream: &StreamKey,
+        after_ms: Option<u64>,
+        limit: usize,
+    ) -> Result<FramePage, CatalogError> {
+        let cached = self.stream(stream).await?;
+        self.read_index(stream, cached, move |index| index.page(after_ms, limit))
+            .await
+    }
+
+    async fn frame(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<FrameSource, CatalogError> {
+        let cached = self.stream(stream).await?;
+        let path = cached.dir.join(layout::frame_file_name(relative_ms));
+        blocking(move || match is_regular_file(&path)? {
+            true => Ok(FrameSource::File(path)),
+            false => Err(CatalogError::NotFound),
+        })
+        .await
+    }
+
+    async fn frame_bytes(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<Bytes, CatalogError> {
+        let cached = self.stream(stream).await?;
+        let path = cached.dir.join(layout::frame_file_name(relative_ms));
+        blocking(move || {
+            Ok(read_regular_file(&path)?
+                .ok_or(CatalogError::NotFound)?
+                .into())
+        })
+        .await
+    }
+
+    async fn manifest(&self, stream: &StreamKey) -> Result<Bytes, CatalogError> {
+        let cached = self.stream(stream).await?;
+        let path = cached.dir.join(layout::FRAMES_MANIFEST);
+        blocking(move || {
+            let mut text = read_regular_file(&path)?.unwrap_or_default();
+            // A line being appended right now is left for the next reader.
+            text.truncate(complete_lines_len(&text));
+            Ok(text.into())
+        })
+        .await
+    }
+}
+
+/// A stream's frames in time order, built from its manifest and kept current by reading
+/// only what was appended since.
+#[derive(Default)]
+struct StreamIndex {
+    /// Bytes of the manifest read so far, up to the end of its last complete line.
+    consumed: u64,
+    /// Sorted by `relative_ms`, one entry per frame.
+    frames: Vec<FrameInfo>,
+    /// Manifest bytes read over the index's life: what a refresh costs.
+    bytes_read: u64,
+}
+
+impl StreamIndex {
+    fn refresh(&mut self, manifest: &Path) -> Result<(), FsCatalogError> {
+        let len = match fs::symlink_metadata(manifest) {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(_) => 0,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => 0,
+            Err(error) => return Err(error).at("read the size of", manifest),
+        };
+        if len < self.consumed {
+            // Manifests only grow, but crash repair cuts a torn last line: start over.
+            *self = StreamIndex {
+                bytes_read: self.bytes_read,
+                ..StreamIndex::default()
+            };
+        }
+        if len == self.consumed {
+            return Ok(());
+        }
+        let mut file = File::open(manifest).at("open", manifest)?;
+        file.seek(SeekFrom::Start(self.consumed))
+            .at("seek in", manifest)?;
+        let mut appended = Vec::with_capacity((len - self.consumed) as usize);
+        file.take(len - self.consumed)
+            .read_to_end(&mut appended)
+            .at("read", manifest)?;
+        self.bytes_read += appended.len() as u64;
+        let complete = complete_lines_len(&appended);
+        for line in appended[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            match serde_json::from_slice::<FrameRecord>(line) {
+                Ok(record) => self.insert(&record),
+                Err(error) => {
+                    tracing::warn!(path = %manifest.display(), %error, "skipping an unreadable manifest line");
+                }
+            }
+        }
+        self.consumed += complete as u64;
+        Ok(())
+    }
+
+    fn insert(&mut self, record: &FrameRecord) {
+        let Some(relative_ms) = layout::parse_frame_file_name(&record.file) else {
+            tracing::warn!(
+                file = record.file,
+                "manifest line names no frame file; skipped"
+            );
+            return;
+        };
+        let info = FrameInfo {
+            relative_ms,
+            relative: record.relative,
+            absolute: record.absolute,
+            width: record.width,
+            height: record.height,
+            bytes: record.bytes,
+        };
+        // Frames mostly arrive in time order: appending is the common case.
+        match self.frames.last() {
+            Some(last) if last.relative_ms >= relative_ms => {
+                if let Err(at) = self
+                    .frames
+                    .binary_search_by_key(&relative_ms, |f| f.relative_ms)
+                {
+                    self.frames.insert(at, info);
+                }
+            }
+            _ => self.frames.push(info),
+        }
+    }
+
+    fn page(&self, after_ms: Option<u64>, limit: usize) -> FramePage {
+        let start = after_ms.map_or(0, |after| {
+            self.frames.partition_point(|f| f.relative_ms <= after)
+        });
+        let end = start.saturating_add(limit).min(self.frames.len());
+        let frames = self.frames[start..end].to_vec();
+        let next_after = (end < self.frames.len())
+            .then(|| frames.last().map(|f| f.relative_ms))
+            .flatten();
+        FramePage {
+            frames,
+            total: self.frames.len(),
+            next_after,
+        }
+    }
+
+    fn summary(&self, key: StreamKey) -> StreamSummary {
+        StreamSummary {
+            key,
+            frames: self.frames.len(),
+            first: self.frames.first().copied(),
+            last: self.frames.last().copied(),
+        }
+    }
+}
+
+/// The length of `text` up to the end of its last complete line.
+fn complete_lines_len(text: &[u8]) -> usize {
+    text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// What `path` is, without following a link; `None` when there is nothing.
+fn file_type(path: &Path) -> Result<Option<fs::FileType>, FsCatalogError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta.file_type())),
+        Err(error) if is_absent(&error) => Ok(None),
+        Err(error) => Err(error).at("read", path),
+    }
+}
+
+/// Whether `path` is a directory itself, not a link to one.
+fn is_real_dir(path: &Path) -> Result<bool, FsCatalogError> {
+    Ok(file_type(path)?.is_some_and(|t| t.is_dir()))
+}
+
+/// Whether `path` is a regular file itself, not a link to one.
+fn is_regular_file(path: &Path) -> Result<bool, FsCatalogError> {
+    Ok(file_type(path)?.is_some_and(|t| t.is_file()))
+}
+
+fn is_absent(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// The contents of a regular file, or `None` when there is none (or only a link).
+fn read_regular_file(path: &Path) -> Result<Option<Vec<u8>>, FsCatalogError> {
+    if !is_regular_file(path)? {
+        return Ok(None);
+    }
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if is_absent(&error) => Ok(None),
+        Err(error) => Err(error).at("read", path),
+    }
+}
+
+/// Reads a small JSON file, logging and ignoring one that cannot be parsed.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, FsCatalogError> {
+    let Some(bytes) = read_regular_file(path)? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Ok(Some(value)),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "unreadable JSON file; ignored");
+            Ok(None)
+        }
+    }
+}
+
+fn recording_dir(root: &Path, id: &RecordingId) -> Result<Option<PathBuf>, FsCatalogError> {
+    // Dot-folders at the top are the server's own (the websocket token, ...), not recordings.
+    if id.as_str().starts_with('.') {
+        return Ok(None);
+    }
+    let dir = root.join(id.as_str());
+    Ok(is_real_dir(&dir)?.then_some(dir))
+}
+
+/// The names of the real folders (not links) in `dir`, sorted.
+fn list_folders(dir: &Path) -> Result<Vec<String>, FsCatalogError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if is_absent(&error) => return Ok(Vec::new()),
+        Err(error) => return Err(error).at("list", dir),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.at("list", dir)?;
+        if entry.file_type().at("read", &entry.path())?.is_dir()
+            && let Ok(name) = entry.file_name().into_string()
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn list_recordings(root: &Path) -> Result<Vec<RecordingId>, FsCatalogError> {
+    Ok(list_folders(root)?
+        .iter()
+        .filter(|name| !name.starts_with('.'))
+        .filter_map(|name| RecordingId::parse(name))
+        .collect())
+}
+
+/// A recording's participant folders by participant id. Should two folders carry the same
+/// id, the first in name order is the one, as for the sink.
+fn participant_folders(
+    recording_dir: &Path,
+) -> Result<BTreeMap<ParticipantId, String>, FsCatalogError> {
+    let mut folders = BTreeMap::new();
+    for name in list_folders(recording_dir)? {
+        if let Some(id) = layout::parse_participant_folder_name(&name) {
+            folders.entry(id).or_insert(name);
+        }
+    }
+    Ok(folders)
+}
+
+fn find_stream_dir(root: &Path, key: &StreamKey) -> Result<Option<PathBuf>, FsCatalogError> {
+    let Some(recording) = recording_dir(root, &key.recording)? else {
+        return Ok(None);
+    };
+    let Some(folder) = participant_folders(&recording)?.remove(&key.participant) else {
+        return Ok(None);
+    };
+    let dir = recording.join(folder).join(key.kind.as_str());
+    Ok(is_real_dir(&dir)?.then_some(dir))
+}
+
+/// A participant with its folder name and the folders of its streams.
+type ParticipantFolder = (Participant, String, Vec<(StreamKind, PathBuf)>);
+
+/// What a recording folder holds, apart from the frames themselves.
+struct RecordingFolder {
+    summary: Option<RecordingSummary>,
+    participants: Vec<ParticipantFolder>,
+}
+
+fn read_recording_folder(dir: &Path) -> Result<RecordingFolder, FsCatalogError> {
+    let summary = read_json(&dir.join(layout::RECORDING_FILE))?;
+    let mut participants = Vec::new();
+    for (id, folder) in participant_folders(dir)? {
+        let path = dir.join(&folder);
+        let participant = read_json::<Participant>(&path.join(layout::PARTICIPANT_FILE))?
+            .filter(|p| p.id == id)
+            .unwrap_or_else(|| Participant {
+                id,
+                name: None,
+                is_host: false,
+                platform: None,
+                email: None,
+                extra_data: serde_json::Value::Null,
+            });
+        let mut streams = Vec::new();
+        for kind in StreamKind::ALL {
+            let stream_dir = path.join(kind.as_str());
+            if is_real_dir(&stream_dir)? {
+                streams.push((kind, stream_dir));
+            }
+        }
+        participants.push((participant, folder, streams));
+    }
+    Ok(RecordingFolder {
+        summary,
+        participants,
+    })
+}
+
+/// The complete lines of `events.jsonl` that parse; absent means none.
+fn read_events(path: &Path) -> Result<Vec<ParticipantEvent>, FsCatalogError> {
+    let Some(text) = read_regular_file(path)? else {
+        return Ok(Vec::new());
+    };
+    let complete = complete_lines_len(&text);
+    let mut events = Vec::new();
+    let mut unreadable = 0_usize;
+    for line in text[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+    {
+        match serde_json::from_slice(line) {
+            Ok(event) => events.push(event),
+            Err(_) => unreadable += 1,
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(path = %path.display(), unreadable, "skipped unreadable participant event lines");
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn record(ms: u64) -> String {
+        let record = FrameRecord {
+            file: layout::frame_file_name(ms),
+            relative: ms as f64 / 1000.0,
+            absolute: Some(
+                jiff::Timestamp::from_millisecond(1_795_000_000_000 + ms as i64).unwrap(),
+            ),
+            width: 640,
+            height: 360,
+            bytes: 300_000,
+            received_at: jiff::Timestamp::UNIX_EPOCH,
+            recovered: false,
+        };
+        let mut line = serde_json::to_string(&record).unwrap();
+        line.push('\n');
+        line
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn ms(page: &FramePage) -> Vec<u64> {
+        page.frames.iter().map(|f| f.relative_ms).collect()
+    }
+
+    #[test]
+    fn pages_start_after_a_time_and_say_where_to_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join(layout::FRAMES_MANIFEST);
+        for at in [500, 1000, 1500, 2000, 2500] {
+            append(&manifest, &record(at));
+        }
+        let mut index = StreamIndex::default();
+        index.refresh(&manifest).unwrap();
+
+        let first = index.page(None, 2);
+        assert_eq!(
+            (ms(&first), first.total, first.next_after),
+            (vec![500, 1000], 5, Some(1000))
+        );
+        let second = index.page(first.next_after, 2);
+        assert_eq!(
+            (ms(&second), second.next_after),
+            (vec![1500, 2000], Some(2000))
+        );
+        let last = index.page(second.next_after, 2);
+        assert_eq!((ms(&last), last.next_after), (vec![2500], None));
+        // `after` between frames, before all, at the end, past the end.
+        assert_eq!(ms(&index.page(Some(1200), 1)), vec![1500]);
+        assert_eq!(ms(&index.page(Some(0), 1)), vec![500]);
+        assert_eq!(index.page(Some(2500), 10).frames, vec![]);
+        assert_eq!(index.page(Some(u64::MAX), 10).next_after, None);
+        assert_eq!(ms(&index.page(None, usize::MAX)).len(), 5);
+    }
+
+    #[test]
+    fn a_refresh_reads_only_what_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join(layout::FRAMES_MANIFEST);
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&record(i * 500));
+        }
+        append(&manifest, &text);
+        let mut index = StreamIndex::default();
+        index.refresh(&manifest).unwrap();
+        assert_eq!(index.frames.len(), 20_000);
+        assert_eq!(index.bytes_read, text.len() as u64);
+
+        // Nothing new: nothing read.
+        index.refresh(&manifest).unwrap();
+        assert_eq!(index.bytes_read, text.len() as u64);
+
+        // One more line, out of order, plus the start of another still being written.
+        let late = record(250);
+        let torn = record(99_999_000);
+        let (head, tail) = torn.split_at(20);
+        append(&manifest, &late);
+        append(&manifest, head);
+        index.refresh(&manifest).unwrap();
+        assert_eq!(index.frames.len(), 20_001);
+        assert_eq!(index.frames[1].relative_ms, 250, "kept in time order");
+        let read = text.len() + late.len() + head.len();
+        assert_eq!(index.bytes_read, read as u64);
+
+        // The torn line completes: only it is read, from its start.
+        append(&manifest, tail);
+        index.refresh(&manifest).unwrap();
+        assert_eq!(index.bytes_read, (read + torn.len()) as u64);
+        assert_eq!(index.frames.len(), 20_002);
+        assert_eq!(index.frames.last().unwrap().relative_ms, 99_999_000);
+        let page = index.page(Some(5_000_000), 100);
+        assert_eq!(page.frames.len(), 100);
+        assert_eq!(page.frames[0].relative_ms, 5_000_500);
+    }
+
+    #[test]
+    fn a_cut_manifest_is_read_again_and_repeats_are_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join(layout::FRAMES_MANIFEST);
+        append(&manifest, &(record(1000) + &record(1000) + &record(2000)));
+        let mut index = StreamIndex::default();
+        index.refresh(&manifest).unwrap();
+        assert_eq!(ms(&index.page(None, 10)), vec![1000, 2000]);
+        fs::write(&manifest, record(3000)).unwrap();
+        index.refresh(&manifest).unwrap();
+        assert_eq!(ms(&index.page(None, 10)), vec![3000]);
+    }
+
+    #[test]
+    fn the_cache_keeps_within_its_frame_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = FsCatalog::new(dir.path().to_owned(), 10);
+        let key = |participant| StreamKey {
+            recording: RecordingId::parse("rec").unwrap(),
+            participant: ParticipantId(participant),
+            kind: StreamKind::Webcam,
+        };
+        for participant in 0..3 {
+            let cached = catalog.cache_stream(&key(participant), dir.path().to_owned());
+            cached.frames.store(6, Ordering::Relaxed);
+            lock(&catalog.cache).keep_within_budget(&key(participant));
+        }
+        let cache = lock(&catalog.cache);
+        let kept: Vec<_> = cache.streams.iter().map(|(k, _)| k.participant.0).collect();
+        assert_eq!(kept, vec![2], "only the newest fits");
+    }
+}

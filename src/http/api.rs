@@ -1,0 +1,610 @@
+//! The JSON API over saved recordings, the frames themselves, and a stream as a ZIP.
+//!
+//! Every path segment a client sends is parsed into a checked domain value before the
+//! catalog sees it: the catalog never receives a path.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use headers::{ETag, HeaderMapExt as _, IfNoneMatch};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt as _;
+use tower_http::services::ServeFile;
+
+use crate::catalog::{
+    self, CatalogError, FrameInfo, FrameSource, ParticipantDetail, ParticipantEvent,
+    RecordingOverview, StreamSummary,
+};
+use crate::error::ApiError;
+use crate::frame::{FrameTime, RecordingId, StreamKey, StreamKind};
+use crate::layout::{self, FrameRecord};
+use crate::state::AppState;
+
+/// Frames never change once saved: caches may keep them for good.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// Frames a page lists when the client does not say.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most frames one page lists.
+pub const MAX_PAGE: usize = 1000;
+
+/// Bytes of ZIP held between the writer and the response body.
+const ZIP_PIPE_BYTES: usize = 256 * 1024;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/recordings", get(list_recordings))
+        .route("/api/recordings/{recording}", get(get_recording))
+        .route(
+            "/api/recordings/{recording}/{participant}/{stream}",
+            get(get_stream_zip),
+        )
+        .route(
+            "/api/recordings/{recording}/{participant}/{stream}/frames",
+            get(list_frames),
+        )
+        .route(
+            "/api/recordings/{recording}/{participant}/{stream}/{frame}",
+            get(get_frame),
+        )
+}
+
+// ---- parsing what the client sent ----
+
+pub fn recording_id(text: &str) -> Result<RecordingId, ApiError> {
+    RecordingId::parse(text).ok_or(ApiError::BadRequest(Cow::Borrowed(
+        "recording id must be 1 to 128 characters of A-Z a-z 0-9 _ . - (and not . or ..)",
+    )))
+}
+
+pub fn stream_key(recording: &str, participant: &str, kind: &str) -> Result<StreamKey, ApiError> {
+    Ok(StreamKey {
+        recording: recording_id(recording)?,
+        participant: catalog::parse_participant_id(participant).ok_or(ApiError::BadRequest(
+            Cow::Borrowed("participant id must be a number"),
+        ))?,
+        kind: StreamKind::parse(kind).ok_or(ApiError::BadRequest(Cow::Borrowed(
+            "stream type must be webcam or screenshare",
+        )))?,
+    })
+}
+
+/// Turns a catalog's answer into the API's, naming what was not found.
+pub trait CatalogResult<T> {
+    fn or_not_found(self, what: &'static str) -> Result<T, ApiError>;
+}
+
+impl<T> CatalogResult<T> for Result<T, CatalogError> {
+    fn or_not_found(self, what: &'static str) -> Result<T, ApiError> {
+        self.map_err(|error| match error {
+            CatalogError::NotFound => ApiError::NotFound(what),
+            other => ApiError::Internal(other.into()),
+        })
+    }
+}
+
+// ---- URLs ----
+
+pub mod urls {
+    //! The addresses of everything the API and the UI serve.
+
+    use crate::frame::{RecordingId, StreamKey};
+
+    pub fn recording_api(id: &RecordingId) -> String {
+        format!("/api/recordings/{id}")
+    }
+
+    pub fn recording_page(id: &RecordingId) -> String {
+        format!("/recordings/{id}")
+    }
+
+    pub fn stream_api(key: &StreamKey) -> String {
+        format!(
+            "/api/recordings/{}/{}/{}",
+            key.recording, key.participant, key.kind
+        )
+    }
+
+    pub fn stream_page(key: &StreamKey) -> String {
+        format!(
+            "/recordings/{}/{}/{}",
+            key.recording, key.participant, key.kind
+        )
+    }
+
+    pub fn frames(key: &StreamKey) -> String {
+        format!("{}/frames", stream_api(key))
+    }
+
+    pub fn frame(key: &StreamKey, relative_ms: u64) -> String {
+        format!(
+            "{}/{}",
+            stream_api(key),
+            crate::layout::frame_file_name(relative_ms)
+        )
+    }
+
+    pub fn zip(key: &StreamKey) -> String {
+        format!("{}.zip", stream_api(key))
+    }
+}
+
+// ---- JSON shapes ----
+
+#[derive(Serialize)]
+struct RecordingList {
+    recordings: Vec<RecordingJson>,
+}
+
+/// What the list and the detail of a recording share.
+#[derive(Serialize)]
+struct RecordingHead {
+    id: RecordingId,
+    bot_id: Option<String>,
+    started_at: Option<Timestamp>,
+    first_frame: Option<FrameTime>,
+    last_frame: Option<FrameTime>,
+    /// Seconds from the first frame to the last.
+    duration: Option<f64>,
+    frames: u64,
+    url: String,
+    page: String,
+}
+
+#[derive(Serialize)]
+struct RecordingJson {
+    #[serde(flatten)]
+    head: RecordingHead,
+    participants: usize,
+    thumbnail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RecordingDetailJson {
+    #[serde(flatten)]
+    head: RecordingHead,
+    metadata: serde_json::Value,
+    participants: Vec<ParticipantJson>,
+    events: Vec<ParticipantEvent>,
+}
+
+#[derive(Serialize)]
+struct ParticipantJson {
+    id: u64,
+    name: Option<String>,
+    is_host: bool,
+    email: Option<String>,
+    platform: Option<String>,
+    folder: String,
+    streams: Vec<StreamJson>,
+}
+
+#[derive(Serialize)]
+struct StreamJson {
+    #[serde(rename = "type")]
+    kind: StreamKind,
+    frames: usize,
+    first: Option<FrameTime>,
+    last: Option<FrameTime>,
+    latest_frame: Option<String>,
+    frames_url: String,
+    zip_url: String,
+    page: String,
+}
+
+#[derive(Serialize)]
+struct FrameJson {
+    url: String,
+    #[serde(flatten)]
+    frame: FrameInfo,
+}
+
+#[derive(Serialize)]
+struct FramePageJson {
+    frames: Vec<FrameJson>,
+    total: usize,
+    next_after: Option<u64>,
+    /// The URL of the next page, when there is one.
+    next: Option<String>,
+}
+
+fn frame_time(frame: &FrameInfo) -> FrameTime {
+    FrameTime {
+        relative: frame.relative,
+        absolute: frame.absolute,
+    }
+}
+
+impl RecordingHead {
+    fn new(overview: &RecordingOverview) -> Self {
+        RecordingHead {
+            id: overview.id.clone(),
+            bot_id: overview.bot_id(),
+            started_at: overview.started_at,
+            first_frame: overview.first_frame,
+            last_frame: overview.last_frame,
+            duration: overview.duration(),
+            frames: overview.frames,
+            url: urls::recording_api(&overview.id),
+            page: urls::recording_page(&overview.id),
+        }
+    }
+}
+
+impl RecordingJson {
+    fn new(overview: &RecordingOverview) -> Self {
+        RecordingJson {
+            head: RecordingHead::new(overview),
+            participants: overview.participants,
+            thumbnail: overview
+                .thumbnail
+                .as_ref()
+                .map(|(key, frame)| urls::frame(key, frame.relative_ms)),
+        }
+    }
+}
+
+impl StreamJson {
+    fn new(stream: &StreamSummary) -> Self {
+        StreamJson {
+            kind: stream.key.kind,
+            frames: stream.frames,
+            first: stream.first.as_ref().map(frame_time),
+            last: stream.last.as_ref().map(frame_time),
+            latest_frame: stream
+                .last
+                .map(|frame| urls::frame(&stream.key, frame.relative_ms)),
+            frames_url: urls::frames(&stream.key),
+            zip_url: urls::zip(&stream.key),
+            page: urls::stream_page(&stream.key),
+        }
+    }
+}
+
+impl ParticipantJson {
+    fn new(detail: &ParticipantDetail) -> Self {
+        let p = &detail.participant;
+        ParticipantJson {
+            id: p.id.0,
+            name: p.name.clone(),
+            is_host: p.is_host,
+            email: p.email.clone(),
+            platform: p.platform.clone(),
+            folder: detail.folder.clone(),
+            streams: detail.streams.iter().map(StreamJson::new).collect(),
+        }
+    }
+}
+
+// ---- handlers ----
+
+async fn list_recordings(State(state): State<AppState>) -> Result<Json<impl Serialize>, ApiError> {
+    let recordings = state.catalog.recordings().await.or_not_found("recording")?;
+    Ok(Json(RecordingList {
+        recordings: recordings.iter().map(RecordingJson::new).collect(),
+    }))
+}
+
+async fn get_recording(
+    State(state): State<AppState>,
+    Path(recording): Path<String>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let id = recording_id(&recording)?;
+    let detail = state
+        .catalog
+        .recording(&id)
+        .await
+        .or_not_found("recording")?;
+    let events = state.catalog.events(&id).await.or_not_found("recording")?;
+    let metadata = detail
+        .overview
+        .summary
+        .as_ref()
+        .map(|s| s.recording.metadata.clone())
+        .unwrap_or_default();
+    Ok(Json(RecordingDetailJson {
+        head: RecordingHead::new(&detail.overview),
+        metadata,
+        participants: detail
+            .participants
+            .iter()
+            .map(ParticipantJson::new)
+            .collect(),
+        events,
+    }))
+}
+
+#[derive(Deserialize)]
+struct PageParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn list_frames(
+    State(state): State<AppState>,
+    Path((recording, participant, kind)): Path<(String, String, String)>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let key = stream_key(&recording, &participant, &kind)?;
+    let Query(params) = params.map_err(|_| {
+        ApiError::BadRequest(Cow::Borrowed(
+            "after must be a whole number of milliseconds, and limit a whole number",
+        ))
+    })?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(Cow::Owned(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        ))));
+    }
+    let page = state
+        .catalog
+        .frames(&key, params.after, limit)
+        .await
+        .or_not_found("stream")?;
+    Ok(Json(FramePageJson {
+        next: page
+            .next_after
+            .map(|after| format!("{}?after={after}&limit={limit}", urls::frames(&key))),
+        frames: page
+            .frames
+            .into_iter()
+            .map(|frame| FrameJson {
+                url: urls::frame(&key, frame.relative_ms),
+                frame,
+            })
+            .collect(),
+        total: page.total,
+        next_after: page.next_after,
+    }))
+}
+
+async fn get_frame(
+    State(state): State<AppState>,
+    Path((recording, participant, kind, frame)): Path<(String, String, String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = stream_key(&recording, &participant, &kind)?;
+    let relative_ms = layout::parse_frame_file_name(&frame).ok_or(ApiError::NotFound("frame"))?;
+    let source = state
+        .catalog
+        .frame(&key, relative_ms)
+        .await
+        .or_not_found("frame")?;
+    let mut response = match source {
+        FrameSource::File(path) => {
+            let Ok(response) = ServeFile::new(path).oneshot(request).await;
+            response.map(Body::new)
+        }
+        FrameSource::Bytes { bytes, etag } => bytes_response(request.headers(), bytes, etag),
+    };
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    }
+    Ok(response)
+}
+
+/// A PNG held in memory, answered with 304 when the client already has its entity tag.
+fn bytes_response(request: &HeaderMap, bytes: Bytes, etag: Option<String>) -> Response {
+    let etag = etag.and_then(|tag| tag.parse::<ETag>().ok());
+    if let (Some(etag), Some(if_none_match)) = (&etag, request.typed_get::<IfNoneMatch>())
+        && !if_none_match.precondition_passes(etag)
+    {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().typed_insert(etag.clone());
+        return response;
+    }
+    let mut response = ([(header::CONTENT_TYPE, "image/png")], bytes).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().typed_insert(etag);
+    }
+    response
+}
+
+// ---- the ZIP of a stream ----
+
+async fn get_stream_zip(
+    State(state): State<AppState>,
+    Path((recording, participant, stream)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = stream
+        .strip_suffix(".zip")
+        .ok_or(ApiError::NotFound("route"))?;
+    let key = stream_key(&recording, &participant, kind)?;
+    // The ZIP holds exactly the frames its frames.jsonl lists, as the manifest stood now.
+    let manifest = state.catalog.manifest(&key).await.or_not_found("stream")?;
+    let frames = listed_frames(&manifest);
+    let folder = format!("{}-{}-{}", key.recording, key.participant, key.kind);
+    let disposition = format!("attachment; filename=\"{folder}.zip\"");
+
+    let (writer, reader) = tokio::io::duplex(ZIP_PIPE_BYTES);
+    let writing = write_zip(state.catalog.clone(), key, folder, frames, manifest, writer);
+    // The body drives the writer: no task outlives the response, and a client that stops
+    // reading stops the writing.
+    let failed = futures_util::stream::once(writing).filter_map(|result| async move {
+        result
+            .err()
+            .map(|error| Err(std::io::Error::other(error.to_string())))
+    });
+    let body = futures_util::stream::select(tokio_util::io::ReaderStream::new(reader), failed);
+    let body = abort_on_shutdown(body, state.shutdown.clone());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Passes a body through until shutdown starts, then fails it, so the client sees a cut
+/// transfer rather than a ZIP that looks complete, and shutdown does not wait for it.
+fn abort_on_shutdown(
+    body: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let state = (Box::pin(body), Box::pin(shutdown.cancelled_owned()), false);
+    futures_util::stream::unfold(state, |(mut body, mut stop, stopped)| async move {
+        if stopped {
+            return None;
+        }
+        tokio::select! {
+            item = body.next() => item.map(|item| (item, (body, stop, false))),
+            () = &mut stop => {
+                let error = std::io::Error::other("the server is shutting down");
+                Some((Err(error), (body, stop, true)))
+            }
+        }
+    })
+}
+
+/// The frames a manifest lists, in time order, each once.
+fn listed_frames(manifest: &[u8]) -> Vec<(u64, Timestamp)> {
+    let mut frames: Vec<(u64, Timestamp)> = manifest
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| serde_json::from_slice::<FrameRecord>(line).ok())
+        .filter_map(|record| {
+            let ms = layout::parse_frame_file_name(&record.file)?;
+            Some((ms, record.absolute.unwrap_or(record.received_at)))
+        })
+        .collect();
+    frames.sort_by_key(|(ms, _)| *ms);
+    frames.dedup_by_key(|(ms, _)| *ms);
+    frames
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ZipStreamError {
+    #[error(transparent)]
+    Zip(#[from] async_zip::error::ZipError),
+    #[error("cannot read {0}")]
+    Catalog(String, #[source] CatalogError),
+}
+
+async fn write_zip(
+    catalog: std::sync::Arc<dyn catalog::Catalog>,
+    key: StreamKey,
+    folder: String,
+    frames: Vec<(u64, Timestamp)>,
+    manifest: Bytes,
+    out: tokio::io::DuplexStream,
+) -> Result<(), ZipStreamError> {
+    use async_zip::{Compression, ZipEntryBuilder};
+
+    let written = async {
+        let mut zip = async_zip::base::write::ZipFileWriter::with_tokio(out);
+        let mut latest = None;
+        for (relative_ms, time) in frames {
+            let name = layout::frame_file_name(relative_ms);
+            // PNGs are compressed already: stored, not deflated.
+            let png = match catalog.frame_bytes(&key, relative_ms).await {
+                Ok(png) => png,
+                Err(CatalogError::NotFound) => {
+                    tracing::warn!(%key, file = name, "listed frame has no file; left out of the ZIP");
+                    continue;
+                }
+                Err(error) => return Err(ZipStreamError::Catalog(name, error)),
+            };
+            let entry = ZipEntryBuilder::new(format!("{folder}/{name}").into(), Compression::Stored)
+                .last_modification_date(zip_time(time));
+            zip.write_entry_whole(entry, &png).await?;
+            latest = Some(time);
+        }
+        let entry = ZipEntryBuilder::new(
+            format!("{folder}/{}", layout::FRAMES_MANIFEST).into(),
+            Compression::Stored,
+        )
+        .last_modification_date(zip_time(latest.unwrap_or_else(Timestamp::now)));
+        zip.write_entry_whole(entry, &manifest).await?;
+        // Writes the central directory; dropping the pipe then ends the body.
+        zip.close().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = &written {
+        tracing::warn!(%key, error = format!("{error:#}"), "ZIP download cut short");
+    }
+    written
+}
+
+/// A ZIP entry's time: the DOS date-time fields, in UTC.
+fn zip_time(time: Timestamp) -> async_zip::ZipDateTime {
+    let civil = time.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+    async_zip::ZipDateTimeBuilder::new()
+        .year(civil.year().into())
+        .month(civil.month() as u32)
+        .day(civil.day() as u32)
+        .hour(civil.hour() as u32)
+        .minute(civil.minute() as u32)
+        .second(civil.second() as u32)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_from_a_store_answer_304_to_a_matching_etag() {
+        let png = Bytes::from_static(b"\x89PNG...");
+        let tag = Some("\"abc\"".to_owned());
+        let response = bytes_response(&HeaderMap::new(), png.clone(), tag.clone());
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::ETAG], "\"abc\"");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "image/png");
+
+        let mut again = HeaderMap::new();
+        again.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
+        let response = bytes_response(&again, png.clone(), tag.clone());
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+
+        again.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"old\""));
+        assert_eq!(bytes_response(&again, png, tag).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_manifest_lists_each_frame_once_in_time_order() {
+        let line = |file: &str| {
+            format!(
+                "{{\"file\":\"{file}\",\"relative\":1.0,\"absolute\":null,\"width\":1,\"height\":1,\
+                 \"bytes\":1,\"received_at\":\"2026-11-21T10:00:00Z\"}}\n"
+            )
+        };
+        let manifest = [
+            line("000002000.png"),
+            line("000001000.png"),
+            line("000002000.png"),
+            "not json\n".to_owned(),
+            line("../etc.png"),
+        ]
+        .concat();
+        let listed: Vec<u64> = listed_frames(manifest.as_bytes())
+            .into_iter()
+            .map(|(ms, _)| ms)
+            .collect();
+        assert_eq!(listed, vec![1000, 2000]);
+    }
+
+    #[test]
+    fn zip_times_are_utc_fields() {
+        let time: Timestamp = "2026-11-21T10:00:12.5Z".parse().unwrap();
+        let zip = zip_time(time);
+        assert_eq!(
+            (zip.year(), zip.month(), zip.day(), zip.hour(), zip.minute()),
+            (2026, 11, 21, 10, 0)
+        );
+    }
+}

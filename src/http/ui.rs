@@ -1,0 +1,424 @@
+//! The browse UI: server-rendered pages (askama templates in `templates/`) with a little
+//! plain JavaScript and CSS from `static/`, all compiled into the binary.
+
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::sync::LazyLock;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::catalog::{ParticipantDetail, ParticipantEvent, RecordingOverview, StreamSummary};
+use crate::error::ApiError;
+use crate::frame::StreamKind;
+use crate::http::api::{CatalogResult as _, recording_id, stream_key, urls};
+use crate::state::AppState;
+
+const APP_JS: &str = include_str!("../../static/app.js");
+const APP_CSS: &str = include_str!("../../static/app.css");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
+
+/// Pages load nothing from anywhere else, and run no inline script.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self'; style-src 'self'; \
+     script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Changes whenever the assets do, so they can be cached for good under a versioned URL.
+static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
+    let mut hasher = DefaultHasher::new();
+    (APP_JS, APP_CSS, FAVICON).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+});
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/", get(show_index))
+        .route("/recordings/{recording}", get(show_recording))
+        .route(
+            "/recordings/{recording}/{participant}/{stream}",
+            get(show_stream),
+        )
+        .route("/static/{asset}", get(get_asset))
+}
+
+// ---- formatting ----
+
+/// `75.25` s → `1:15.250`; an hour or more → `1:01:15.250`.
+pub fn clock(seconds: f64) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    let (h, m, s, ms) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}.{ms:03}")
+    } else {
+        format!("{m}:{s:02}.{ms:03}")
+    }
+}
+
+/// A length of time for people: `42 s`, `12 min`, `1 h 05 min`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s / 60 % 60),
+    }
+}
+
+/// `2026-11-21 10:00:12 UTC`.
+pub fn wall_clock(time: Timestamp) -> String {
+    time.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+fn kind_label(kind: StreamKind) -> &'static str {
+    match kind {
+        StreamKind::Webcam => "Webcam",
+        StreamKind::Screenshare => "Screen share",
+    }
+}
+
+fn display_name(detail: &ParticipantDetail) -> String {
+    detail
+        .participant
+        .name
+        .clone()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| format!("Participant {}", detail.participant.id))
+}
+
+// ---- view models ----
+
+struct RecordingCard {
+    id: String,
+    page: String,
+    started: String,
+    duration: String,
+    participants: String,
+    frames: u64,
+    frames_text: String,
+    thumbnail: Option<String>,
+    /// `<participant>/<kind>` of the thumbnail, so live frames of that stream replace it.
+    thumbnail_stream: String,
+}
+
+impl RecordingCard {
+    fn new(overview: &RecordingOverview) -> Self {
+        RecordingCard {
+            id: overview.id.to_string(),
+            page: urls::recording_page(&overview.id),
+            started: overview.started_at.map(wall_clock).unwrap_or_default(),
+            duration: overview.duration().map(duration).unwrap_or_default(),
+            participants: plural(overview.participants as u64, "participant", "participants"),
+            frames: overview.frames,
+            frames_text: plural(overview.frames, "frame", "frames"),
+            thumbnail: overview
+                .thumbnail
+                .as_ref()
+                .map(|(key, frame)| urls::frame(key, frame.relative_ms)),
+            thumbnail_stream: overview
+                .thumbnail
+                .as_ref()
+                .map(|(key, _)| format!("{}/{}", key.participant, key.kind))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+struct ParticipantCard {
+    id: u64,
+    name: String,
+    is_host: bool,
+    details: String,
+    streams: Vec<StreamTile>,
+}
+
+struct StreamTile {
+    /// `<participant>/<kind>`: how live events find this tile.
+    stream: String,
+    label: &'static str,
+    frames: usize,
+    frames_text: String,
+    span: String,
+    latest: Option<String>,
+    page: String,
+    zip: String,
+}
+
+impl StreamTile {
+    fn new(stream: &StreamSummary) -> Self {
+        let span = match (stream.first, stream.last) {
+            (Some(first), Some(last)) => {
+                format!("{} – {}", clock(first.relative), clock(last.relative))
+            }
+            _ => String::new(),
+        };
+        StreamTile {
+            stream: format!("{}/{}", stream.key.participant, stream.key.kind),
+            label: kind_label(stream.key.kind),
+            frames: stream.frames,
+            frames_text: plural(stream.frames as u64, "frame", "frames"),
+            span,
+            latest: stream.last.map(|f| urls::frame(&stream.key, f.relative_ms)),
+            page: urls::stream_page(&stream.key),
+            zip: urls::zip(&stream.key),
+        }
+    }
+}
+
+struct TimelineItem {
+    at: String,
+    absolute: String,
+    who: String,
+    what: String,
+    detail: String,
+    class: &'static str,
+}
+
+impl TimelineItem {
+    fn new(event: &ParticipantEvent) -> Self {
+        let kind = event.short_name();
+        let what = match kind {
+            "join" => "joined",
+            "leave" => "left",
+            "update" => "was updated",
+            "webcam_on" => "turned the camera on",
+            "webcam_off" => "turned the camera off",
+            "screenshare_on" => "started sharing the screen",
+            "screenshare_off" => "stopped sharing the screen",
+            "speech_on" => "started speaking",
+            "speech_off" => "stopped speaking",
+            "chat_message" => "wrote in the chat",
+            other => other,
+        };
+        let detail = event
+            .data
+            .get("text")
+            .and_then(|text| text.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let class = match kind {
+            "join" | "webcam_on" | "screenshare_on" => "on",
+            "leave" | "webcam_off" | "screenshare_off" => "off",
+            "chat_message" => "chat",
+            _ => "other",
+        };
+        TimelineItem {
+            at: clock(event.timestamp.relative),
+            absolute: event.timestamp.absolute.map(wall_clock).unwrap_or_default(),
+            who: event
+                .participant
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("Participant {}", event.participant.id)),
+            what: what.to_owned(),
+            detail,
+            class,
+        }
+    }
+}
+
+// ---- pages ----
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    assets: &'static str,
+    recordings: Vec<RecordingCard>,
+}
+
+#[derive(Template)]
+#[template(path = "recording.html")]
+struct RecordingPage {
+    assets: &'static str,
+    recording: RecordingCard,
+    bot_id: String,
+    participants: Vec<ParticipantCard>,
+    timeline: Vec<TimelineItem>,
+}
+
+#[derive(Template)]
+#[template(path = "stream.html")]
+struct StreamPage {
+    assets: &'static str,
+    recording_id: String,
+    recording_page: String,
+    participant_id: u64,
+    kind: &'static str,
+    title: String,
+    frames_url: String,
+    zip: String,
+    total: usize,
+    first: Option<FirstFrame>,
+}
+
+struct FirstFrame {
+    url: String,
+    width: u32,
+    height: u32,
+    at: String,
+    absolute: String,
+}
+
+fn page(template: &impl Template) -> Result<Response, ApiError> {
+    let html = template
+        .render()
+        .map_err(|error| ApiError::Internal(error.into()))?;
+    let mut response = Html(html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+async fn show_index(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let recordings = state.catalog.recordings().await.or_not_found("recording")?;
+    page(&IndexPage {
+        assets: &ASSET_VERSION,
+        recordings: recordings.iter().map(RecordingCard::new).collect(),
+    })
+}
+
+async fn show_recording(
+    State(state): State<AppState>,
+    Path(recording): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = recording_id(&recording)?;
+    let detail = state
+        .catalog
+        .recording(&id)
+        .await
+        .or_not_found("recording")?;
+    let events = state.catalog.events(&id).await.or_not_found("recording")?;
+    let bot_id = detail.overview.bot_id().unwrap_or_default();
+    let participants = detail
+        .participants
+        .iter()
+        .map(|p| {
+            let details = [
+                p.participant.email.as_deref(),
+                p.participant.platform.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ");
+            ParticipantCard {
+                id: p.participant.id.0,
+                name: display_name(p),
+                is_host: p.participant.is_host,
+                details,
+                streams: p.streams.iter().map(StreamTile::new).collect(),
+            }
+        })
+        .collect();
+    page(&RecordingPage {
+        assets: &ASSET_VERSION,
+        recording: RecordingCard::new(&detail.overview),
+        bot_id,
+        participants,
+        timeline: events.iter().map(TimelineItem::new).collect(),
+    })
+}
+
+async fn show_stream(
+    State(state): State<AppState>,
+    Path((recording, participant, kind)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let key = stream_key(&recording, &participant, &kind)?;
+    let detail = state
+        .catalog
+        .recording(&key.recording)
+        .await
+        .or_not_found("recording")?;
+    let who = detail
+        .participants
+        .iter()
+        .find(|p| p.participant.id == key.participant)
+        .ok_or(ApiError::NotFound("participant"))?;
+    let stream = who
+        .streams
+        .iter()
+        .find(|s| s.key.kind == key.kind)
+        .ok_or(ApiError::NotFound("stream"))?;
+    let first = stream.first.map(|f| FirstFrame {
+        url: urls::frame(&key, f.relative_ms),
+        width: f.width,
+        height: f.height,
+        at: clock(f.relative),
+        absolute: f.absolute.map(wall_clock).unwrap_or_default(),
+    });
+    page(&StreamPage {
+        assets: &ASSET_VERSION,
+        recording_id: key.recording.to_string(),
+        recording_page: urls::recording_page(&key.recording),
+        participant_id: key.participant.0,
+        kind: key.kind.as_str(),
+        title: format!("{} · {}", display_name(who), kind_label(key.kind)),
+        frames_url: urls::frames(&key),
+        zip: urls::zip(&key),
+        total: stream.frames,
+        first,
+    })
+}
+
+#[derive(Deserialize)]
+struct AssetParams {
+    v: Option<String>,
+}
+
+async fn get_asset(
+    Path(asset): Path<String>,
+    Query(params): Query<AssetParams>,
+) -> Result<Response, ApiError> {
+    let (body, content_type) = match asset.as_str() {
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "favicon.svg" => (FAVICON, "image/svg+xml"),
+        _ => return Err(ApiError::NotFound("file")),
+    };
+    // A URL with the current version names these exact bytes for good.
+    let cache = if params.v.as_deref() == Some(ASSET_VERSION.as_str()) {
+        crate::http::api::IMMUTABLE
+    } else {
+        "no-cache"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_people_expect() {
+        assert_eq!(clock(0.0), "0:00.000");
+        assert_eq!(clock(12.5), "0:12.500");
+        assert_eq!(clock(75.25), "1:15.250");
+        assert_eq!(clock(3675.001), "1:01:15.001");
+        assert_eq!(duration(12.0), "12 s");
+        assert_eq!(duration(754.0), "12 min 34 s");
+        assert_eq!(duration(3900.0), "1 h 05 min");
+        let at: Timestamp = "2026-11-21T10:00:12.5Z".parse().unwrap();
+        assert_eq!(wall_clock(at), "2026-11-21 10:00:12 UTC");
+    }
+}

@@ -1,0 +1,469 @@
+//! The browse UI in a real browser: headless Chromium driven over WebDriver (chromedriver on
+//! 127.0.0.1) through the index, a recording and the player, with a frame streamed live
+//! while the pages are open. Takes the README's screenshots (see `save_screenshot`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them
+//! the test fails under `CI=true` and is skipped elsewhere, saying so.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use futures_util::FutureExt as _;
+use serde_json::json;
+use thirtyfour::prelude::*;
+use thirtyfour::{ChromeCapabilities, LoggingPrefsLogLevel};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const RECORDING: &str = "weekly-sync_7f3e2b";
+/// Frame size: 16:9, smaller than Recall's 640x360 to keep drawing them quick.
+const WIDTH: u32 = 480;
+const HEIGHT: u32 = 270;
+
+#[tokio::test]
+async fn the_ui_browses_plays_and_updates_live_in_chromium() {
+    if !(Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()) {
+        let message = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)";
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("{message}: .ci/run installs them");
+        }
+        println!("skipped: install chromium chromium-driver ({message})");
+        return;
+    }
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    stream_a_meeting(&mut bot).await;
+    server
+        .wait_for_frames(&format!("/api/recordings/{RECORDING}/100/webcam"), 12)
+        .await;
+    server
+        .wait_for_frames(&format!("/api/recordings/{RECORDING}/300/webcam"), 12)
+        .await;
+    write_participant_events(&server.data_dir);
+
+    let driver = Chromium::start().await;
+    // Whatever happens, close the browser before reporting.
+    let outcome = std::panic::AssertUnwindSafe(browse(&driver.session, &server, &mut bot))
+        .catch_unwind()
+        .await;
+    driver.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    bot.close().await;
+}
+
+/// The meeting the screenshots show: a host with webcam and slides, two more people.
+async fn stream_a_meeting(bot: &mut Bot) {
+    let people: [(u64, Option<&str>, f32); 3] = [
+        (100, Some("Alice Smith"), 212.0),
+        (200, Some("Bob Okafor"), 150.0),
+        (300, Some("Carmen Díaz"), 12.0),
+    ];
+    // A few poses per person, repeated: drawing frames is the slow part of this test.
+    let poses: Vec<Vec<Vec<u8>>> = people
+        .iter()
+        .map(|(id, _, hue)| {
+            (0..4)
+                .map(|pose| webcam_png(WIDTH, HEIGHT, *hue, (pose + id) as f32))
+                .collect()
+        })
+        .collect();
+    for i in 0..12 {
+        let t = i as f64 * 0.5;
+        for ((id, name, _), poses) in people.iter().zip(&poses) {
+            let frame = TestFrame::new(t)
+                .recording(RECORDING)
+                .participant(*id, *name)
+                .png(poses[i % 4].clone());
+            bot.send_frame(&frame).await;
+        }
+        if i % 3 == 0 {
+            let slide = TestFrame::new(t + 0.25)
+                .recording(RECORDING)
+                .kind("screenshare")
+                .png(slide_png(WIDTH, HEIGHT, i as u32 / 3));
+            bot.send_frame(&slide).await;
+        }
+    }
+}
+
+/// `events.jsonl` in the format the participant-event recorder writes.
+fn write_participant_events(data_dir: &Path) {
+    let event = |name: &str, id: u64, who: &str, at: f64, data: serde_json::Value| {
+        json!({
+            "event": format!("participant_events.{name}"),
+            "participant": {"id": id, "name": who, "is_host": id == 100, "platform": "desktop",
+                            "email": null, "extra_data": {}},
+            "timestamp": {"relative": at, "absolute": absolute_time(at)},
+            "data": data,
+            "received_at": absolute_time(at + 0.2),
+        })
+        .to_string()
+    };
+    let lines = [
+        event("join", 100, "Alice Smith", 0.0, json!(null)),
+        event("join", 200, "Bob Okafor", 0.1, json!(null)),
+        event("join", 300, "Carmen Díaz", 0.2, json!(null)),
+        event("screenshare_on", 100, "Alice Smith", 0.25, json!(null)),
+        event("speech_on", 100, "Alice Smith", 0.5, json!(null)),
+        event(
+            "chat_message",
+            200,
+            "Bob Okafor",
+            3.2,
+            json!({"text": "Slides look great!", "to": "everyone"}),
+        ),
+        event("speech_off", 100, "Alice Smith", 5.4, json!(null)),
+    ];
+    std::fs::write(
+        data_dir.join(RECORDING).join("events.jsonl"),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
+}
+
+async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
+    driver.set_window_rect(0, 0, 1280, 960).await.unwrap();
+
+    // 1. The index lists the recording.
+    driver.goto(server.url("/")).await.unwrap();
+    let link = driver
+        .find(By::LinkText(RECORDING))
+        .await
+        .expect("the index links the recording");
+    assert!(all_images_render(driver).await, "index thumbnails render");
+    save_screenshot(driver, "screenshot-index.png").await;
+    assert_eq!(
+        text(driver, ".recording-card .stats div:nth-child(2) dd").await,
+        "3 participants"
+    );
+
+    // 2. The recording page: a card per participant, the timeline.
+    link.click().await.unwrap();
+    wait_for(
+        driver,
+        "the participant cards",
+        "document.querySelectorAll('.participant-card').length === 3",
+    )
+    .await;
+    assert!(all_images_render(driver).await, "latest frames render");
+    assert_eq!(text(driver, ".participant-card .badge").await, "Host");
+    let timeline = text(driver, ".timeline").await;
+    assert!(
+        timeline.contains("Bob Okafor wrote in the chat: Slides look great!"),
+        "the timeline shows the chat message: {timeline}"
+    );
+    wait_for_live(driver).await;
+
+    // 5. A frame streamed now shows up without a reload: a new person, a newer frame.
+    let newcomer = TestFrame::new(6.0)
+        .recording(RECORDING)
+        .participant(400, Some("Dev Patel"))
+        .png(webcam_png(WIDTH, HEIGHT, 280.0, 3.0));
+    bot.send_frame(&newcomer).await;
+    let newer = TestFrame::new(6.0)
+        .recording(RECORDING)
+        .png(webcam_png(WIDTH, HEIGHT, 212.0, 106.0));
+    bot.send_frame(&newer).await;
+    wait_for(
+        driver,
+        "the new participant's card",
+        "(() => { const img = document.querySelector('[data-participant=\"400\"] img');
+                  return !!img && img.complete && img.naturalWidth > 0; })()",
+    )
+    .await;
+    wait_for(
+        driver,
+        "Alice's newest webcam frame",
+        "(() => { const img = document.querySelector('[data-stream=\"100/webcam\"] img');
+                  return img.src.endsWith('/000006000.png') && img.complete && img.naturalWidth > 0; })()",
+    )
+    .await;
+    assert_eq!(
+        text(driver, "[data-stream=\"100/webcam\"] .frame-count").await,
+        "13 frames"
+    );
+    driver.set_window_rect(0, 0, 1280, 1140).await.unwrap();
+    save_screenshot(driver, "screenshot.png").await;
+    driver.set_window_rect(0, 0, 1280, 960).await.unwrap();
+
+    // 3. The player: play, step, and follow the live edge.
+    click(driver, By::Css("[data-stream=\"100/webcam\"] a.thumb")).await;
+    wait_for(
+        driver,
+        "the frame list",
+        "document.getElementById('position').textContent === '1 of 13'",
+    )
+    .await;
+    wait_for(
+        driver,
+        "the filmstrip",
+        "document.querySelectorAll('#filmstrip img').length === 13",
+    )
+    .await;
+    let speed = driver.find(By::Id("speed")).await.unwrap();
+    speed.send_keys("4").await.unwrap();
+    click(driver, By::Id("play")).await;
+    wait_for(
+        driver,
+        "playback to move on",
+        "document.getElementById('position').textContent !== '1 of 13'",
+    )
+    .await;
+    // 4. Frames render while playing.
+    wait_until_rendered(driver, "#frame").await;
+    click(driver, By::Id("play")).await; // pause
+    let body = driver.find(By::Tag("body")).await.unwrap();
+    body.send_keys(Key::Home).await.unwrap();
+    assert_eq!(text(driver, "#position").await, "1 of 13");
+    body.send_keys(Key::Right).await.unwrap();
+    assert_eq!(text(driver, "#position").await, "2 of 13");
+    assert_eq!(text(driver, "#relative").await, "0:00.500");
+    assert_eq!(
+        text(driver, "#absolute").await,
+        "2026-11-21 10:00:00.500 UTC"
+    );
+    body.send_keys(Key::End).await.unwrap();
+    wait_for_live(driver).await;
+    bot.send_frame(
+        &TestFrame::new(6.5)
+            .recording(RECORDING)
+            .png(webcam_png(WIDTH, HEIGHT, 212.0, 106.5)),
+    )
+    .await;
+    wait_for(
+        driver,
+        "the live frame in the player",
+        "document.getElementById('frame').src.endsWith('/000006500.png')
+         && document.getElementById('position').textContent === '14 of 14'",
+    )
+    .await;
+    wait_until_rendered(driver, "#frame").await;
+    body.send_keys(Key::Left).await.unwrap();
+    assert!(
+        all_images_render(driver).await,
+        "filmstrip thumbnails render"
+    );
+    driver.set_window_rect(0, 0, 1280, 1300).await.unwrap();
+    save_screenshot(driver, "screenshot-player.png").await;
+
+    // The same pages at phone width.
+    driver.set_window_rect(0, 0, 390, 844).await.unwrap();
+    let phone_pages = [
+        (
+            format!("/recordings/{RECORDING}"),
+            "document.querySelectorAll('.participant-card').length === 4",
+            "screenshot-phone.png",
+        ),
+        (
+            format!("/recordings/{RECORDING}/100/screenshare"),
+            "document.getElementById('position').textContent === '1 of 4'",
+            "phone-player.png",
+        ),
+    ];
+    for (path, ready, screenshot) in phone_pages {
+        driver.goto(server.url(&path)).await.unwrap();
+        wait_for(driver, &path, ready).await;
+        assert!(all_images_render(driver).await, "{path}: images render");
+        assert!(
+            fits_the_width(driver).await,
+            "{path}: nothing is wider than a phone screen"
+        );
+        save_screenshot(driver, screenshot).await;
+    }
+
+    // 6. Nothing went wrong in the browser.
+    let errors: Vec<String> = driver
+        .browser_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.level == "SEVERE")
+        .map(|entry| entry.message)
+        .collect();
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+}
+
+/// Whether the page needs no sideways scrolling.
+async fn fits_the_width(driver: &WebDriver) -> bool {
+    driver
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
+}
+
+async fn click(driver: &WebDriver, what: By) {
+    driver.find(what).await.unwrap().click().await.unwrap();
+}
+
+async fn text(driver: &WebDriver, css: &str) -> String {
+    driver
+        .find(By::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Polls a JavaScript condition until it holds, failing after the patience.
+async fn wait_for(driver: &WebDriver, what: &str, condition: &str) {
+    let script = format!("return !!({condition});");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let holds: bool = driver
+            .execute(script.as_str(), vec![])
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        if holds {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the page follows live events.
+async fn wait_for_live(driver: &WebDriver) {
+    wait_for(
+        driver,
+        "live updates",
+        "document.getElementById('live-status').dataset.state === 'on'",
+    )
+    .await;
+}
+
+/// Waits until the image `css` selects has loaded and decoded (`naturalWidth > 0`).
+async fn wait_until_rendered(driver: &WebDriver, css: &str) {
+    let image = format!("document.querySelector('{css}')");
+    wait_for(
+        driver,
+        &format!("{css} to render"),
+        &format!("{image}.complete && {image}.naturalWidth > 0"),
+    )
+    .await;
+}
+
+/// Whether every image on the page has loaded and decoded (`naturalWidth > 0`).
+async fn all_images_render(driver: &WebDriver) -> bool {
+    wait_for(
+        driver,
+        "images to load",
+        "[...document.images].every(img => img.complete)",
+    )
+    .await;
+    driver
+        .execute(
+            "return document.images.length > 0 && [...document.images].every(img => img.naturalWidth > 0)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
+}
+
+/// Saves what the browser shows as `target/browser/<name>`, and as `docs/<name>` (the
+/// README's pictures) when `UPDATE_SCREENSHOTS=1`: a plain test run leaves the work tree
+/// as it was.
+async fn save_screenshot(driver: &WebDriver, name: &str) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("target/browser").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // Let the last images paint.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    driver.screenshot(&path).await.unwrap();
+    let png = std::fs::read(&path).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    let in_readme = [
+        "screenshot.png",
+        "screenshot-player.png",
+        "screenshot-phone.png",
+    ];
+    if in_readme.contains(&name) && std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(root.join("docs").join(name), png).unwrap();
+    }
+}
+
+/// chromedriver on a free loopback port with a session of headless Chromium.
+struct Chromium {
+    session: WebDriver,
+    driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    async fn start() -> Chromium {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        eventually("chromedriver answers", || async {
+            reqwest::get(format!("{url}/status"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps: ChromeCapabilities = DesiredCapabilities::chrome();
+        caps.set_binary(CHROMIUM).unwrap();
+        for arg in [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+        ] {
+            caps.add_arg(arg).unwrap();
+        }
+        caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))
+            .unwrap();
+        caps.set_browser_log_level(LoggingPrefsLogLevel::All)
+            .unwrap();
+        let session = WebDriver::new(url, caps).await.expect("a Chromium session");
+        Chromium {
+            session,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    async fn stop(self) {
+        let Chromium {
+            session,
+            mut driver,
+            _profile,
+        } = self;
+        let _ = session.quit().await;
+        let _ = driver.kill().await;
+    }
+}
