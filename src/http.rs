@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, the shared layers, and the small handlers that need no module.
 
+pub mod bots;
 pub mod guard;
 pub mod ws;
 
@@ -16,6 +17,7 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(get_metrics))
+        .merge(bots::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_access,

@@ -16,6 +16,7 @@ pub mod http;
 pub mod layout;
 pub mod metrics;
 pub mod pipeline;
+pub mod recall;
 pub mod sink;
 pub mod state;
 
@@ -61,8 +62,10 @@ pub async fn run(
         Arc::new(sink),
         metrics.clone(),
     );
-    let state = AppState::new(config, ws_token, pipeline, metrics);
+    let bots = recall::Bots::new(&config, &ws_token)?;
+    let state = AppState::new(config, ws_token, pipeline, metrics).with_bots(bots);
     log_startup(&state, local, &token_source);
+    state.bots.log_startup();
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stopping = state.shutdown.clone();

@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use clap::Parser as _;
 use recall_frames::config::{Cli, Command};
+use recall_frames::recall::BotCommand;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +14,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
+        Some(Command::Bot(BotCommand::Create(args))) => {
+            let bot = recall_frames::recall::create_bot_command(&cli.config, &args).await?;
+            println!("{}", serde_json::to_string_pretty(&bot)?);
+            Ok(())
+        }
     }
 }
 

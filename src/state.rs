@@ -10,6 +10,7 @@ use crate::auth::Secret;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::recall::Bots;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +22,8 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
+    /// Creating and managing Recall bots: unconfigured until [`AppState::with_bots`].
+    pub bots: Bots,
     connection_ids: Arc<AtomicU64>,
 }
 
@@ -38,8 +41,13 @@ impl AppState {
             metrics,
             connections: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            bots: Bots::default(),
             connection_ids: Arc::default(),
         }
+    }
+
+    pub fn with_bots(self, bots: Bots) -> Self {
+        AppState { bots, ..self }
     }
 
     /// A number that names one websocket connection in the logs.
