@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 pub use config::Config;
@@ -35,6 +36,35 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::sink::fs::FsSink;
 use crate::state::AppState;
+
+/// The signals on which the server drains and exits: a container's stop signal must be one
+/// of them.
+pub const SHUTDOWN_SIGNALS: [(&str, SignalKind); 2] = [
+    ("SIGTERM", SignalKind::terminate()),
+    ("SIGINT", SignalKind::interrupt()),
+];
+
+/// A future that resolves when one of [`SHUTDOWN_SIGNALS`] arrives: the `shutdown` that
+/// `main` gives [`run`].
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut streams = Vec::new();
+    for (name, kind) in SHUTDOWN_SIGNALS {
+        streams.push((
+            name,
+            signal(kind).with_context(|| format!("cannot handle {name}"))?,
+        ));
+    }
+    Ok(async move {
+        let received = streams.iter_mut().map(|(name, stream)| {
+            Box::pin(async move {
+                stream.recv().await;
+                *name
+            })
+        });
+        let (name, _, _) = futures_util::future::select_all(received).await;
+        tracing::info!("{name} received");
+    })
+}
 
 /// Serves until `shutdown` resolves, then stops accepting, lets open websockets finish
 /// their closing handshake, saves every queued frame and flushes the summaries, all within

@@ -32,13 +32,39 @@ pub struct NewBot {
     join_at: Option<String>,
 }
 
+impl NewBot {
+    /// Reads the body from JSON that must be an object (serde would also take the fields
+    /// as an array, in order); errors name the field at fault.
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::InvalidRequest(format!(
+                "the body must be a JSON object such as {{\"meeting_url\": \"https://...\"}}, not {}",
+                json_type(&body)
+            )));
+        }
+        serde_path_to_error::deserialize(body).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Creates a bot whose realtime endpoint is this server's websocket; answers 201 with
 /// Recall's bot JSON.
 pub async fn create_bot(
     State(state): State<AppState>,
-    body: Result<Json<NewBot>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
+    let body = NewBot::from_json(body)?;
     let request = BotRequest::new(&body.meeting_url, body.bot_name, body.join_at.as_deref())?;
     let bot = state.bots.create(&request).await?;
     Ok((StatusCode::CREATED, Json(bot)))
