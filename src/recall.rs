@@ -673,34 +673,23 @@ mod tests {
         )
         .unwrap();
         let url = EndpointUrl::new(&Url::parse("https://f.example").unwrap(), &token());
+        // The whole body is checked against a stand-in for Recall in tests/bots.rs.
+        let body = request.body(&url);
+        assert_eq!(body["meeting_url"], "https://meet.google.com/abc-defg-hij");
+        assert_eq!(body["bot_name"], "Recorder");
+        assert_eq!(body["join_at"], "2026-11-21T09:00:00Z", "normalised to UTC");
+        let config = &body["recording_config"];
+        assert_eq!(config["video_separate_png"], json!({}));
+        let endpoint = &config["realtime_endpoints"][0];
         assert_eq!(
-            request.body(&url),
-            json!({
-                "meeting_url": "https://meet.google.com/abc-defg-hij",
-                "bot_name": "Recorder",
-                "join_at": "2026-11-21T09:00:00Z",
-                "recording_config": {
-                    "video_mixed_layout": "gallery_view_v2",
-                    "video_separate_png": {},
-                    "realtime_endpoints": [{
-                        "type": "websocket",
-                        "url": "wss://f.example/ws?token=test-ws-token-0123456789",
-                        "events": [
-                            "video_separate_png.data",
-                            "participant_events.join",
-                            "participant_events.leave",
-                            "participant_events.update",
-                            "participant_events.webcam_on",
-                            "participant_events.webcam_off",
-                            "participant_events.screenshare_on",
-                            "participant_events.screenshare_off",
-                            "participant_events.speech_on",
-                            "participant_events.speech_off",
-                            "participant_events.chat_message"
-                        ]
-                    }]
-                }
-            })
+            endpoint["url"],
+            "wss://f.example/ws?token=test-ws-token-0123456789"
+        );
+        let events = endpoint["events"].as_array().unwrap();
+        assert_eq!(events[0], crate::event::FRAME_EVENT);
+        assert_eq!(
+            events.len(),
+            1 + crate::frame::ParticipantEventKind::ALL.len()
         );
         let minimal = BotRequest::new("https://zoom.us/j/1", None, None).unwrap();
         let body = minimal.body(&url);

@@ -1,5 +1,5 @@
 //! The websocket endpoint Recall's bots stream to: the token check before the upgrade, the
-//! read loop, and the hand-off of decoded frames to the pipeline.
+//! read loop, and the hand-off of decoded frames and participant events to the pipeline.
 //!
 //! A refused message is counted, logged (rate-limited) and answered with a JSON error
 //! message on the same socket; the connection stays open. Only a message over the size

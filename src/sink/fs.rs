@@ -730,3 +730,47 @@ impl StreamWriter for FsStreamWriter {
         Ok(flushed?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(layout::EVENTS_LOG);
+        fs::write(&path, contents).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn complete_lines_end_at_the_last_newline_however_far_back() {
+        let mut contents = b"{\"a\":1}\n".to_vec();
+        let complete = contents.len() as u64;
+        // A torn line longer than one backwards read.
+        contents.extend(std::iter::repeat_n(b'x', 20_000));
+        let (_dir, path) = log_with(&contents);
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            complete_lines_len(&file, contents.len() as u64).unwrap(),
+            complete
+        );
+        assert_eq!(complete_lines_len(&file, complete).unwrap(), complete);
+        assert_eq!(complete_lines_len(&file, 3).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_event_log_cuts_a_torn_line_then_appends_whole_lines() {
+        let (_dir, path) = log_with(b"{\"n\":1}\n{\"n\":2}\n{\"n\":");
+        let mut log = EventLog::open(path.clone()).unwrap();
+        log.append(b"{\"n\":3}\n").unwrap();
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n"
+        );
+        assert_eq!(log.len, fs::metadata(&path).unwrap().len());
+
+        let (_dir, path) = log_with(b"no newline at all");
+        EventLog::open(path.clone()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"");
+    }
+}
