@@ -269,7 +269,8 @@ impl RecordingDir {
         let path = self.path.join(layout::EVENTS_LOG);
         let line = json_line(&EventRecord::from(event), &path)?;
         blocking(move || lock(&log).append(&line)).await?;
-        if state.note_recording(&event.recording).1 {
+        let (_, changed) = state.note_recording(&event.recording);
+        if changed {
             state.flush_summary(&self.path).await?;
         }
         Ok(())
@@ -277,6 +278,64 @@ impl RecordingDir {
 }
 
 impl RecordingState {
+    /// Keeps `participant.json` what Recall last said of the participant.
+    async fn note_participant(
+        &mut self,
+        recording_path: &Path,
+        participant: &Participant,
+    ) -> Result<(), FsError> {
+        if let Some(dir) = self.participants.get_mut(&participant.id)
+            && dir.written.as_ref() != Some(participant)
+        {
+            let path = recording_path
+                .join(&dir.folder)
+                .join(layout::PARTICIPANT_FILE);
+            write_json_atomic(path, participant).await?;
+            dir.written = Some(participant.clone());
+        }
+        Ok(())
+    }
+
+    /// Notes a saved frame: the participant, the recording's context and its frame times.
+    async fn note_frame(&mut self, recording_path: &Path, frame: &Frame) -> Result<(), FsError> {
+        self.note_participant(recording_path, &frame.participant)
+            .await?;
+
+        let never_written = self.written_at.is_none();
+        let (summary, changed) = self.note_recording(&frame.recording);
+        let urgent = never_written || changed;
+        if summary
+            .first_frame
+            .is_none_or(|t| frame.time.relative < t.relative)
+        {
+            summary.first_frame = Some(frame.time);
+        }
+        if summary
+            .last_frame
+            .is_none_or(|t| frame.time.relative > t.relative)
+        {
+            summary.last_frame = Some(frame.time);
+        }
+        self.dirty = true;
+        if urgent
+            || self
+                .written_at
+                .is_some_and(|at| at.elapsed() >= SUMMARY_EVERY)
+        {
+            self.flush_summary(recording_path).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_summary(&mut self, recording_path: &Path) -> Result<(), FsError> {
+        if let (true, Some(summary)) = (self.dirty, &self.summary) {
+            write_json_atomic(recording_path.join(layout::RECORDING_FILE), summary).await?;
+            self.dirty = false;
+            self.written_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
     /// The participant's folder name: chosen and created at first sight, whether that is a
     /// frame or an event, and kept from then on.
     async fn participant_folder(
@@ -344,64 +403,6 @@ impl RecordingState {
         }
         self.dirty |= changed;
         (summary, changed)
-    }
-
-    /// Keeps `participant.json` what Recall last said of the participant.
-    async fn note_participant(
-        &mut self,
-        recording_path: &Path,
-        participant: &Participant,
-    ) -> Result<(), FsError> {
-        if let Some(dir) = self.participants.get_mut(&participant.id)
-            && dir.written.as_ref() != Some(participant)
-        {
-            let path = recording_path
-                .join(&dir.folder)
-                .join(layout::PARTICIPANT_FILE);
-            write_json_atomic(path, participant).await?;
-            dir.written = Some(participant.clone());
-        }
-        Ok(())
-    }
-
-    /// Notes a saved frame: the participant, the recording's context and its frame times.
-    async fn note_frame(&mut self, recording_path: &Path, frame: &Frame) -> Result<(), FsError> {
-        self.note_participant(recording_path, &frame.participant)
-            .await?;
-
-        let never_written = self.written_at.is_none();
-        let (summary, changed) = self.note_recording(&frame.recording);
-        let urgent = never_written || changed;
-        if summary
-            .first_frame
-            .is_none_or(|t| frame.time.relative < t.relative)
-        {
-            summary.first_frame = Some(frame.time);
-        }
-        if summary
-            .last_frame
-            .is_none_or(|t| frame.time.relative > t.relative)
-        {
-            summary.last_frame = Some(frame.time);
-        }
-        self.dirty = true;
-        if urgent
-            || self
-                .written_at
-                .is_some_and(|at| at.elapsed() >= SUMMARY_EVERY)
-        {
-            self.flush_summary(recording_path).await?;
-        }
-        Ok(())
-    }
-
-    async fn flush_summary(&mut self, recording_path: &Path) -> Result<(), FsError> {
-        if let (true, Some(summary)) = (self.dirty, &self.summary) {
-            write_json_atomic(recording_path.join(layout::RECORDING_FILE), summary).await?;
-            self.dirty = false;
-            self.written_at = Some(Instant::now());
-        }
-        Ok(())
     }
 }
 
