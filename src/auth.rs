@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::http;
 use base64::Engine as _;
 use subtle::ConstantTimeEq as _;
 
@@ -31,6 +32,20 @@ impl Secret {
             .find(|c| !(c.is_ascii_alphanumeric() || "-._~".contains(*c)))
         {
             return Err(format!("may only hold A-Z a-z 0-9 - . _ ~ (found {bad:?})"));
+        }
+        Ok(Secret(text.into()))
+    }
+
+    /// Accepts any non-empty secret that can be sent as an HTTP header value. For secrets
+    /// chosen by others (Recall API keys), whose alphabet is not ours to restrict.
+    pub fn parse_header_safe(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if http::HeaderValue::from_str(text).is_err() {
+            return Err(
+                "must be printable ASCII: it is sent as an HTTP header (no line breaks)".into(),
+            );
         }
         Ok(Secret(text.into()))
     }
@@ -81,8 +96,29 @@ pub async fn ws_token(
     configured: Option<Secret>,
     data_dir: &Path,
 ) -> anyhow::Result<(Secret, TokenSource)> {
+    if let Some(found) = existing_ws_token(configured, data_dir).await? {
+        return Ok(found);
+    }
+    let path = data_dir.join(WS_TOKEN_FILE);
+    let token = Secret::generate();
+    let (file, contents) = (path.clone(), format!("{}\n", token.expose()));
+    // A temporary file is created readable by its owner only; the rename keeps that.
+    tokio::task::spawn_blocking(move || {
+        crate::sink::fs::write_file_atomic(&file, contents.as_bytes())
+    })
+    .await?
+    .with_context(|| format!("cannot store the websocket token in {}", path.display()))?;
+    Ok((token, TokenSource::Generated(path)))
+}
+
+/// The websocket token the server uses, without generating one: the configured one, else the
+/// one stored in `data_dir`, else `None`. What a command run beside the server reads.
+pub async fn existing_ws_token(
+    configured: Option<Secret>,
+    data_dir: &Path,
+) -> anyhow::Result<Option<(Secret, TokenSource)>> {
     if let Some(token) = configured {
-        return Ok((token, TokenSource::Configured));
+        return Ok(Some((token, TokenSource::Configured)));
     }
     let path = data_dir.join(WS_TOKEN_FILE);
     match tokio::fs::read_to_string(&path).await {
@@ -93,19 +129,9 @@ pub async fn ws_token(
                     path.display()
                 )
             })?;
-            Ok((token, TokenSource::Stored(path)))
+            Ok(Some((token, TokenSource::Stored(path))))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let token = Secret::generate();
-            let (file, contents) = (path.clone(), format!("{}\n", token.expose()));
-            // A temporary file is created readable by its owner only; the rename keeps that.
-            tokio::task::spawn_blocking(move || {
-                crate::sink::fs::write_file_atomic(&file, contents.as_bytes())
-            })
-            .await?
-            .with_context(|| format!("cannot store the websocket token in {}", path.display()))?;
-            Ok((token, TokenSource::Generated(path)))
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
 }
@@ -126,6 +152,15 @@ mod tests {
         assert!(Secret::parse_url_safe(Secret::generate().expose()).is_ok());
     }
 
+    #[test]
+    fn header_safe_secrets_refuse_only_empty_and_control_characters() {
+        assert!(Secret::parse_header_safe("").is_err());
+        assert!(Secret::parse_header_safe("key\nInjected: yes").is_err());
+        let key = Secret::parse_header_safe("Token a+b/c=d 9").unwrap();
+        assert_eq!(key.expose(), "Token a+b/c=d 9");
+        assert_eq!(format!("{key:?}"), "Secret(<redacted>)");
+    }
+
     #[tokio::test]
     async fn a_generated_token_is_stored_and_reused() {
         let dir = tempfile::tempdir().unwrap();
@@ -134,5 +169,21 @@ mod tests {
         let (again, source) = ws_token(None, dir.path()).await.unwrap();
         assert!(matches!(source, TokenSource::Stored(_)));
         assert_eq!(first, again);
+    }
+
+    #[tokio::test]
+    async fn the_existing_token_is_read_but_never_generated() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(existing_ws_token(None, dir.path()).await.unwrap().is_none());
+        assert!(!dir.path().join(WS_TOKEN_FILE).exists());
+        let (generated, _) = ws_token(None, dir.path()).await.unwrap();
+        let (read, source) = existing_ws_token(None, dir.path()).await.unwrap().unwrap();
+        assert_eq!(
+            (read, source),
+            (
+                generated,
+                TokenSource::Stored(dir.path().join(WS_TOKEN_FILE))
+            )
+        );
     }
 }

@@ -9,12 +9,13 @@
 
 pub mod fs;
 
+use crate::layout::EventRecord;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKey};
 use crate::layout::RecordingSummary;
@@ -31,7 +32,7 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// A recording's participant events (`events.jsonl`), in the order they were recorded;
     /// empty when it has none.
-    async fn events(&self, id: &RecordingId) -> Result<Vec<ParticipantEvent>, CatalogError>;
+    async fn events(&self, id: &RecordingId) -> Result<Vec<EventRecord>, CatalogError>;
 
     /// Up to `limit` of a stream's frames in time order, starting after `after_ms` (from
     /// the first frame when `None`).
@@ -143,39 +144,6 @@ pub struct RecordingOverview {
 pub struct RecordingDetail {
     pub overview: RecordingOverview,
     pub participants: Vec<ParticipantDetail>,
-}
-
-/// One line of a recording's `events.jsonl`: a participant joined, left, turned a camera
-/// on, and so on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ParticipantEvent {
-    /// Recall's event name, e.g. `participant_events.join`.
-    pub event: String,
-    pub participant: EventParticipant,
-    pub timestamp: FrameTime,
-    #[serde(default)]
-    pub data: serde_json::Value,
-    #[serde(default)]
-    pub received_at: Option<Timestamp>,
-}
-
-/// The participant an event is about, with the fields a timeline shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventParticipant {
-    pub id: ParticipantId,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub is_host: bool,
-}
-
-impl ParticipantEvent {
-    /// The part of the event name after `participant_events.`, e.g. `join`.
-    pub fn short_name(&self) -> &str {
-        self.event
-            .strip_prefix("participant_events.")
-            .unwrap_or(&self.event)
-    }
 }
 
 impl StreamSummary {

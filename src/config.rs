@@ -8,8 +8,11 @@ use std::time::Duration;
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+use url::Url;
+
 use crate::auth::Secret;
 use crate::auth::signature::SigningSecret;
+use crate::recall::Region;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +31,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (what running with no subcommand does).
     Serve,
+    /// Manage Recall bots from the command line, as the /api/bots routes do.
+    #[command(subcommand)]
+    Bot(crate::recall::BotCommand),
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -139,6 +145,31 @@ pub struct Config {
     #[arg(long, env = "CATALOG_CACHE_FRAMES", default_value_t = 1_000_000,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=(u32::MAX as u64)))]
     pub catalog_cache_frames: usize,
+
+    // ---- creating bots through Recall's API ----
+    /// Recall API key, for creating and managing bots (`/api/bots`, `bot create`).
+    #[arg(long, env = "RECALL_API_KEY", hide_env_values = true, value_parser = Secret::parse_header_safe)]
+    pub recall_api_key: Option<Secret>,
+
+    /// Region of the Recall workspace the API key belongs to.
+    #[arg(long, env = "RECALL_REGION", value_enum, default_value_t = Region::UsEast1)]
+    pub recall_region: Region,
+
+    /// Base URL of Recall's API, in place of the region's (e.g. a proxy, or a test stand-in).
+    #[arg(long, env = "RECALL_API_BASE", value_parser = parse_http_url)]
+    pub recall_api_base: Option<Url>,
+
+    /// Longest a request to Recall's API may take, answer included.
+    #[arg(long, env = "RECALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub recall_timeout: Duration,
+
+    /// This server's public URL, from which bots are given `wss://<host>[/prefix]/ws?token=`.
+    #[arg(long, env = "PUBLIC_URL", value_parser = parse_http_url)]
+    pub public_url: Option<Url>,
+
+    /// Set by Fly.io: without PUBLIC_URL, the public URL is https://<FLY_APP_NAME>.fly.dev.
+    #[arg(long, env = "FLY_APP_NAME", value_parser = parse_fly_app_name)]
+    pub fly_app_name: Option<String>,
 }
 
 /// Parses a secret like any value, but with an error that does not repeat it: clap's own
@@ -166,6 +197,42 @@ impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secre
         };
         let text = value.to_str().ok_or_else(|| refuse("not UTF-8".into()))?;
         (self.0)(text).map_err(refuse)
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host, and no query, fragment or password.
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("{e} (example: https://frames.example.com)"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be http:// or https://, not {}://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must have a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a ?query or #fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold a user name or password".into());
+    }
+    Ok(url)
+}
+
+/// A Fly.io app name: a DNS label, so that `<name>.fly.dev` is a host name.
+fn parse_fly_app_name(text: &str) -> Result<String, String> {
+    let label = (1..=63).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if label {
+        Ok(text.to_owned())
+    } else {
+        Err("must be a Fly.io app name: 1 to 63 of a-z 0-9 -".into())
     }
 }
 

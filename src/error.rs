@@ -2,9 +2,12 @@
 //! server-side failures are logged, never sent.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::recall::{BotError, InvalidBotRequest, RecallError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,6 +28,14 @@ pub enum ApiError {
     BadRequest(std::borrow::Cow<'static, str>),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A request whose body or parameters are not what the route takes.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A body the route cannot read at all: not JSON by its content type, or too large.
+    #[error("{message}")]
+    UnreadableBody { status: StatusCode, message: String },
+    #[error(transparent)]
+    Bot(#[from] BotError),
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -41,6 +52,16 @@ impl ApiError {
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnreadableBody { status, .. } => *status,
+            ApiError::Bot(BotError::NoApiKey | BotError::NoPublicUrl) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Bot(BotError::Recall(RecallError::Refused { status, .. })) => *status,
+            ApiError::Bot(BotError::Recall(RecallError::TimedOut(_))) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ApiError::Bot(BotError::Recall(_) | BotError::NoBotId(_)) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,10 +69,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(error) = &self {
-            tracing::error!(error = format!("{error:#}"), "request failed");
+        self.log();
+        let mut body = json!({ "error": self.to_string() });
+        if let ApiError::Bot(BotError::Recall(RecallError::Refused { body: recall, .. })) = &self {
+            // Recall's own answer too, for clients that act on its fields.
+            body["recall"] = recall.clone();
         }
-        let body = Json(json!({ "error": self.to_string() }));
+        let body = Json(body);
         let mut response = (self.status(), body).into_response();
         if let ApiError::Unauthorized = self {
             // Lets a browser ask for the token as a password.
@@ -61,5 +85,68 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl ApiError {
+    /// Logs what a 5xx answer does not say.
+    fn log(&self) {
+        match self {
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+            }
+            ApiError::Bot(BotError::Recall(
+                error @ (RecallError::Unreachable(source) | RecallError::Connection(source)),
+            )) => {
+                tracing::warn!(%error, cause = causes(source), "Recall's API call failed");
+            }
+            ApiError::Bot(BotError::Recall(RecallError::TimedOut(after))) => {
+                tracing::warn!(?after, "Recall's API did not answer in time");
+            }
+            ApiError::Bot(BotError::Recall(RecallError::Failed { status, body })) => {
+                tracing::error!(%status, body, "Recall's API failed");
+            }
+            ApiError::Bot(BotError::Recall(RecallError::BadAnswer { status, detail })) => {
+                tracing::error!(%status, detail, "Recall's API answer not understood");
+            }
+            ApiError::Bot(BotError::NoBotId(answer)) => {
+                tracing::error!(%answer, "Recall's create-bot answer has no id");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An error and its sources, as one line.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+impl From<JsonRejection> for ApiError {
+    /// axum's own rejections, in this API's JSON shape. A body that is JSON but not what the
+    /// route takes (a syntax error, an unknown or missing field) is a 422.
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+                ApiError::InvalidRequest(rejection.body_text())
+            }
+            other => ApiError::UnreadableBody {
+                status: other.status(),
+                message: other.body_text(),
+            },
+        }
+    }
+}
+
+impl From<InvalidBotRequest> for ApiError {
+    fn from(error: InvalidBotRequest) -> Self {
+        ApiError::InvalidRequest(error.to_string())
     }
 }

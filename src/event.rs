@@ -16,12 +16,22 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::frame::{
-    Frame, FrameTime, Participant, ParticipantId, RecordingId, RecordingInfo, Resource, StreamKey,
-    StreamKind,
+    Frame, FrameTime, Participant, ParticipantEvent, ParticipantEventKind, ParticipantId,
+    RecordingId, RecordingInfo, Resource, StreamKey, StreamKind,
 };
 
 /// The event type that carries one participant's video frame.
 pub const FRAME_EVENT: &str = "video_separate_png.data";
+
+/// Every event type this server records: what the realtime endpoint of a bot it creates
+/// subscribes to.
+pub fn recorded_events() -> impl Iterator<Item = &'static str> {
+    std::iter::once(FRAME_EVENT).chain(
+        ParticipantEventKind::ALL
+            .into_iter()
+            .map(ParticipantEventKind::as_str),
+    )
+}
 
 /// Largest accepted width or height of a frame.
 pub const MAX_SIDE: u32 = 4096;
@@ -40,6 +50,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug)]
 pub enum Inbound {
     Frame(Box<Frame>),
+    ParticipantEvent(Box<ParticipantEvent>),
     /// A well-formed event of a type this server does not record.
     Ignored,
 }
@@ -185,6 +196,29 @@ struct WireFrameEvent<'a> {
 }
 
 #[derive(Deserialize)]
+struct WireParticipantEvent<'a> {
+    #[serde(borrow)]
+    data: WireParticipantEventData<'a>,
+    recording: Resource,
+    #[serde(default)]
+    bot: Option<Resource>,
+    #[serde(default)]
+    realtime_endpoint: Option<Resource>,
+    #[serde(default)]
+    participant_events: Option<Resource>,
+}
+
+#[derive(Deserialize)]
+struct WireParticipantEventData<'a> {
+    participant: WireParticipant,
+    #[serde(borrow)]
+    timestamp: WireTimestamp<'a>,
+    /// The event's own data: a chat message's text, else null.
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+#[derive(Deserialize)]
 struct WireFrame<'a> {
     /// The base64 PNG: hundreds of kilobytes, borrowed unless JSON escapes force a copy.
     #[serde(borrow)]
@@ -222,12 +256,99 @@ struct WireParticipant {
 /// few hundred kilobytes): callers on the async runtime run it in `spawn_blocking`.
 pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<Inbound, Refusal> {
     let envelope: Envelope = serde_json::from_str(text).map_err(Refusal::from_json)?;
-    if envelope.event != FRAME_EVENT {
-        return Ok(Inbound::Ignored);
-    }
     let data = envelope.data.map_or("null", RawValue::get);
-    let event: WireFrameEvent = serde_json::from_str(data).map_err(Refusal::from_json)?;
-    decode_frame(event, received_at, received).map(|frame| Inbound::Frame(Box::new(frame)))
+    if envelope.event == FRAME_EVENT {
+        let event: WireFrameEvent = serde_json::from_str(data).map_err(Refusal::from_json)?;
+        return decode_frame(event, received_at, received)
+            .map(|frame| Inbound::Frame(Box::new(frame)));
+    }
+    // Participant event types this server does not know (Recall may add some) are ignored
+    // like any other event.
+    if let Some(kind) = ParticipantEventKind::parse(&envelope.event) {
+        let event: WireParticipantEvent = serde_json::from_str(data).map_err(Refusal::from_json)?;
+        return decode_participant_event(kind, event, received_at)
+            .map(|event| Inbound::ParticipantEvent(Box::new(event)));
+    }
+    Ok(Inbound::Ignored)
+}
+
+fn decode_participant_event(
+    kind: ParticipantEventKind,
+    event: WireParticipantEvent<'_>,
+    received_at: Timestamp,
+) -> Result<ParticipantEvent, Refusal> {
+    let WireParticipantEvent {
+        data,
+        recording,
+        bot,
+        realtime_endpoint,
+        participant_events,
+    } = event;
+    let recording_id = recording_id(&recording)?;
+    let participant = data.participant.decode()?;
+    let (time, _relative_ms) = data.timestamp.decode()?;
+    Ok(ParticipantEvent {
+        kind,
+        participant,
+        time,
+        data: data.data,
+        recording: RecordingInfo {
+            id: recording_id,
+            metadata: recording.metadata,
+            bot,
+            realtime_endpoint,
+            video_separate: None,
+            participant_events,
+        },
+        received_at,
+    })
+}
+
+/// The recording id, checked to be safe as a folder name.
+fn recording_id(recording: &Resource) -> Result<RecordingId, Refusal> {
+    recording
+        .id
+        .as_str()
+        .and_then(RecordingId::parse)
+        .ok_or(Refusal::UnsafeRecordingId)
+}
+
+impl WireParticipant {
+    fn decode(self) -> Result<Participant, Refusal> {
+        let id = self
+            .id
+            .as_u64()
+            .map(ParticipantId)
+            .ok_or(Refusal::BadParticipantId)?;
+        Ok(Participant {
+            id,
+            name: self.name,
+            is_host: self.is_host.unwrap_or(false),
+            platform: self.platform,
+            email: self.email,
+            extra_data: self.extra_data,
+        })
+    }
+}
+
+impl WireTimestamp<'_> {
+    /// The time, and the relative part in whole milliseconds.
+    fn decode(self) -> Result<(FrameTime, u64), Refusal> {
+        let relative_ms =
+            FrameTime::relative_ms(self.relative).ok_or(Refusal::BadRelativeTime(self.relative))?;
+        let absolute = self
+            .absolute
+            .map(|text| {
+                text.parse::<Timestamp>()
+                    .map_err(|_| Refusal::BadAbsoluteTime(text.into()))
+            })
+            .transpose()?;
+        let time = FrameTime {
+            relative: self.relative,
+            absolute,
+        };
+        Ok((time, relative_ms))
+    }
 }
 
 fn decode_frame(
@@ -243,64 +364,36 @@ fn decode_frame(
         video_separate,
     } = event;
 
-    let recording_id = recording
-        .id
-        .as_str()
-        .and_then(RecordingId::parse)
-        .ok_or(Refusal::UnsafeRecordingId)?;
-    let participant_id = data
-        .participant
-        .id
-        .as_u64()
-        .map(ParticipantId)
-        .ok_or(Refusal::BadParticipantId)?;
+    let recording_id = recording_id(&recording)?;
+    let participant = data.participant.decode()?;
     let kind = StreamKind::parse(&data.kind)
         .ok_or_else(|| Refusal::UnknownStreamType(data.kind.into()))?;
-    let relative_ms = FrameTime::relative_ms(data.timestamp.relative)
-        .ok_or(Refusal::BadRelativeTime(data.timestamp.relative))?;
-    let absolute = data
-        .timestamp
-        .absolute
-        .map(|text| {
-            text.parse::<Timestamp>()
-                .map_err(|_| Refusal::BadAbsoluteTime(text.into()))
-        })
-        .transpose()?;
+    let (time, relative_ms) = data.timestamp.decode()?;
 
     let png = BASE64
         .decode(data.buffer.as_bytes())
         .map_err(Refusal::InvalidBase64)?;
     let (width, height) = png_dimensions(&png)?;
 
-    let participant = data.participant;
     Ok(Frame {
         key: StreamKey {
             recording: recording_id.clone(),
-            participant: participant_id,
+            participant: participant.id,
             kind,
         },
-        time: FrameTime {
-            relative: data.timestamp.relative,
-            absolute,
-        },
+        time,
         relative_ms,
         png: Bytes::from(png),
         width,
         height,
-        participant: Participant {
-            id: participant_id,
-            name: participant.name,
-            is_host: participant.is_host.unwrap_or(false),
-            platform: participant.platform,
-            email: participant.email,
-            extra_data: participant.extra_data,
-        },
+        participant,
         recording: RecordingInfo {
             id: recording_id,
             metadata: recording.metadata,
             bot,
             realtime_endpoint,
             video_separate,
+            participant_events: None,
         },
         received_at,
         received,
@@ -394,6 +487,112 @@ mod tests {
             panic!("not a frame");
         };
         assert_eq!(frame.png.as_ref(), bytes.as_slice());
+    }
+
+    fn participant_event(kind: &str) -> serde_json::Value {
+        json!({
+            "event": kind,
+            "data": {
+                "data": {
+                    "participant": {"id": 200, "name": "Bob", "is_host": false,
+                                    "platform": "zoom", "extra_data": {}},
+                    "timestamp": {"relative": 3.25, "absolute": "2026-11-21T10:00:03.250Z"},
+                    "data": null
+                },
+                "realtime_endpoint": {"id": "re", "metadata": {}},
+                "participant_events": {"id": "pe", "metadata": {"m": 1}},
+                "recording": {"id": "rec_1", "metadata": {}},
+                "bot": {"id": "bot", "metadata": {}}
+            }
+        })
+    }
+
+    #[test]
+    fn decodes_every_participant_event_kind() {
+        for kind in crate::frame::ParticipantEventKind::ALL {
+            let Inbound::ParticipantEvent(event) =
+                decode_value(&participant_event(kind.as_str())).unwrap()
+            else {
+                panic!("{kind} is not a participant event");
+            };
+            assert_eq!(event.kind, kind);
+            assert_eq!(event.participant.id, ParticipantId(200));
+            assert_eq!(event.participant.name.as_deref(), Some("Bob"));
+            assert_eq!(event.time.relative, 3.25);
+            assert!(event.time.absolute.is_some());
+            assert_eq!(event.data, serde_json::Value::Null);
+            assert_eq!(event.recording.id.as_str(), "rec_1");
+            assert_eq!(
+                event
+                    .recording
+                    .participant_events
+                    .as_ref()
+                    .unwrap()
+                    .metadata,
+                json!({"m": 1})
+            );
+            assert!(event.recording.video_separate.is_none());
+        }
+    }
+
+    #[test]
+    fn a_chat_message_keeps_its_data_and_missing_data_is_null() {
+        let mut chat = participant_event("participant_events.chat_message");
+        *chat.pointer_mut("/data/data/data").unwrap() = json!({"text": "hi", "to": "everyone"});
+        let Inbound::ParticipantEvent(event) = decode_value(&chat).unwrap() else {
+            panic!("not a participant event");
+        };
+        assert_eq!(event.data, json!({"text": "hi", "to": "everyone"}));
+
+        let mut bare = participant_event("participant_events.leave");
+        bare["data"]["data"].as_object_mut().unwrap().remove("data");
+        let Inbound::ParticipantEvent(event) = decode_value(&bare).unwrap() else {
+            panic!("not a participant event");
+        };
+        assert_eq!(event.data, serde_json::Value::Null);
+    }
+
+    #[test]
+    fn bad_participant_events_are_refused_like_bad_frames() {
+        let with = |pointer: &str, value: serde_json::Value| {
+            let mut e = participant_event("participant_events.join");
+            *e.pointer_mut(pointer).unwrap() = value;
+            refusal(&e)
+        };
+        for id in ["..", "a/b", ""] {
+            assert_eq!(
+                with("/data/recording/id", json!(id)),
+                RefusalReason::UnsafeId
+            );
+        }
+        for id in [json!(-1), json!("200"), json!(null)] {
+            assert_eq!(
+                with("/data/data/participant/id", id),
+                RefusalReason::UnsafeId
+            );
+        }
+        assert_eq!(
+            with("/data/data/timestamp/relative", json!(-0.5)),
+            RefusalReason::BadTimestamp
+        );
+        assert_eq!(
+            with("/data/data/timestamp/absolute", json!("noon")),
+            RefusalReason::BadTimestamp
+        );
+        assert_eq!(
+            with("/data/data/participant", json!("Bob")),
+            RefusalReason::WrongShape
+        );
+        assert_eq!(
+            refusal(&json!({"event": "participant_events.join", "data": null})),
+            RefusalReason::WrongShape
+        );
+    }
+
+    #[test]
+    fn unknown_participant_event_kinds_are_ignored() {
+        let future = participant_event("participant_events.raised_hand");
+        assert!(matches!(decode_value(&future), Ok(Inbound::Ignored)));
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub struct Resource {
     pub metadata: serde_json::Value,
 }
 
-/// The recording-level context every frame event carries; summarised in `recording.json`.
+/// The recording-level context every event carries; summarised in `recording.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingInfo {
     pub id: RecordingId,
@@ -123,6 +123,8 @@ pub struct RecordingInfo {
     pub bot: Option<Resource>,
     pub realtime_endpoint: Option<Resource>,
     pub video_separate: Option<Resource>,
+    /// Sent with participant events, in place of `video_separate`.
+    pub participant_events: Option<Resource>,
 }
 
 /// When a frame was taken: seconds since the recording started, and wall-clock time if given.
@@ -160,4 +162,82 @@ pub struct Frame {
     pub received_at: Timestamp,
     /// When the message was read from the socket, for receipt-to-disk latency.
     pub received: Instant,
+}
+
+/// What a participant event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParticipantEventKind {
+    Join,
+    Leave,
+    Update,
+    WebcamOn,
+    WebcamOff,
+    ScreenshareOn,
+    ScreenshareOff,
+    SpeechOn,
+    SpeechOff,
+    ChatMessage,
+}
+
+impl ParticipantEventKind {
+    pub const ALL: [ParticipantEventKind; 10] = [
+        ParticipantEventKind::Join,
+        ParticipantEventKind::Leave,
+        ParticipantEventKind::Update,
+        ParticipantEventKind::WebcamOn,
+        ParticipantEventKind::WebcamOff,
+        ParticipantEventKind::ScreenshareOn,
+        ParticipantEventKind::ScreenshareOff,
+        ParticipantEventKind::SpeechOn,
+        ParticipantEventKind::SpeechOff,
+        ParticipantEventKind::ChatMessage,
+    ];
+
+    /// The event type on the wire, e.g. `participant_events.join`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipantEventKind::Join => "participant_events.join",
+            ParticipantEventKind::Leave => "participant_events.leave",
+            ParticipantEventKind::Update => "participant_events.update",
+            ParticipantEventKind::WebcamOn => "participant_events.webcam_on",
+            ParticipantEventKind::WebcamOff => "participant_events.webcam_off",
+            ParticipantEventKind::ScreenshareOn => "participant_events.screenshare_on",
+            ParticipantEventKind::ScreenshareOff => "participant_events.screenshare_off",
+            ParticipantEventKind::SpeechOn => "participant_events.speech_on",
+            ParticipantEventKind::SpeechOff => "participant_events.speech_off",
+            ParticipantEventKind::ChatMessage => "participant_events.chat_message",
+        }
+    }
+
+    pub fn parse(event: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == event)
+    }
+
+    /// Whether the event says who the participant now is (their name, host status...), so
+    /// that `participant.json` follows it.
+    pub fn describes_participant(self) -> bool {
+        matches!(
+            self,
+            ParticipantEventKind::Join | ParticipantEventKind::Update
+        )
+    }
+}
+
+impl fmt::Display for ParticipantEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One decoded, validated participant event: someone joined, left, spoke, shared a screen,
+/// sent a chat message...
+#[derive(Debug, Clone)]
+pub struct ParticipantEvent {
+    pub kind: ParticipantEventKind,
+    pub participant: Participant,
+    pub time: FrameTime,
+    /// The event's own data (the text of a chat message), or null; kept as Recall sent it.
+    pub data: serde_json::Value,
+    pub recording: RecordingInfo,
+    pub received_at: Timestamp,
 }

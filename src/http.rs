@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the shared layers, and the small handlers that need no module.
 
 pub mod api;
+pub mod bots;
 pub mod guard;
 pub mod live;
 pub mod serve;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .route("/api/live", get(live::follow_live))
         .merge(ui::routes())
+        .merge(bots::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_access,

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <recording_id>/recording.json
+//! <recording_id>/events.jsonl
 //! <recording_id>/<participant_id>[-<name-slug>]/participant.json
 //! <recording_id>/<participant_id>[-<name-slug>]/<webcam|screenshare>/frames.jsonl
 //! <recording_id>/<participant_id>[-<name-slug>]/<webcam|screenshare>/<relative_ms:09>.png
@@ -13,11 +14,14 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKind};
+use crate::frame::{
+    FrameTime, Participant, ParticipantEvent, ParticipantId, RecordingId, StreamKind,
+};
 
 pub const RECORDING_FILE: &str = "recording.json";
 pub const PARTICIPANT_FILE: &str = "participant.json";
 pub const FRAMES_MANIFEST: &str = "frames.jsonl";
+pub const EVENTS_LOG: &str = "events.jsonl";
 
 /// Longest name slug kept in a participant folder name.
 const MAX_SLUG_LEN: usize = 48;
@@ -109,8 +113,44 @@ pub struct RecordingSummary {
     pub bot: Option<crate::frame::Resource>,
     pub realtime_endpoint: Option<crate::frame::Resource>,
     pub video_separate: Option<crate::frame::Resource>,
+    #[serde(default)]
+    pub participant_events: Option<crate::frame::Resource>,
     pub first_frame: Option<FrameTime>,
     pub last_frame: Option<FrameTime>,
+}
+
+/// One line of a recording's `events.jsonl`: a participant event, in arrival order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// The event type, e.g. `participant_events.join`.
+    pub event: String,
+    /// What the event said of the participant, with the fields of `participant.json`.
+    pub participant: Participant,
+    pub timestamp: FrameTime,
+    /// The event's own data (a chat message's text), or null.
+    pub data: serde_json::Value,
+    pub received_at: Timestamp,
+}
+
+impl EventRecord {
+    /// The part of the event name after `participant_events.`, e.g. `join`.
+    pub fn short_name(&self) -> &str {
+        self.event
+            .strip_prefix("participant_events.")
+            .unwrap_or(&self.event)
+    }
+}
+
+impl From<&ParticipantEvent> for EventRecord {
+    fn from(event: &ParticipantEvent) -> Self {
+        EventRecord {
+            event: event.kind.as_str().to_owned(),
+            participant: event.participant.clone(),
+            timestamp: event.time,
+            data: event.data.clone(),
+            received_at: event.received_at,
+        }
+    }
 }
 
 #[cfg(test)]

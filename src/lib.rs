@@ -19,6 +19,7 @@ pub mod layout;
 pub mod live;
 pub mod metrics;
 pub mod pipeline;
+pub mod recall;
 pub mod sink;
 pub mod state;
 
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,35 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::sink::FrameSink;
 use crate::sink::fs::FsSink;
 use crate::state::AppState;
+
+/// The signals on which the server drains and exits: a container's stop signal must be one
+/// of them.
+pub const SHUTDOWN_SIGNALS: [(&str, SignalKind); 2] = [
+    ("SIGTERM", SignalKind::terminate()),
+    ("SIGINT", SignalKind::interrupt()),
+];
+
+/// A future that resolves when one of [`SHUTDOWN_SIGNALS`] arrives: the `shutdown` that
+/// `main` gives [`run`].
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut streams = Vec::new();
+    for (name, kind) in SHUTDOWN_SIGNALS {
+        streams.push((
+            name,
+            signal(kind).with_context(|| format!("cannot handle {name}"))?,
+        ));
+    }
+    Ok(async move {
+        let received = streams.iter_mut().map(|(name, stream)| {
+            Box::pin(async move {
+                stream.recv().await;
+                *name
+            })
+        });
+        let (name, _, _) = futures_util::future::select_all(received).await;
+        tracing::info!("{name} received");
+    })
+}
 
 /// Serves until `shutdown` resolves, then stops accepting, lets open websockets finish
 /// their closing handshake, saves every queued frame and flushes the summaries, all within
@@ -103,7 +134,9 @@ pub async fn run_with_sink(
         stopping.clone(),
     )
     .await;
+    let bots = recall::Bots::new(&config, &ws_token)?;
     let state = AppState {
+        bots,
         ws_slots: Arc::new(Semaphore::new(config.max_connections)),
         config: Arc::new(config),
         ws_token,
@@ -117,6 +150,7 @@ pub async fn run_with_sink(
         disk,
     };
     log_startup(&state, local, &token_source);
+    state.bots.log_startup();
 
     let server = http::serve::serve(
         listener,

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub bytes_saved: Counter,
     pub messages_refused: Family<ReasonLabel, Counter>,
     pub events_ignored: Counter,
+    pub participant_events_recorded: Counter,
     pub sink_errors: Counter,
     pub connections_open: Gauge,
     pub connections_total: Counter,
@@ -66,6 +67,7 @@ impl Default for Metrics {
             bytes_saved: Counter::default(),
             messages_refused: Family::default(),
             events_ignored: Counter::default(),
+            participant_events_recorded: Counter::default(),
             sink_errors: Counter::default(),
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
@@ -131,8 +133,13 @@ impl Default for Metrics {
             metrics.events_ignored.clone(),
         );
         r.register(
+            "participant_events_recorded",
+            "Participant events (join, leave, speech, chat...) written to the sink",
+            metrics.participant_events_recorded.clone(),
+        );
+        r.register(
             "sink_errors",
-            "Frames the sink failed to save",
+            "Frames and participant events the sink failed to save",
             metrics.sink_errors.clone(),
         );
         r.register(
@@ -243,6 +250,8 @@ pub struct Tally {
     pub duplicates: AtomicU64,
     pub failed: AtomicU64,
     pub ignored: AtomicU64,
+    /// Participant events recorded.
+    pub events: AtomicU64,
     refused: [AtomicU64; RefusalReason::ALL.len()],
 }
 
@@ -255,6 +264,7 @@ impl Tally {
             duplicates: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
+            events: AtomicU64::new(0),
             refused: Default::default(),
         }
     }
@@ -291,6 +301,7 @@ impl Drop for Tally {
                 duplicates = load(&self.duplicates),
                 failed = load(&self.failed),
                 ignored = load(&self.ignored),
+                events = load(&self.events),
                 refused = %self.refused_summary(),
                 "connection summary"
             );

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::frame::{Frame, StreamKey};
+use crate::frame::{Frame, ParticipantEvent, StreamKey};
 use crate::live::Live;
 use crate::metrics::{Metrics, Tally};
 use crate::sink::{FrameSink, StreamWriter, WriteOutcome};
@@ -169,6 +169,20 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Records a participant event in the sink and waits until it is written. Events skip the
+    /// stream channels: they are small and rare, so their caller awaits the sink itself.
+    pub async fn record_event(
+        &self,
+        event: &ParticipantEvent,
+    ) -> Result<(), crate::sink::SinkError> {
+        let recorded = self.inner.sink.record_event(event).await;
+        match &recorded {
+            Ok(()) => self.inner.metrics.participant_events_recorded.inc(),
+            Err(_) => self.inner.metrics.sink_errors.inc(),
+        };
+        recorded
+    }
+
     /// Flushes what the sink holds back; call after [`Pipeline::close`].
     pub async fn flush_sink(&self) -> Result<(), crate::sink::SinkError> {
         self.inner.sink.flush().await

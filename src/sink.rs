@@ -2,12 +2,13 @@
 //!
 //! The pipeline opens a [`StreamWriter`] per stream when the stream's first frame arrives,
 //! writes every frame through it in order, and closes it when the stream goes quiet.
+//! Participant events go to the sink directly, one at a time, in arrival order.
 
 pub mod fs;
 
 use async_trait::async_trait;
 
-use crate::frame::Frame;
+use crate::frame::{Frame, ParticipantEvent};
 
 /// What became of a frame handed to a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,10 @@ pub enum SinkError {
 pub trait FrameSink: Send + Sync + 'static {
     /// Prepares to write one stream, given the first frame it receives since it (re)opened.
     async fn open_stream(&self, first: &Frame) -> Result<Box<dyn StreamWriter>, SinkError>;
+
+    /// Records one participant event in its recording, after the ones handed over before it,
+    /// and keeps what the sink knows of the participant current.
+    async fn record_event(&self, event: &ParticipantEvent) -> Result<(), SinkError>;
 
     /// Writes out whatever summaries are still held back; called once at shutdown.
     async fn flush(&self) -> Result<(), SinkError>;

@@ -14,6 +14,7 @@ use crate::disk::DiskWatch;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::recall::Bots;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,6 +30,8 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
+    /// Creating and managing Recall bots: unconfigured until `RECALL_API_KEY` is set.
+    pub bots: Bots,
     /// Source of the numbers that name connections in the logs.
     pub connection_ids: Arc<AtomicU64>,
     /// One permit per websocket connection that may be open (`MAX_CONNECTIONS`).

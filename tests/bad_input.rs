@@ -37,11 +37,40 @@ fn real_event() -> Value {
     })
 }
 
-/// Decodes, and checks that whatever came out is one of the three outcomes and, for a
-/// frame, that everything later code relies on holds.
+/// A realistic participant event (a chat message, the kind with the most data).
+fn real_participant_event() -> Value {
+    json!({
+        "event": "participant_events.chat_message",
+        "data": {
+            "data": {
+                "participant": {"id": 200, "name": "Bob", "is_host": false,
+                                "platform": "zoom", "extra_data": {}},
+                "timestamp": {"relative": 3.25, "absolute": "2026-11-21T10:00:03.250Z"},
+                "data": {"text": "hello", "to": "everyone"}
+            },
+            "realtime_endpoint": {"id": "re_1", "metadata": {}},
+            "participant_events": {"id": "pe_1", "metadata": {}},
+            "recording": {"id": "rec_1", "metadata": {}},
+            "bot": {"id": "bot_1", "metadata": {}}
+        }
+    })
+}
+
+/// Decodes, and checks that whatever came out is one of the outcomes and, for a frame or a
+/// participant event, that everything later code relies on holds.
 fn decode_and_check(text: &str) -> Result<(), TestCaseError> {
     match event::decode(text, jiff::Timestamp::now(), Instant::now()) {
         Ok(Inbound::Frame(frame)) => check_frame(&frame),
+        Ok(Inbound::ParticipantEvent(event)) => {
+            prop_assert!(RecordingId::parse(event.recording.id.as_str()).is_some());
+            prop_assert!(FrameTime::relative_ms(event.time.relative).is_some());
+            let root = Path::new("/data/frames");
+            let folder = layout::participant_folder_name(&event.participant);
+            check_inside(
+                root,
+                &layout::stream_dir(root, &event.recording.id, &folder, StreamKind::Webcam),
+            )
+        }
         Ok(Inbound::Ignored) => Ok(()),
         Err(refusal) => {
             // Every refusal has a label and a message to send back.
@@ -229,6 +258,17 @@ proptest! {
     }
 
     #[test]
+    fn the_decoder_survives_byte_mutations_of_real_participant_events(
+        mutations in prop::collection::vec(mutation(), 1..8)
+    ) {
+        let mut bytes = real_participant_event().to_string().into_bytes();
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        decode_and_check(&String::from_utf8_lossy(&bytes))?;
+    }
+
+    #[test]
     fn the_decoder_survives_values_swapped_in_real_events(
         swaps in prop::collection::vec((prop::sample::select(POINTERS), json_leaf()), 1..4)
     ) {
@@ -295,4 +335,10 @@ fn the_real_event_itself_decodes() {
     let text = real_event().to_string();
     let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
     assert!(matches!(decoded, Ok(Inbound::Frame(_))), "{decoded:?}");
+    let text = real_participant_event().to_string();
+    let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
+    assert!(
+        matches!(decoded, Ok(Inbound::ParticipantEvent(_))),
+        "{decoded:?}"
+    );
 }

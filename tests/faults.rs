@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use recall_frames::frame::Frame;
+use recall_frames::frame::{Frame, ParticipantEvent};
 use recall_frames::sink::{FrameSink, SinkError, StreamWriter, WriteOutcome};
 use serde_json::json;
 
@@ -36,6 +36,11 @@ impl FrameSink for SlowSink {
             inner: self.inner.open_stream(first).await?,
             delay: self.delay,
         }))
+    }
+
+    async fn record_event(&self, event: &ParticipantEvent) -> Result<(), SinkError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.record_event(event).await
     }
 
     async fn flush(&self) -> Result<(), SinkError> {

@@ -9,6 +9,7 @@
 //! reads only the bytes appended since the last one. Indexes are kept in a least recently
 //! used cache bounded by the number of frames they hold.
 
+use crate::layout::EventRecord;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
@@ -21,14 +22,13 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use super::{
-    Catalog, CatalogError, FrameInfo, FramePage, FrameSource, ParticipantDetail, ParticipantEvent,
-    RecordingDetail, RecordingOverview, StreamSummary,
+    Catalog, CatalogError, FrameInfo, FramePage, FrameSource, ParticipantDetail, RecordingDetail,
+    RecordingOverview, StreamSummary,
 };
 use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
 use crate::layout::{self, FrameRecord, RecordingSummary};
 
 /// The file of participant events in a recording folder.
-pub const EVENTS_FILE: &str = "events.jsonl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsCatalogError {
@@ -237,11 +237,11 @@ impl Catalog for FsCatalog {
         self.load_recording(id).await
     }
 
-    async fn events(&self, id: &RecordingId) -> Result<Vec<ParticipantEvent>, CatalogError> {
+    async fn events(&self, id: &RecordingId) -> Result<Vec<EventRecord>, CatalogError> {
         let (root, recording) = (self.root.clone(), id.clone());
         blocking(move || {
             let dir = recording_dir(&root, &recording)?.ok_or(CatalogError::NotFound)?;
-            Ok(read_events(&dir.join(EVENTS_FILE))?)
+            Ok(read_events(&dir.join(layout::EVENTS_LOG))?)
         })
         .await
     }
@@ -568,7 +568,7 @@ fn read_recording_folder(dir: &Path) -> Result<RecordingFolder, FsCatalogError> 
 }
 
 /// The complete lines of `events.jsonl` that parse; absent means none.
-fn read_events(path: &Path) -> Result<Vec<ParticipantEvent>, FsCatalogError> {
+fn read_events(path: &Path) -> Result<Vec<EventRecord>, FsCatalogError> {
     let Some(text) = read_regular_file(path)? else {
         return Ok(Vec::new());
     };

@@ -3,6 +3,7 @@
 //! Every path segment a client sends is parsed into a checked domain value before the
 //! catalog sees it: the catalog never receives a path.
 
+use crate::layout::EventRecord;
 use std::borrow::Cow;
 
 use axum::Json;
@@ -21,8 +22,7 @@ use tower::ServiceExt as _;
 use tower_http::services::ServeFile;
 
 use crate::catalog::{
-    self, CatalogError, FrameInfo, FrameSource, ParticipantDetail, ParticipantEvent,
-    RecordingOverview, StreamSummary,
+    self, CatalogError, FrameInfo, FrameSource, ParticipantDetail, RecordingOverview, StreamSummary,
 };
 use crate::error::ApiError;
 use crate::frame::{FrameTime, RecordingId, StreamKey, StreamKind};
@@ -174,7 +174,7 @@ struct RecordingDetailJson {
     head: RecordingHead,
     metadata: serde_json::Value,
     participants: Vec<ParticipantJson>,
-    events: Vec<ParticipantEvent>,
+    events: Vec<EventRecord>,
 }
 
 #[derive(Serialize)]

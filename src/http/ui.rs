@@ -1,6 +1,7 @@
 //! The browse UI: server-rendered pages (askama templates in `templates/`) with a little
 //! plain JavaScript and CSS from `static/`, all compiled into the binary.
 
+use crate::layout::EventRecord;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::LazyLock;
 
@@ -12,7 +13,7 @@ use axum::routing::get;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use crate::catalog::{ParticipantDetail, ParticipantEvent, RecordingOverview, StreamSummary};
+use crate::catalog::{ParticipantDetail, RecordingOverview, StreamSummary};
 use crate::error::ApiError;
 use crate::frame::StreamKind;
 use crate::http::api::{CatalogResult as _, recording_id, stream_key, urls};
@@ -185,7 +186,7 @@ struct TimelineItem {
 }
 
 impl TimelineItem {
-    fn new(event: &ParticipantEvent) -> Self {
+    fn new(event: &EventRecord) -> Self {
         let kind = event.short_name();
         let what = match kind {
             "join" => "joined",

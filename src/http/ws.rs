@@ -1,5 +1,5 @@
 //! The websocket endpoint Recall's bots stream to: the token check before the upgrade, the
-//! read loop, and the hand-off of decoded frames to the pipeline.
+//! read loop, and the hand-off of decoded frames and participant events to the pipeline.
 //!
 //! A refused message is counted, logged (rate-limited) and answered with a JSON error
 //! message on the same socket; the connection stays open. Only a message over the size
@@ -232,6 +232,23 @@ impl Connection {
                     .pipeline
                     .submit(frame, self.tally.clone())
                     .await?;
+            }
+            Ok(Ok(Inbound::ParticipantEvent(event))) => {
+                // Events are small and rare (a few per participant per minute), so the
+                // connection writes each one itself, in order, instead of queueing it. While
+                // the sink is slow, this connection reads nothing more: the wait reaches the
+                // bot as backpressure, as a full frame channel does. Nothing is held beyond
+                // the event in hand, and nothing is dropped.
+                match self.state.pipeline.record_event(&event).await {
+                    Ok(()) => {
+                        self.tally.events.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        self.tally.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, event = %event.kind, recording = %event.recording.id,
+                            participant = event.participant.id.0, "participant event not saved");
+                    }
+                }
             }
             Ok(Ok(Inbound::Ignored)) => {
                 self.state.metrics.events_ignored.inc();

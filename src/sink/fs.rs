@@ -1,6 +1,8 @@
 //! The file-system sink, the embedded default: writes the layout of [`crate::layout`] under
 //! `DATA_DIR`. Frames are written to a temporary file and renamed into place without ever
 //! replacing an existing name, so readers never see half a PNG and nothing is overwritten.
+//! Participant events are appended to the recording's `events.jsonl`, a whole line at a
+//! time, under the same per-recording state that names participant folders.
 //! Files are not fsynced: a killed process loses nothing it has saved; a power cut may.
 
 use std::collections::{HashMap, HashSet};
@@ -17,8 +19,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{FrameSink, SinkError, StreamWriter, WriteOutcome};
-use crate::frame::{Frame, Participant, ParticipantId, RecordingId, Resource};
-use crate::layout::{self, FrameRecord, RecordingSummary};
+use crate::frame::{
+    Frame, Participant, ParticipantEvent, ParticipantId, RecordingId, RecordingInfo, Resource,
+};
+use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 
 /// How often, at most, a busy recording's `recording.json` is rewritten with new frame times.
 const SUMMARY_EVERY: Duration = Duration::from_secs(2);
@@ -170,6 +174,14 @@ impl FrameSink for FsSink {
         }
     }
 
+    async fn record_event(&self, event: &ParticipantEvent) -> Result<(), SinkError> {
+        let shared = &self.shared;
+        let recording = shared.acquire_recording(&event.recording.id);
+        let recorded = recording.record_event(event).await;
+        shared.release_recording(&recording);
+        Ok(recorded?)
+    }
+
     async fn flush(&self) -> Result<(), SinkError> {
         let recordings: Vec<_> = lock(&self.shared.recordings).values().cloned().collect();
         for recording in recordings {
@@ -201,6 +213,8 @@ struct RecordingState {
     /// The summary differs from the `recording.json` on disk.
     dirty: bool,
     written_at: Option<Instant>,
+    /// `events.jsonl`, opened at the first event.
+    events: Option<Arc<Mutex<EventLog>>>,
 }
 
 struct ParticipantDir {
@@ -210,9 +224,8 @@ struct ParticipantDir {
 }
 
 impl RecordingDir {
-    /// Readies the recording and participant folders for a stream's first frame, and
-    /// returns the participant's folder name.
-    async fn prepare(&self, first: &Frame) -> Result<String, FsError> {
+    /// The recording's state, filled in with what earlier runs left the first time.
+    async fn state(&self) -> Result<tokio::sync::MutexGuard<'_, RecordingState>, FsError> {
         let mut state = self.state.lock().await;
         if !state.loaded {
             let path = self.path.clone();
@@ -221,27 +234,47 @@ impl RecordingDir {
             state.summary = summary;
             state.loaded = true;
         }
-        let participant = &first.participant;
-        let folder = match state.participants.get(&participant.id) {
-            Some(dir) => dir.folder.clone(),
-            None => {
-                let folder = layout::participant_folder_name(participant);
-                let path = self.path.join(&folder);
-                blocking(move || fs::create_dir_all(&path).at("create folder", &path)).await?;
-                state.participants.insert(
-                    participant.id,
-                    ParticipantDir {
-                        folder: folder.clone(),
-                        written: None,
-                    },
-                );
-                folder
-            }
-        };
+        Ok(state)
+    }
+
+    /// Readies the recording and participant folders for a stream's first frame, and
+    /// returns the participant's folder name.
+    async fn prepare(&self, first: &Frame) -> Result<String, FsError> {
+        let mut state = self.state().await?;
+        let folder = state
+            .participant_folder(&self.path, &first.participant)
+            .await?;
         state
             .note_participant(&self.path, &first.participant)
             .await?;
         Ok(folder)
+    }
+
+    /// Appends a participant event to `events.jsonl`, and notes what it says of the
+    /// participant and the recording.
+    async fn record_event(&self, event: &ParticipantEvent) -> Result<(), FsError> {
+        let mut state = self.state().await?;
+        let participant = &event.participant;
+        state.participant_folder(&self.path, participant).await?;
+        // Join and update events say who the participant now is. Other events matter here
+        // only for a participant this run has not written yet, so that no folder lacks its
+        // participant.json.
+        let unwritten = state
+            .participants
+            .get(&participant.id)
+            .is_some_and(|dir| dir.written.is_none());
+        if event.kind.describes_participant() || unwritten {
+            state.note_participant(&self.path, participant).await?;
+        }
+        let log = state.event_log(&self.path).await?;
+        let path = self.path.join(layout::EVENTS_LOG);
+        let line = json_line(&EventRecord::from(event), &path)?;
+        blocking(move || lock(&log).append(&line)).await?;
+        let (_, changed) = state.note_recording(&event.recording);
+        if changed {
+            state.flush_summary(&self.path).await?;
+        }
+        Ok(())
     }
 }
 
@@ -269,33 +302,9 @@ impl RecordingState {
         self.note_participant(recording_path, &frame.participant)
             .await?;
 
-        let info = &frame.recording;
-        let recording = Resource {
-            id: info.id.as_str().into(),
-            metadata: info.metadata.clone(),
-        };
-        let summary = self.summary.get_or_insert_with(|| RecordingSummary {
-            recording: recording.clone(),
-            bot: None,
-            realtime_endpoint: None,
-            video_separate: None,
-            first_frame: None,
-            last_frame: None,
-        });
-        let mut urgent = self.written_at.is_none();
-        let mut set = |field: &mut Option<Resource>, value: &Option<Resource>| {
-            if value.is_some() && field != value {
-                field.clone_from(value);
-                urgent = true;
-            }
-        };
-        set(&mut summary.bot, &info.bot);
-        set(&mut summary.realtime_endpoint, &info.realtime_endpoint);
-        set(&mut summary.video_separate, &info.video_separate);
-        if summary.recording != recording {
-            summary.recording = recording;
-            urgent = true;
-        }
+        let never_written = self.written_at.is_none();
+        let (summary, changed) = self.note_recording(&frame.recording);
+        let urgent = never_written || changed;
         if summary
             .first_frame
             .is_none_or(|t| frame.time.relative < t.relative)
@@ -326,6 +335,75 @@ impl RecordingState {
             self.written_at = Some(Instant::now());
         }
         Ok(())
+    }
+
+    /// The participant's folder name: chosen and created at first sight, whether that is a
+    /// frame or an event, and kept from then on.
+    async fn participant_folder(
+        &mut self,
+        recording_path: &Path,
+        participant: &Participant,
+    ) -> Result<String, FsError> {
+        if let Some(dir) = self.participants.get(&participant.id) {
+            return Ok(dir.folder.clone());
+        }
+        let folder = layout::participant_folder_name(participant);
+        let path = recording_path.join(&folder);
+        blocking(move || fs::create_dir_all(&path).at("create folder", &path)).await?;
+        self.participants.insert(
+            participant.id,
+            ParticipantDir {
+                folder: folder.clone(),
+                written: None,
+            },
+        );
+        Ok(folder)
+    }
+
+    /// The open `events.jsonl`, opened (and repaired) the first time.
+    async fn event_log(&mut self, recording_path: &Path) -> Result<Arc<Mutex<EventLog>>, FsError> {
+        if let Some(log) = &self.events {
+            return Ok(log.clone());
+        }
+        let path = recording_path.join(layout::EVENTS_LOG);
+        let log = Arc::new(Mutex::new(blocking(move || EventLog::open(path)).await?));
+        self.events = Some(log.clone());
+        Ok(log)
+    }
+
+    /// Takes in the recording-level context an event carries (metadata, bot, endpoint...),
+    /// and says whether the summary changed.
+    fn note_recording(&mut self, info: &RecordingInfo) -> (&mut RecordingSummary, bool) {
+        let recording = Resource {
+            id: info.id.as_str().into(),
+            metadata: info.metadata.clone(),
+        };
+        let mut changed = self.summary.is_none();
+        let summary = self.summary.get_or_insert_with(|| RecordingSummary {
+            recording: recording.clone(),
+            bot: None,
+            realtime_endpoint: None,
+            video_separate: None,
+            participant_events: None,
+            first_frame: None,
+            last_frame: None,
+        });
+        let mut set = |field: &mut Option<Resource>, value: &Option<Resource>| {
+            if value.is_some() && field != value {
+                field.clone_from(value);
+                changed = true;
+            }
+        };
+        set(&mut summary.bot, &info.bot);
+        set(&mut summary.realtime_endpoint, &info.realtime_endpoint);
+        set(&mut summary.video_separate, &info.video_separate);
+        set(&mut summary.participant_events, &info.participant_events);
+        if summary.recording != recording {
+            summary.recording = recording;
+            changed = true;
+        }
+        self.dirty |= changed;
+        (summary, changed)
     }
 }
 
@@ -492,23 +570,90 @@ impl StreamFiles {
 
     /// Appends a manifest line; on failure cuts off whatever part of it was written.
     fn append(&mut self, record: &FrameRecord) -> Result<(), FsError> {
-        let mut line = serde_json::to_vec(record)
-            .map_err(io::Error::from)
-            .at("encode", &self.manifest_path)?;
-        line.push(b'\n');
-        match self.manifest.write_all(&line) {
-            Ok(()) => {
-                self.manifest_len += line.len() as u64;
-                Ok(())
+        let line = json_line(record, &self.manifest_path)?;
+        append_line(
+            &mut self.manifest,
+            &mut self.manifest_len,
+            &self.manifest_path,
+            &line,
+        )
+    }
+}
+
+/// `value` as one line of a JSON-lines file, newline included.
+fn json_line(value: &impl Serialize, path: &Path) -> Result<Vec<u8>, FsError> {
+    let mut line = serde_json::to_vec(value)
+        .map_err(io::Error::from)
+        .at("encode", path)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Appends a whole line to a file opened for appending, whose complete lines end at `len`.
+/// On failure cuts off whatever part of the line was written, so that the lines before it
+/// stay intact and the next append starts on a line of its own.
+fn append_line(file: &mut File, len: &mut u64, path: &Path, line: &[u8]) -> Result<(), FsError> {
+    match file.write_all(line) {
+        Ok(()) => {
+            *len += line.len() as u64;
+            Ok(())
+        }
+        Err(error) => {
+            if let Err(cut) = file.set_len(*len) {
+                tracing::error!(path = %path.display(), error = %cut, "cannot cut a partly written line");
             }
-            Err(error) => {
-                if let Err(cut) = self.manifest.set_len(self.manifest_len) {
-                    tracing::error!(path = %self.manifest_path.display(), error = %cut, "cannot cut a partly written manifest line");
-                }
-                Err(error).at("append to", &self.manifest_path)
-            }
+            Err(error).at("append to", path)
         }
     }
+}
+
+/// A recording's `events.jsonl`, open for appending; used from blocking tasks only.
+struct EventLog {
+    path: PathBuf,
+    file: File,
+    /// Length of the log up to its last complete line.
+    len: u64,
+}
+
+impl EventLog {
+    /// Opens the log, first cutting off a torn last line that a crash may have left.
+    fn open(path: PathBuf) -> Result<Self, FsError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .at("open", &path)?;
+        let size = file.metadata().at("read the size of", &path)?.len();
+        let len = complete_lines_len(&file, size).at("read", &path)?;
+        if len < size {
+            file.set_len(len).at("cut the torn last line of", &path)?;
+            tracing::warn!(path = %path.display(), bytes = size - len, "cut a torn last event line");
+        }
+        Ok(EventLog { path, file, len })
+    }
+
+    fn append(&mut self, line: &[u8]) -> Result<(), FsError> {
+        append_line(&mut self.file, &mut self.len, &self.path, line)
+    }
+}
+
+/// The length of the first `size` bytes of `file` up to the end of their last complete line,
+/// read backwards from the end: one small read when the file ends with a newline.
+fn complete_lines_len(file: &File, size: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = [0u8; 8192];
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(buffer.len() as u64);
+        let chunk = &mut buffer[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(newline) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + newline as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Cuts a torn last line off a manifest and returns the frames it lists and its length.
@@ -606,5 +751,49 @@ impl StreamWriter for FsStreamWriter {
             .await;
         self.shared.release_recording(&self.recording);
         Ok(flushed?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(layout::EVENTS_LOG);
+        fs::write(&path, contents).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn complete_lines_end_at_the_last_newline_however_far_back() {
+        let mut contents = b"{\"a\":1}\n".to_vec();
+        let complete = contents.len() as u64;
+        // A torn line longer than one backwards read.
+        contents.extend(std::iter::repeat_n(b'x', 20_000));
+        let (_dir, path) = log_with(&contents);
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            complete_lines_len(&file, contents.len() as u64).unwrap(),
+            complete
+        );
+        assert_eq!(complete_lines_len(&file, complete).unwrap(), complete);
+        assert_eq!(complete_lines_len(&file, 3).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_event_log_cuts_a_torn_line_then_appends_whole_lines() {
+        let (_dir, path) = log_with(b"{\"n\":1}\n{\"n\":2}\n{\"n\":");
+        let mut log = EventLog::open(path.clone()).unwrap();
+        log.append(b"{\"n\":3}\n").unwrap();
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n"
+        );
+        assert_eq!(log.len, fs::metadata(&path).unwrap().len());
+
+        let (_dir, path) = log_with(b"no newline at all");
+        EventLog::open(path.clone()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"");
     }
 }

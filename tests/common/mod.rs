@@ -2,6 +2,8 @@
 //! DATA_DIR, real PNGs made here, a real websocket client, and small polling helpers.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod recall_api;
+
 use std::future::Future;
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -67,7 +69,16 @@ impl TestServer {
     }
 
     pub async fn start_config(config: Config) -> Self {
-        Self::start_config_with_sink(config, None).await
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::start_on(listener, config).await
+    }
+
+    /// The server on a listener bound beforehand, for configurations that name its address
+    /// (such as `--public-url`).
+    pub async fn start_on(listener: tokio::net::TcpListener, config: Config) -> Self {
+        Self::launch(listener, config, None).await
     }
 
     /// As [`TestServer::start_in`], with frames going to the sink `make_sink` builds around
@@ -89,10 +100,17 @@ impl TestServer {
         let fs = recall_frames::sink::fs::FsSink::new(data_dir.to_owned())
             .await
             .expect("file-system sink");
-        Self::start_config_with_sink(config, Some(make_sink(fs))).await
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::launch(listener, config, Some(make_sink(fs))).await
     }
 
-    async fn start_config_with_sink(config: Config, sink: Option<Arc<dyn FrameSink>>) -> Self {
+    async fn launch(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        sink: Option<Arc<dyn FrameSink>>,
+    ) -> Self {
         // `TEST_LOG=debug cargo nextest run ...` shows the server's logs of failing tests.
         if let Ok(filter) = std::env::var("TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -100,9 +118,6 @@ impl TestServer {
                 .with_test_writer()
                 .try_init();
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let addr = listener.local_addr().expect("address");
         let data_dir = config.data_dir.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -402,6 +417,79 @@ impl TestFrame {
 
     pub fn file_name(&self) -> String {
         format!("{:09}.png", (self.relative * 1000.0).round() as u64)
+    }
+}
+
+/// A participant event as Recall sends it (`participant_events.<kind>`), by default a `join`
+/// of participant 100 ("Alice Smith") in [`RECORDING`].
+#[derive(Clone)]
+pub struct TestEvent {
+    pub kind: String,
+    pub recording: String,
+    pub participant: u64,
+    pub name: Option<String>,
+    pub relative: f64,
+    pub data: Value,
+}
+
+impl TestEvent {
+    /// `kind` is the part after `participant_events.`, e.g. `join` or `chat_message`.
+    pub fn new(kind: &str, relative: f64) -> Self {
+        TestEvent {
+            kind: format!("participant_events.{kind}"),
+            recording: RECORDING.into(),
+            participant: 100,
+            name: Some("Alice Smith".into()),
+            relative,
+            data: Value::Null,
+        }
+    }
+
+    pub fn participant(mut self, id: u64, name: Option<&str>) -> Self {
+        self.participant = id;
+        self.name = name.map(str::to_string);
+        self
+    }
+
+    pub fn recording(mut self, recording: &str) -> Self {
+        self.recording = recording.into();
+        self
+    }
+
+    pub fn data(mut self, data: Value) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// The participant as the event describes it: what `participant.json` should then hold.
+    pub fn participant_value(&self) -> Value {
+        json!({
+            "id": self.participant, "name": self.name, "is_host": self.participant == 100,
+            "platform": "desktop", "email": null, "extra_data": {"zoom": {"user_guid": "g"}}
+        })
+    }
+
+    pub fn event_value(&self) -> Value {
+        let mut participant = self.participant_value();
+        participant.as_object_mut().unwrap().remove("email");
+        json!({
+            "event": self.kind,
+            "data": {
+                "data": {
+                    "participant": participant,
+                    "timestamp": {"relative": self.relative, "absolute": absolute_time(self.relative)},
+                    "data": self.data
+                },
+                "realtime_endpoint": {"id": "re_1", "metadata": {}},
+                "participant_events": {"id": "pe_1", "metadata": {"source": "tests"}},
+                "recording": {"id": self.recording, "metadata": {"team": "research"}},
+                "bot": {"id": "bot_1", "metadata": {"purpose": "tests"}}
+            }
+        })
+    }
+
+    pub fn event(&self) -> String {
+        self.event_value().to_string()
     }
 }
 
