@@ -28,8 +28,6 @@ use super::{
 use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
 use crate::layout::{self, FrameRecord, RecordingSummary};
 
-/// The file of participant events in a recording folder.
-
 #[derive(Debug, thiserror::Error)]
 pub enum FsCatalogError {
     #[error("cannot {action} {path}: {source}")]
