@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _, PutMode,
+    ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _, PutMode,
     PutOptions, PutPayload, RetryConfig, UpdateVersion,
 };
 use tokio::task::JoinHandle;
@@ -36,6 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest one request may take, answer included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Creates sent for one key while the store refuses them with nothing there.
+const CREATE_ATTEMPTS: usize = 3;
 
 /// How a bucket request failed, for `bucket_requests_failed{kind}` and the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,17 +222,24 @@ impl Bucket {
                 max_retries: 0,
                 ..RetryConfig::default()
             })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(REQUEST_TIMEOUT)
-                    .with_connect_timeout(CONNECT_TIMEOUT)
-                    .with_allow_http(
-                        config
-                            .bucket_endpoint
-                            .as_ref()
-                            .is_some_and(|url| url.scheme() == "http"),
-                    ),
+            // One option at a time: `with_client_options` would drop those from the
+            // environment (a proxy...).
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}s", REQUEST_TIMEOUT.as_secs()),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                format!("{}s", CONNECT_TIMEOUT.as_secs()),
             );
+        if config
+            .bucket_endpoint
+            .as_ref()
+            .is_some_and(|url| url.scheme() == "http")
+        {
+            // Asked for by the endpoint setting itself: a store on the same network.
+            builder = builder.with_allow_http(true);
+        }
         let endpoint = match &config.bucket_endpoint {
             Some(url) => {
                 let url = url.as_str().trim_end_matches('/').to_owned();
@@ -434,33 +443,48 @@ impl Bucket {
         }
     }
 
-    /// Writes `bytes` at `key` only if nothing is there (`If-None-Match: *`). When an attempt
-    /// failed and a later one finds the key taken, the object there is read back: if it is
-    /// `bytes`, the failed attempt landed, and the write is ours.
+    /// Writes `bytes` at `key` only if nothing is there (`If-None-Match: *`).
+    ///
+    /// A refusal is checked by reading the key back. If nothing is there (S3's `409
+    /// ConditionalRequestConflict`: a concurrent create that may yet fail), the create is
+    /// sent again. If an attempt had failed and the object there is `bytes`, that attempt
+    /// landed, and the write is ours.
     pub async fn create(&self, key: &Path, bytes: Bytes) -> Result<Created, BucketError> {
         let payload = PutPayload::from_bytes(bytes.clone());
-        let (result, uncertain) = self
-            .request("create", key, || {
-                self.inner
-                    .store
-                    .put_opts(key, payload.clone(), PutMode::Create.into())
-            })
-            .await?;
-        match result {
-            Ok(put) => Ok(Created::New(Version {
-                e_tag: put.e_tag,
-                version: put.version,
-            })),
-            Err(Answer::NotFound) => Err(BucketError::Unexpected {
-                key: key.to_string(),
-                why: "a create answered not found".into(),
-            }),
-            Err(Answer::Conflict) if uncertain => match self.get(key).await? {
-                Some(found) if found.bytes == bytes => Ok(Created::New(found.version)),
-                _ => Ok(Created::Existed),
-            },
-            Err(Answer::Conflict) => Ok(Created::Existed),
+        let mut uncertain = false;
+        for _ in 0..CREATE_ATTEMPTS {
+            let (result, failed) = self
+                .request("create", key, || {
+                    self.inner
+                        .store
+                        .put_opts(key, payload.clone(), PutMode::Create.into())
+                })
+                .await?;
+            uncertain |= failed;
+            match result {
+                Ok(put) => {
+                    return Ok(Created::New(Version {
+                        e_tag: put.e_tag,
+                        version: put.version,
+                    }));
+                }
+                Err(Answer::NotFound) => break,
+                Err(Answer::Conflict) => match self.get(key).await? {
+                    Some(found) if uncertain && found.bytes == bytes => {
+                        return Ok(Created::New(found.version));
+                    }
+                    Some(_) => return Ok(Created::Existed),
+                    None => {
+                        tracing::debug!(%key, "a create was refused but nothing is there; sending it again");
+                        tokio::time::sleep(backoff(0)).await;
+                    }
+                },
+            }
         }
+        Err(BucketError::Unexpected {
+            key: key.to_string(),
+            why: "a create-only write was neither done nor refused for an existing object".into(),
+        })
     }
 
     /// Writes `bytes` at `key` if the object there is still at `expected`

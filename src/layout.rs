@@ -340,6 +340,40 @@ mod tests {
     }
 
     #[test]
+    fn merged_summaries_span_both_writers_frames_and_keep_their_own_context() {
+        let time = |relative| FrameTime {
+            relative,
+            absolute: None,
+        };
+        let resource = |id: &str| crate::frame::Resource {
+            id: id.into(),
+            metadata: serde_json::Value::Null,
+        };
+        let summary = |first: Option<f64>, last: Option<f64>, bot: Option<&str>| RecordingSummary {
+            recording: resource("rec"),
+            bot: bot.map(resource),
+            realtime_endpoint: None,
+            video_separate: Some(resource("vs")),
+            participant_events: None,
+            first_frame: first.map(time),
+            last_frame: last.map(time),
+        };
+        let mine = summary(Some(5.0), Some(8.0), None);
+        let theirs = summary(Some(0.5), Some(6.0), Some("bot_1"));
+        let merged = mine.merged_with(theirs);
+        assert_eq!(merged.first_frame, Some(time(0.5)));
+        assert_eq!(merged.last_frame, Some(time(8.0)));
+        assert_eq!(
+            merged.bot,
+            Some(resource("bot_1")),
+            "theirs where mine has none"
+        );
+        let merged = summary(None, None, Some("bot_2")).merged_with(merged);
+        assert_eq!(merged.bot, Some(resource("bot_2")), "mine where I have one");
+        assert_eq!(merged.first_frame, Some(time(0.5)));
+    }
+
+    #[test]
     fn chunks_sort_by_start_and_claims_only_name_their_own_folders() {
         let early = chunk_name(1_795_000_000_000, "9f1c2a3b4c5d6e7f-1");
         let late = chunk_name(1_795_000_000_001, "0000000000000000-1");

@@ -283,7 +283,14 @@ async fn two_instances_record_one_meeting_together_without_loss_or_overwrite() {
             sent.insert((relative * 1000.0) as u64, (frame.png.clone(), frame.png));
         }
     }
+    // Arrival order across machines is the order the machines received events in.
     bot_one.send_text(TestEvent::new("join", 0.2).event()).await;
+    eventually("the join is recorded", || async {
+        one.metric("recall_frames_participant_events_recorded_total")
+            .await
+            == 1.0
+    })
+    .await;
     bot_two
         .send_text(TestEvent::new("speech_on", 4.0).event())
         .await;
@@ -784,8 +791,11 @@ async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
         (&json!(64), &json!(early[0].png.len()))
     );
 
-    // A clean restart goes on with nothing to rebuild.
-    let mut third = spawn(env("100ms"));
+    // A clean restart goes on with nothing to rebuild; logging everything, it shows no
+    // bucket credential.
+    let mut logging_all = env("100ms");
+    logging_all.push(("RUST_LOG".into(), "trace".into()));
+    let mut third = spawn(logging_all);
     let mut bot = Bot::connect(&third.ws_url(WS_TOKEN)).await;
     bot.send_frame(&TestFrame::new(2.5)).await;
     let page_url = third.url(&format!("{ALICE_WEBCAM}/frames"));
@@ -805,4 +815,14 @@ async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
     assert_eq!(lines.iter().filter(|l| l["recovered"] == true).count(), 3);
     let output = third.output();
     assert!(!output.contains("rebuilt manifest lines"), "{output}");
+    assert!(
+        output.contains("hyper_util::client"),
+        "trace logs of the bucket's HTTP client"
+    );
+    assert!(
+        !output.contains(s3::SECRET_KEY),
+        "the secret key is never logged"
+    );
+    assert!(!output.contains("Signature="), "nor a request's signature");
+    assert!(!output.contains(s3::ACCESS_KEY), "nor the access key id");
 }

@@ -31,6 +31,7 @@ use object_store::path::Path;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{FrameSink, SinkError, StreamWriter, WriteOutcome};
 use crate::bucket::{Bucket, BucketError, Created, Version};
@@ -46,8 +47,11 @@ const EVENTS_PER_CHUNK: usize = 200;
 /// How many times `recording.json` is read and merged again when another instance wrote it
 /// in between; past that, the next flush tries again.
 const SUMMARY_SWAPS: usize = 8;
-/// Recordings whose participant folders and open event chunk are remembered.
+/// Recordings whose participant folders are remembered (a claim never changes).
 const REMEMBERED: NonZeroUsize = NonZeroUsize::new(1024).expect("non-zero");
+/// Recordings whose open event chunk is kept between events (each up to a few tens of KB);
+/// one dropped starts a new chunk at its next event.
+const EVENT_CHUNKS_KEPT: NonZeroUsize = NonZeroUsize::new(64).expect("non-zero");
 /// Chunks read at once while a stream opens.
 const PARALLEL_READS: usize = 8;
 
@@ -128,7 +132,7 @@ impl ObjectSink {
                 manifest_interval,
                 recordings: Mutex::default(),
                 folders: Mutex::new(LruCache::new(REMEMBERED)),
-                events: Mutex::new(LruCache::new(REMEMBERED)),
+                events: Mutex::new(LruCache::new(EVENT_CHUNKS_KEPT)),
             }),
         }
     }
@@ -387,13 +391,16 @@ impl FrameSink for ObjectSink {
                 let known = survey.known;
                 let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
                 let stop = CancellationToken::new();
-                let flusher = tokio::spawn(flush_every(
-                    shared.clone(),
-                    stream.clone(),
-                    survey.young,
-                    manifest.clone(),
-                    stop.clone(),
-                ));
+                let flusher = tokio::spawn(
+                    flush_every(
+                        shared.clone(),
+                        stream.clone(),
+                        survey.young,
+                        manifest.clone(),
+                        stop.clone(),
+                    )
+                    .instrument(tracing::Span::current()),
+                );
                 Ok(Box::new(ObjectStreamWriter {
                     shared: shared.clone(),
                     recording,

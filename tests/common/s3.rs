@@ -28,6 +28,7 @@ pub struct S3Server {
     pub addr: SocketAddr,
     faults: Arc<Faults>,
     service: s3s::service::S3Service,
+    client: Arc<dyn object_store::ObjectStore>,
     accept: Option<JoinHandle<()>>,
     _temp: TempDir,
 }
@@ -56,10 +57,22 @@ impl S3Server {
         let service = builder.build();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
+        let client = Arc::new(
+            object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(BUCKET)
+                .with_region(REGION)
+                .with_access_key_id(ACCESS_KEY)
+                .with_secret_access_key(SECRET_KEY)
+                .with_endpoint(format!("http://{addr}"))
+                .with_allow_http(true)
+                .build()
+                .expect("a client of the test bucket"),
+        );
         let mut server = S3Server {
             addr,
             faults,
             service,
+            client,
             accept: None,
             _temp: temp,
         };
@@ -129,17 +142,7 @@ impl S3Server {
 
     /// A client of the bucket, as a person checking it with any S3 tool would use.
     pub fn client(&self) -> Arc<dyn object_store::ObjectStore> {
-        Arc::new(
-            object_store::aws::AmazonS3Builder::new()
-                .with_bucket_name(BUCKET)
-                .with_region(REGION)
-                .with_access_key_id(ACCESS_KEY)
-                .with_secret_access_key(SECRET_KEY)
-                .with_endpoint(self.endpoint())
-                .with_allow_http(true)
-                .build()
-                .expect("a client of the test bucket"),
-        )
+        self.client.clone()
     }
 
     /// Every key in the bucket, sorted.
@@ -182,6 +185,8 @@ async fn serve(listener: TcpListener, service: s3s::service::S3Service) {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Small requests and answers: no waiting for delayed ACKs.
+                let _ = stream.set_nodelay(true);
                 let service = service.clone();
                 connections.spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
