@@ -607,6 +607,20 @@ impl Bucket {
         Ok(objects)
     }
 
+    /// The chunks (see [`crate::layout::chunk_name`]) right under `dir`, in name order.
+    pub async fn list_chunks(&self, dir: &Path) -> Result<Vec<ObjectMeta>, BucketError> {
+        let mut objects = self.list(dir).await?;
+        objects.retain(|object| {
+            object.location.prefix_match(dir).is_some_and(|mut parts| {
+                parts
+                    .next()
+                    .is_some_and(|name| crate::layout::is_chunk_name(name.as_ref()))
+                    && parts.next().is_none()
+            })
+        });
+        Ok(objects)
+    }
+
     /// The names of the "folders" right under `prefix`: the next part of the keys below it.
     pub async fn list_folders(&self, prefix: &Path) -> Result<Vec<String>, BucketError> {
         let (result, _) = self

@@ -219,15 +219,9 @@ impl ObjectCatalog {
     async fn chunk_lines(&self, dir: &Path) -> Result<Vec<Bytes>, CatalogError> {
         let chunks: Vec<Path> = self
             .bucket
-            .list(dir)
+            .list_chunks(dir)
             .await?
             .into_iter()
-            .filter(|object| {
-                object
-                    .location
-                    .filename()
-                    .is_some_and(layout::is_chunk_name)
-            })
             .map(|object| object.location)
             .collect();
         let bucket = &self.bucket;
@@ -394,16 +388,10 @@ struct StreamIndex {
 impl StreamIndex {
     async fn refresh(&mut self, bucket: &Bucket, stream: &Path) -> Result<(), CatalogError> {
         let listed = bucket
-            .list(&stream.clone().join(layout::MANIFEST_CHUNKS))
+            .list_chunks(&stream.clone().join(layout::MANIFEST_CHUNKS))
             .await?;
         let grown: Vec<(Path, u64)> = listed
             .into_iter()
-            .filter(|object| {
-                object
-                    .location
-                    .filename()
-                    .is_some_and(layout::is_chunk_name)
-            })
             .filter_map(|object| {
                 let read = self.chunks.get(&object.location).copied().unwrap_or(0);
                 // A chunk only grows; a smaller one (never written so) is read again whole.

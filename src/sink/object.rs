@@ -557,9 +557,12 @@ impl Chunk {
                 Some(version) => {
                     self.written = body;
                     self.written_lines += self.pending_lines;
+                    // A store that gives no ETag cannot be asked to rewrite only this
+                    // version: each write then goes to a chunk of its own.
+                    let rewritable = version.e_tag.is_some();
                     self.version = Some(version);
                     self.discard_pending();
-                    if self.written_lines >= self.max_lines {
+                    if self.written_lines >= self.max_lines || !rewritable {
                         self.key = None;
                     }
                     return Ok(());
