@@ -101,6 +101,7 @@ pub async fn run(
             catalog: Arc::new(ObjectCatalog::new(
                 bucket.clone(),
                 config.catalog_cache_frames,
+                config.bucket_manifest_interval,
             )),
             bucket: Some(bucket),
             metrics,

@@ -14,6 +14,7 @@ use std::num::NonZeroUsize;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,6 +41,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub struct ObjectCatalog {
     bucket: Bucket,
+    /// How long an index just brought up to date is used as it is: manifests change once
+    /// per writer's interval, and a page of frames, a recording's streams and the list of
+    /// recordings asked for at once need not list every chunk again.
+    fresh_for: Duration,
     streams: Mutex<LruCache<StreamKey, Arc<CachedStream>>>,
     /// Most frames all cached indexes may hold together.
     frame_budget: usize,
@@ -53,10 +58,12 @@ struct CachedStream {
 }
 
 impl ObjectCatalog {
-    /// A catalog of `bucket`, holding stream indexes of at most `frame_budget` frames in all.
-    pub fn new(bucket: Bucket, frame_budget: usize) -> Self {
+    /// A catalog of `bucket`, holding stream indexes of at most `frame_budget` frames in all,
+    /// each listed again at most every `fresh_for` (at most a second).
+    pub fn new(bucket: Bucket, frame_budget: usize, fresh_for: Duration) -> Self {
         ObjectCatalog {
             bucket,
+            fresh_for: fresh_for.min(Duration::from_secs(1)),
             streams: Mutex::new(LruCache::unbounded()),
             frame_budget,
             folders: Mutex::new(LruCache::new(REMEMBERED)),
@@ -121,7 +128,10 @@ impl ObjectCatalog {
             .clone();
         let result = {
             let mut index = cached.index.lock().await;
-            let refreshed = index.refresh(&self.bucket, path).await;
+            let refreshed = match index.refreshed_at {
+                Some(at) if at.elapsed() < self.fresh_for => Ok(()),
+                _ => index.refresh(&self.bucket, path).await,
+            };
             cached.frames.store(index.frames.len(), Ordering::Relaxed);
             refreshed.map(|()| read(&index))
         };
@@ -383,6 +393,7 @@ struct StreamIndex {
     chunks: HashMap<Path, u64>,
     /// By millisecond, with whether the line was rebuilt after a crash.
     frames: BTreeMap<u64, (FrameInfo, bool)>,
+    refreshed_at: Option<Instant>,
 }
 
 impl StreamIndex {
@@ -426,6 +437,7 @@ impl StreamIndex {
             }
             self.chunks.insert(key, from + complete as u64);
         }
+        self.refreshed_at = Some(Instant::now());
         Ok(())
     }
 
