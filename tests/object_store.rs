@@ -826,3 +826,43 @@ async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
     assert!(!output.contains("Signature="), "nor a request's signature");
     assert!(!output.contains(s3::ACCESS_KEY), "nor the access key id");
 }
+
+/// What the no-clobber guarantee rests on, checked against the test store itself: a second
+/// create-only write of a key is refused (412), and so is a rewrite at a stale version.
+#[tokio::test]
+async fn the_test_store_refuses_a_second_create_and_a_stale_rewrite() {
+    use object_store::{PutMode, PutOptions, UpdateVersion};
+    let s3 = S3Server::start().await;
+    let client = s3.client();
+    let key = object_store::path::Path::from("rec/100/webcam/000000500.png");
+    let first = client
+        .put_opts(&key, b"first".to_vec().into(), PutMode::Create.into())
+        .await
+        .expect("the first create");
+    let second = client
+        .put_opts(&key, b"second".to_vec().into(), PutMode::Create.into())
+        .await;
+    assert!(
+        matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+        "{second:?}"
+    );
+    assert_eq!(s3.get(key.as_ref()).await.unwrap(), b"first".as_slice());
+
+    let version = UpdateVersion {
+        e_tag: first.e_tag.clone(),
+        version: None,
+    };
+    let mode = |version: &UpdateVersion| PutOptions::from(PutMode::Update(version.clone()));
+    client
+        .put_opts(&key, b"rewritten".to_vec().into(), mode(&version))
+        .await
+        .expect("a rewrite at the current version");
+    let stale = client
+        .put_opts(&key, b"stale".to_vec().into(), mode(&version))
+        .await;
+    assert!(
+        matches!(stale, Err(object_store::Error::Precondition { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(s3.get(key.as_ref()).await.unwrap(), b"rewritten".as_slice());
+}
