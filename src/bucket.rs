@@ -36,6 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest one request may take, answer included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a check of the bucket (at start-up, then every BUCKET_CHECK_INTERVAL) may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Creates sent for one key while the store refuses them with nothing there.
 const CREATE_ATTEMPTS: usize = 3;
 
@@ -95,6 +97,13 @@ impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What a check of the bucket found.
+enum Probe {
+    Answered,
+    NoSuchBucket,
+    Failed(FailureKind, Option<object_store::Error>),
 }
 
 /// A definite answer from the store to a request that did not succeed as asked.
@@ -274,14 +283,14 @@ impl Bucket {
             }),
         };
         match bucket.probe().await {
-            Ok(()) => {}
-            Err((Some(Answer::NotFound), _)) => {
+            Probe::Answered => {}
+            Probe::NoSuchBucket => {
                 return Err(StartupError::NoSuchBucket {
                     bucket: bucket.inner.name.clone(),
                     endpoint: bucket.inner.endpoint.clone(),
                 });
             }
-            Err((None, Some((kind, source)))) if !kind.is_transient() => {
+            Probe::Failed(kind, Some(source)) if !kind.is_transient() => {
                 return Err(StartupError::Refused {
                     bucket: bucket.inner.name.clone(),
                     endpoint: bucket.inner.endpoint.clone(),
@@ -289,7 +298,7 @@ impl Bucket {
                     source,
                 });
             }
-            Err(_) => tracing::error!(
+            Probe::Failed(..) => tracing::error!(
                 bucket = bucket.inner.name,
                 endpoint = bucket.inner.endpoint,
                 "the bucket cannot be reached: starting degraded (/healthz says so); frames wait \
@@ -328,41 +337,53 @@ impl Bucket {
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    _ = ticks.tick() => { let _ = bucket.probe().await; }
+                    _ = ticks.tick() => { bucket.probe().await; }
                 }
             }
         })
     }
 
-    /// One listing of at most a key under the prefix, not retried.
-    async fn probe(
-        &self,
-    ) -> Result<(), (Option<Answer>, Option<(FailureKind, object_store::Error)>)> {
+    /// One listing of at most a key under the prefix, not retried, and given up after
+    /// [`CHECK_TIMEOUT`].
+    async fn probe(&self) -> Probe {
         let prefix = self.inner.prefix.clone();
-        let listed = self
-            .inner
-            .store
-            .list(Some(&prefix))
-            .next()
-            .await
-            .transpose();
-        match listed {
-            Ok(_) => {
+        let listing = async {
+            self.inner
+                .store
+                .list(Some(&prefix))
+                .next()
+                .await
+                .transpose()
+        };
+        let error = match tokio::time::timeout(CHECK_TIMEOUT, listing).await {
+            Ok(Ok(_)) => {
                 self.inner.health.succeeded();
-                Ok(())
+                return Probe::Answered;
             }
-            Err(error) => match classify(&error) {
-                Ok(answer) => {
-                    self.inner.health.succeeded();
-                    Err((Some(answer), None))
+            Ok(Err(error)) => error,
+            Err(_elapsed) => {
+                let why = format!("no answer within {CHECK_TIMEOUT:?}");
+                let kind = FailureKind::Timeout;
+                self.inner
+                    .health
+                    .failed(kind, &why, "check", prefix.as_ref());
+                return Probe::Failed(kind, None);
+            }
+        };
+        match classify(&error) {
+            Ok(answer) => {
+                self.inner.health.succeeded();
+                match answer {
+                    Answer::NotFound => Probe::NoSuchBucket,
+                    Answer::Conflict => Probe::Answered,
                 }
-                Err(kind) => {
-                    self.inner
-                        .health
-                        .failed(kind, &error, "check", prefix.as_ref());
-                    Err((None, Some((kind, error))))
-                }
-            },
+            }
+            Err(kind) => {
+                self.inner
+                    .health
+                    .failed(kind, &error, "check", prefix.as_ref());
+                Probe::Failed(kind, Some(error))
+            }
         }
     }
 
@@ -758,7 +779,7 @@ impl Health {
         }
     }
 
-    fn failed(&self, kind: FailureKind, error: &object_store::Error, action: &str, key: &str) {
+    fn failed(&self, kind: FailureKind, error: &dyn std::fmt::Display, action: &str, key: &str) {
         self.metrics
             .bucket_requests_failed
             .get_or_create(&KindLabel {
