@@ -745,6 +745,22 @@ mod tests {
     }
 
     #[test]
+    fn write_errors_are_counted_by_kind() {
+        let kind = |kind: io::ErrorKind| {
+            FsError::Io {
+                action: "write",
+                path: PathBuf::from("/data/x"),
+                source: io::Error::from(kind),
+            }
+            .kind()
+        };
+        assert_eq!(kind(io::ErrorKind::StorageFull), "no_space");
+        assert_eq!(kind(io::ErrorKind::ReadOnlyFilesystem), "permission_denied");
+        assert_eq!(kind(io::ErrorKind::NotADirectory), "not_found");
+        assert_eq!(kind(io::ErrorKind::Interrupted), "io");
+    }
+
+    #[test]
     fn complete_lines_end_at_the_last_newline_however_far_back() {
         let mut contents = b"{\"a\":1}\n".to_vec();
         let complete = contents.len() as u64;
