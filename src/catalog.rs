@@ -8,6 +8,7 @@
 //! make a plain "start after" listing on any store.
 
 pub mod fs;
+pub mod object;
 
 use crate::layout::EventRecord;
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ pub enum CatalogError {
     NotFound,
     #[error(transparent)]
     Fs(#[from] fs::FsCatalogError),
+    #[error(transparent)]
+    Object(#[from] crate::bucket::BucketError),
 }
 
 /// Where a frame's bytes come from, so the HTTP layer can serve each the best way.
@@ -91,6 +94,27 @@ pub struct FrameInfo {
     pub width: u32,
     pub height: u32,
     pub bytes: u64,
+}
+
+impl FrameInfo {
+    /// A manifest line as a catalog lists it; `None` when the line names no frame file.
+    pub fn from_record(record: &crate::layout::FrameRecord) -> Option<FrameInfo> {
+        let Some(relative_ms) = crate::layout::parse_frame_file_name(&record.file) else {
+            tracing::warn!(
+                file = record.file,
+                "manifest line names no frame file; skipped"
+            );
+            return None;
+        };
+        Some(FrameInfo {
+            relative_ms,
+            relative: record.relative,
+            absolute: record.absolute,
+            width: record.width,
+            height: record.height,
+            bytes: record.bytes,
+        })
+    }
 }
 
 /// A page of a stream's frames.

@@ -170,6 +170,48 @@ pub struct Config {
     /// Set by Fly.io: without PUBLIC_URL, the public URL is https://<FLY_APP_NAME>.fly.dev.
     #[arg(long, env = "FLY_APP_NAME", value_parser = parse_fly_app_name)]
     pub fly_app_name: Option<String>,
+
+    // ---- Scaling out: an S3-compatible bucket in place of DATA_DIR (issue 7) ----
+    /// S3 bucket that recordings go to, and that the browse UI and API read, in place of
+    /// DATA_DIR (`fly storage create` sets it). Unset: recordings go to DATA_DIR.
+    #[arg(long, env = "BUCKET_NAME", value_parser = parse_bucket_name)]
+    pub bucket_name: Option<String>,
+
+    /// Key prefix in the bucket that recordings go under, e.g. `recall-frames/prod`.
+    #[arg(long, env = "BUCKET_PREFIX", value_parser = parse_bucket_prefix)]
+    pub bucket_prefix: Option<String>,
+
+    /// The bucket's S3 endpoint, e.g. https://fly.storage.tigris.dev. Unset: AWS S3.
+    #[arg(long, env = "AWS_ENDPOINT_URL_S3", value_parser = parse_http_url)]
+    pub bucket_endpoint: Option<Url>,
+
+    /// The bucket's region (`auto` for Tigris). Unset: us-east-1.
+    #[arg(long, env = "AWS_REGION", value_parser = parse_bucket_region)]
+    pub bucket_region: Option<String>,
+
+    /// Access key id for the bucket.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true,
+          value_parser = SecretParser(Secret::parse_header_safe))]
+    pub bucket_access_key_id: Option<Secret>,
+
+    /// Secret access key for the bucket.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true,
+          value_parser = SecretParser(Secret::parse_header_safe))]
+    pub bucket_secret_access_key: Option<Secret>,
+
+    /// How often a stream's newly saved frames are added to its manifest in the bucket (and
+    /// so to the listings of other instances). Frames themselves are uploaded at once.
+    #[arg(long, env = "BUCKET_MANIFEST_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub bucket_manifest_interval: Duration,
+
+    /// How long a failing bucket request is retried, with backoff, before what it carried
+    /// (a frame, an event) is given up and counted in sink_errors.
+    #[arg(long, env = "BUCKET_RETRY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub bucket_retry_timeout: Duration,
+
+    /// How often the bucket is checked with a one-key listing, for /healthz and the metrics.
+    #[arg(long, env = "BUCKET_CHECK_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub bucket_check_interval: Duration,
 }
 
 /// Parses a secret like any value, but with an error that does not repeat it: clap's own
@@ -236,6 +278,57 @@ fn parse_fly_app_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// An S3 bucket name: 3 to 63 of a-z 0-9 . -, starting and ending with a letter or digit.
+fn parse_bucket_name(text: &str) -> Result<String, String> {
+    let edges_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = (3..=63).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edges_ok(text.as_bytes().first())
+        && edges_ok(text.as_bytes().last())
+        && !text.contains("..");
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("must be an S3 bucket name: 3 to 63 of a-z 0-9 . -, starting and ending with a letter or digit".into())
+    }
+}
+
+/// A key prefix: `/`-separated segments of A-Z a-z 0-9 _ . - (not `.` or `..`); slashes at
+/// either end are dropped.
+fn parse_bucket_prefix(text: &str) -> Result<String, String> {
+    let trimmed = text.trim_matches('/');
+    let segment_ok = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    };
+    if trimmed.is_empty() || trimmed.len() > 512 || !trimmed.split('/').all(segment_ok) {
+        return Err(
+            "must be /-separated parts of A-Z a-z 0-9 _ . - (no empty part, . or ..), e.g. recall-frames/prod"
+                .into(),
+        );
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A region name such as `us-east-1`, or Tigris's `auto`.
+fn parse_bucket_region(text: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("must be a region name such as us-east-1 (Tigris: auto)".into())
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration =
         humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 20s, 500ms, 2m)"))?;
@@ -255,7 +348,30 @@ impl Config {
                 self.ws_idle_timeout, self.ping_interval
             ));
         }
-        Ok(())
+        self.check_bucket()
+    }
+
+    /// The bucket settings agree: with BUCKET_NAME, both halves of the key; without it, no
+    /// bucket setting that would be silently ignored.
+    fn check_bucket(&self) -> Result<(), String> {
+        let keys = (
+            self.bucket_access_key_id.is_some(),
+            self.bucket_secret_access_key.is_some(),
+        );
+        match (&self.bucket_name, keys) {
+            (Some(_), (true, true)) => Ok(()),
+            (Some(_), _) => Err(
+                "BUCKET_NAME is set, so AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must both be \
+                 set too (`fly storage create` sets all three)"
+                    .into(),
+            ),
+            (None, _) if self.bucket_prefix.is_some() || self.bucket_endpoint.is_some() => Err(
+                "BUCKET_PREFIX or AWS_ENDPOINT_URL_S3 is set but BUCKET_NAME is not: set \
+                 BUCKET_NAME to store recordings in a bucket, or unset them to use DATA_DIR"
+                    .into(),
+            ),
+            (None, _) => Ok(()),
+        }
     }
 
     /// Parses server flags as the command line would, but with no environment variables:

@@ -64,6 +64,15 @@ async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "degraded", "reason": reason})),
         )
+    } else if let Some(reason) = state
+        .bucket
+        .as_ref()
+        .and_then(|bucket| bucket.health().degraded_reason())
+    {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "degraded", "reason": reason})),
+        )
     } else {
         (StatusCode::OK, axum::Json(json!({"status": "ok"})))
     }

@@ -119,6 +119,80 @@ pub struct RecordingSummary {
     pub last_frame: Option<FrameTime>,
 }
 
+impl RecordingSummary {
+    /// Takes in the recording-level context an event carries (metadata, bot, endpoint...)
+    /// into `summary`, starting one if there is none, and says whether it changed.
+    pub fn note<'a>(
+        summary: &'a mut Option<RecordingSummary>,
+        info: &crate::frame::RecordingInfo,
+    ) -> (&'a mut RecordingSummary, bool) {
+        let recording = crate::frame::Resource {
+            id: info.id.as_str().into(),
+            metadata: info.metadata.clone(),
+        };
+        let mut changed = summary.is_none();
+        let summary = summary.get_or_insert_with(|| RecordingSummary {
+            recording: recording.clone(),
+            bot: None,
+            realtime_endpoint: None,
+            video_separate: None,
+            participant_events: None,
+            first_frame: None,
+            last_frame: None,
+        });
+        let mut set = |field: &mut Option<crate::frame::Resource>,
+                       value: &Option<crate::frame::Resource>| {
+            if value.is_some() && field != value {
+                field.clone_from(value);
+                changed = true;
+            }
+        };
+        set(&mut summary.bot, &info.bot);
+        set(&mut summary.realtime_endpoint, &info.realtime_endpoint);
+        set(&mut summary.video_separate, &info.video_separate);
+        set(&mut summary.participant_events, &info.participant_events);
+        if summary.recording != recording {
+            summary.recording = recording;
+            changed = true;
+        }
+        (summary, changed)
+    }
+
+    /// Widens the first and last frame times to take in `time`.
+    pub fn note_frame_time(&mut self, time: FrameTime) {
+        if self.first_frame.is_none_or(|t| time.relative < t.relative) {
+            self.first_frame = Some(time);
+        }
+        if self.last_frame.is_none_or(|t| time.relative > t.relative) {
+            self.last_frame = Some(time);
+        }
+    }
+
+    /// What two writers of one recording know together: first and last frame times across
+    /// both, and `self`'s context (metadata, bot...) where it has some. How instances
+    /// writing one bucket merge their `recording.json`.
+    pub fn merged_with(mut self, other: RecordingSummary) -> RecordingSummary {
+        let pick = |mine: &mut Option<crate::frame::Resource>, theirs| {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        };
+        pick(&mut self.bot, other.bot);
+        pick(&mut self.realtime_endpoint, other.realtime_endpoint);
+        pick(&mut self.video_separate, other.video_separate);
+        pick(&mut self.participant_events, other.participant_events);
+        self.first_frame = [self.first_frame, other.first_frame]
+            .into_iter()
+            .flatten()
+            .min_by(|a, b| a.relative.total_cmp(&b.relative));
+        self.last_frame = [self.last_frame, other.last_frame]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.relative.total_cmp(&b.relative));
+        self
+    }
+}
+
 /// One line of a recording's `events.jsonl`: a participant event, in arrival order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
@@ -150,6 +224,68 @@ impl From<&ParticipantEvent> for EventRecord {
             data: event.data.clone(),
             received_at: event.received_at,
         }
+    }
+}
+
+// ---- Object storage (issue 7) ----
+//
+// A bucket holds the same keys as the folders above, under an optional prefix. S3 has no
+// append, so what the file system appends to becomes chunks: objects that each belong to one
+// writer (a unique name, created with `If-None-Match: *` and rewritten only with
+// `If-Match: <its own last ETag>`), whose lines together are the file's lines.
+//
+// ```text
+// <recording_id>/participants/<participant_id>.json             the participant's folder, claimed once
+// <recording_id>/events/<chunk>.jsonl                            participant events
+// <recording_id>/<participant folder>/<kind>/frames/<chunk>.jsonl  the stream's manifest
+// ```
+
+/// In a stream's folder: the chunks of its manifest, whose lines are `frames.jsonl`'s.
+pub const MANIFEST_CHUNKS: &str = "frames";
+/// In a recording's folder: the chunks of its participant events, whose lines are
+/// `events.jsonl`'s.
+pub const EVENT_CHUNKS: &str = "events";
+/// In a recording's folder: one [`ParticipantClaim`] per participant, created once by
+/// whichever instance saw the participant first, so that every instance uses one folder.
+pub const PARTICIPANT_CLAIMS: &str = "participants";
+
+/// A chunk's name: when its writer started it (Unix milliseconds, so that names sort in
+/// creation order), then the writer's own id, unique to it.
+pub fn chunk_name(started_unix_ms: i64, writer: &str) -> String {
+    format!("{:013}-{writer}.jsonl", started_unix_ms.max(0))
+}
+
+/// Whether `name` is a chunk's name.
+pub fn is_chunk_name(name: &str) -> bool {
+    name.strip_suffix(".jsonl").is_some_and(|stem| {
+        stem.len() > 14
+            && stem.as_bytes()[13] == b'-'
+            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
+}
+
+/// `100` → `100.json`: the name of a participant's claim.
+pub fn claim_name(participant: ParticipantId) -> String {
+    format!("{participant}.json")
+}
+
+/// What a participant's claim holds: the folder every instance uses for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantClaim {
+    pub folder: String,
+}
+
+impl ParticipantClaim {
+    /// Whether `folder` is a name [`participant_folder_name`] could have given `participant`:
+    /// the id, then nothing or a dash and an ASCII slug. A claim read back from a bucket is
+    /// checked before its folder becomes part of a key.
+    pub fn is_valid_for(&self, participant: ParticipantId) -> bool {
+        let folder = &self.folder;
+        parse_participant_folder_name(folder) == Some(participant)
+            && folder.len() <= 20 + 1 + MAX_SLUG_LEN
+            && folder
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     }
 }
 
@@ -201,5 +337,67 @@ mod tests {
         assert_eq!(parse_participant_folder_name("7"), Some(ParticipantId(7)));
         assert_eq!(parse_participant_folder_name("x-7"), None);
         assert_eq!(parse_participant_folder_name("-7"), None);
+    }
+
+    #[test]
+    fn merged_summaries_span_both_writers_frames_and_keep_their_own_context() {
+        let time = |relative| FrameTime {
+            relative,
+            absolute: None,
+        };
+        let resource = |id: &str| crate::frame::Resource {
+            id: id.into(),
+            metadata: serde_json::Value::Null,
+        };
+        let summary = |first: Option<f64>, last: Option<f64>, bot: Option<&str>| RecordingSummary {
+            recording: resource("rec"),
+            bot: bot.map(resource),
+            realtime_endpoint: None,
+            video_separate: Some(resource("vs")),
+            participant_events: None,
+            first_frame: first.map(time),
+            last_frame: last.map(time),
+        };
+        let mine = summary(Some(5.0), Some(8.0), None);
+        let theirs = summary(Some(0.5), Some(6.0), Some("bot_1"));
+        let merged = mine.merged_with(theirs);
+        assert_eq!(merged.first_frame, Some(time(0.5)));
+        assert_eq!(merged.last_frame, Some(time(8.0)));
+        assert_eq!(
+            merged.bot,
+            Some(resource("bot_1")),
+            "theirs where mine has none"
+        );
+        let merged = summary(None, None, Some("bot_2")).merged_with(merged);
+        assert_eq!(merged.bot, Some(resource("bot_2")), "mine where I have one");
+        assert_eq!(merged.first_frame, Some(time(0.5)));
+    }
+
+    #[test]
+    fn chunks_sort_by_start_and_claims_only_name_their_own_folders() {
+        let early = chunk_name(1_795_000_000_000, "9f1c2a3b4c5d6e7f-1");
+        let late = chunk_name(1_795_000_000_001, "0000000000000000-1");
+        assert_eq!(early, "1795000000000-9f1c2a3b4c5d6e7f-1.jsonl");
+        assert!(early < late);
+        assert!(is_chunk_name(&early));
+        for bad in [
+            "frames.jsonl",
+            "1795000000000.jsonl",
+            "../x-y.jsonl",
+            "000012500.png",
+        ] {
+            assert!(!is_chunk_name(bad), "{bad}");
+        }
+
+        assert_eq!(claim_name(ParticipantId(100)), "100.json");
+        let claim = |folder: &str| ParticipantClaim {
+            folder: folder.into(),
+        };
+        let id = ParticipantId(100);
+        assert!(claim("100-alice-smith").is_valid_for(id));
+        assert!(claim("100").is_valid_for(id));
+        for bad in ["200-bob", "100-../x", "100/x", "100-Alice", "", "-100"] {
+            assert!(!claim(bad).is_valid_for(id), "{bad}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod auth;
+pub mod bucket;
 pub mod catalog;
 pub mod config;
 pub mod disk;
@@ -38,13 +39,17 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 use crate::auth::TokenSource;
+use crate::bucket::Bucket;
+use crate::catalog::Catalog;
 use crate::catalog::fs::FsCatalog;
+use crate::catalog::object::ObjectCatalog;
 use crate::disk::DiskWatch;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::sink::FrameSink;
 use crate::sink::fs::FsSink;
+use crate::sink::object::ObjectSink;
 use crate::state::AppState;
 
 /// The signals on which the server drains and exits: a container's stop signal must be one
@@ -85,10 +90,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
+    if config.bucket_name.is_some() {
+        let metrics = Arc::new(Metrics::default());
+        let bucket = Bucket::connect(&config, metrics.clone()).await?;
+        let storage = Storage {
+            sink: Arc::new(ObjectSink::new(
+                bucket.clone(),
+                config.bucket_manifest_interval,
+            )),
+            catalog: Arc::new(ObjectCatalog::new(
+                bucket.clone(),
+                config.catalog_cache_frames,
+                config.bucket_manifest_interval,
+            )),
+            bucket: Some(bucket),
+            metrics,
+        };
+        return serve(config, listener, shutdown, storage).await;
+    }
     let sink = FsSink::new(config.data_dir.clone())
         .await
         .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
     run_with_sink(config, listener, shutdown, Arc::new(sink)).await
+}
+
+/// Where recordings are written and read: DATA_DIR, or a bucket.
+struct Storage {
+    sink: Arc<dyn FrameSink>,
+    catalog: Arc<dyn Catalog>,
+    bucket: Option<Bucket>,
+    metrics: Arc<Metrics>,
 }
 
 /// [`run`], with frames going to `sink` rather than to a file-system sink on DATA_DIR.
@@ -101,6 +132,31 @@ pub async fn run_with_sink(
     sink: Arc<dyn FrameSink>,
 ) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
+    let catalog = Arc::new(FsCatalog::new(
+        config.data_dir.clone(),
+        config.catalog_cache_frames,
+    ));
+    let storage = Storage {
+        sink,
+        catalog,
+        bucket: None,
+        metrics: Arc::new(Metrics::default()),
+    };
+    serve(config, listener, shutdown, storage).await
+}
+
+async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    storage: Storage,
+) -> anyhow::Result<()> {
+    let Storage {
+        sink,
+        catalog,
+        bucket,
+        metrics,
+    } = storage;
     let local = listener
         .local_addr()
         .context("listener has no local address")?;
@@ -109,12 +165,7 @@ pub async fn run_with_sink(
         .with_context(|| format!("cannot create DATA_DIR {}", config.data_dir.display()))?;
     let (ws_token, token_source) =
         auth::ws_token(config.ws_token.clone(), &config.data_dir).await?;
-    let metrics = Arc::new(Metrics::default());
     let live = Live::default();
-    let catalog = Arc::new(FsCatalog::new(
-        config.data_dir.clone(),
-        config.catalog_cache_frames,
-    ));
     let pipeline = Pipeline::new(
         PipelineConfig {
             queue_frames: config.stream_queue_frames,
@@ -128,12 +179,21 @@ pub async fn run_with_sink(
     let stopping = CancellationToken::new();
     let (disk, disk_watch) = DiskWatch::start(
         config.data_dir.clone(),
-        config.min_free_bytes,
+        // With a bucket, DATA_DIR holds only the generated token: its free space is
+        // measured, but frames are not refused for it.
+        if bucket.is_some() {
+            0
+        } else {
+            config.min_free_bytes
+        },
         config.disk_check_interval,
         metrics.clone(),
         stopping.clone(),
     )
     .await;
+    let bucket_watch = bucket
+        .as_ref()
+        .map(|bucket| bucket.watch(config.bucket_check_interval, stopping.clone()));
     let bots = recall::Bots::new(&config, &ws_token)?;
     let state = AppState {
         bots,
@@ -148,6 +208,7 @@ pub async fn run_with_sink(
         shutdown: stopping,
         connection_ids: Arc::default(),
         disk,
+        bucket,
     };
     log_startup(&state, local, &token_source);
     state.bots.log_startup();
@@ -171,6 +232,11 @@ pub async fn run_with_sink(
     let drained = drain(&state, server).await;
     if let Err(error) = disk_watch.await {
         tracing::warn!(%error, "the free-space watch panicked");
+    }
+    if let Some(watch) = bucket_watch
+        && let Err(error) = watch.await
+    {
+        tracing::warn!(%error, "the bucket watch panicked");
     }
     drained
 }
@@ -204,6 +270,19 @@ async fn drain(state: &AppState, server: impl Future<Output = ()>) -> anyhow::Re
 fn log_startup(state: &AppState, local: SocketAddr, token_source: &TokenSource) {
     let config = &state.config;
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "recall-frames listening");
+    if let Some(bucket) = &state.bucket {
+        tracing::info!(
+            "recordings go to {}; the browse UI and API read them there",
+            bucket.describe()
+        );
+        if !matches!(token_source, TokenSource::Configured) {
+            tracing::warn!(
+                "BUCKET_NAME is set but WS_TOKEN is not: the websocket token is this machine's \
+                 own, in DATA_DIR. Set WS_TOKEN to the same value on every machine that shares \
+                 the bucket, or bots created through one are refused by the others"
+            );
+        }
+    }
     let host = if local.ip().is_unspecified() {
         format!("localhost:{}", local.port())
     } else {

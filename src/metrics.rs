@@ -26,6 +26,27 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Where frames are stored: `fs` (DATA_DIR) or `bucket` (object storage).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    pub backend: &'static str,
+}
+
+/// A storage failure: the backend and what kind of failure it was.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StorageFailureLabel {
+    pub backend: &'static str,
+    pub kind: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 1 ms .. ~65 s: a local write takes milliseconds, an upload retried through an outage a
+/// minute.
+fn write_latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
 /// Server-wide metrics, served at `/metrics` in Prometheus text format.
 pub struct Metrics {
     registry: Registry,
@@ -49,6 +70,13 @@ pub struct Metrics {
     pub buffered_bytes: Gauge,
     pub disk_free_bytes: Gauge,
     pub disk_low: Gauge,
+    // Scaling out (issue 7): write latency and failures per backend, the bucket's health.
+    pub sink_write_seconds: HistogramFamily<BackendLabel>,
+    pub storage_failures: Family<StorageFailureLabel, Counter>,
+    pub bucket_up: Gauge,
+    pub bucket_last_success: Gauge<f64, AtomicU64>,
+    pub bucket_requests_failed: Family<KindLabel, Counter>,
+    pub bucket_retries: Counter,
 }
 
 /// Why a websocket upgrade was refused (`ws_upgrades_refused{reason}`).
@@ -56,6 +84,9 @@ pub const UPGRADE_REFUSALS: [&str; 4] = ["token", "signature", "connection_limit
 
 /// Why an HTTP request was refused before any handler saw it (`http_refused{reason}`).
 pub const HTTP_REFUSALS: [&str; 2] = ["header_timeout", "body_too_large"];
+
+/// The storage backends (`sink_write_seconds{backend}`, `storage_failures{backend}`).
+pub const STORAGE_BACKENDS: [&str; 2] = ["fs", "bucket"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -81,6 +112,12 @@ impl Default for Metrics {
             buffered_bytes: Gauge::default(),
             disk_free_bytes: Gauge::default(),
             disk_low: Gauge::default(),
+            sink_write_seconds: Family::new_with_constructor(write_latency_histogram),
+            storage_failures: Family::default(),
+            bucket_up: Gauge::default(),
+            bucket_last_success: Gauge::default(),
+            bucket_requests_failed: Family::default(),
+            bucket_retries: Counter::default(),
         };
         // Every label value exists from the start, so a dashboard sees zeros, not gaps.
         for kind in StreamKind::ALL {
@@ -100,6 +137,11 @@ impl Default for Metrics {
         }
         for reason in HTTP_REFUSALS {
             let _ = metrics.http_refused.get_or_create(&ReasonLabel { reason });
+        }
+        for backend in STORAGE_BACKENDS {
+            let _ = metrics
+                .sink_write_seconds
+                .get_or_create(&BackendLabel { backend });
         }
         let r = &mut metrics.registry;
         r.register(
@@ -197,6 +239,36 @@ impl Default for Metrics {
             "1 while free space on DATA_DIR is below MIN_FREE_BYTES and frames are refused",
             metrics.disk_low.clone(),
         );
+        r.register(
+            "sink_write_seconds",
+            "Time the storage backend took to save one frame (an upload with its retries, for a bucket)",
+            metrics.sink_write_seconds.clone(),
+        );
+        r.register(
+            "storage_failures",
+            "Frames, participant events and manifests the storage backend failed to save, by backend and kind of failure",
+            metrics.storage_failures.clone(),
+        );
+        r.register(
+            "bucket_up",
+            "1 while the bucket's last answer was a success, 0 while its requests fail (object storage only)",
+            metrics.bucket_up.clone(),
+        );
+        r.register(
+            "bucket_last_success_timestamp_seconds",
+            "Unix time of the bucket's last successful answer (object storage only)",
+            metrics.bucket_last_success.clone(),
+        );
+        r.register(
+            "bucket_requests_failed",
+            "Bucket requests that failed, retried or not, by kind of failure",
+            metrics.bucket_requests_failed.clone(),
+        );
+        r.register(
+            "bucket_retries",
+            "Bucket requests sent again after a failure",
+            metrics.bucket_retries.clone(),
+        );
         metrics
     }
 }
@@ -230,6 +302,22 @@ impl Metrics {
             .inc();
         self.bytes_saved.inc_by(bytes);
         self.save_seconds.observe(latency.as_secs_f64());
+    }
+
+    /// A frame written by `backend` in `took`.
+    pub fn sink_wrote(&self, backend: &'static str, took: Duration) {
+        self.sink_write_seconds
+            .get_or_create(&BackendLabel { backend })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Something the sink failed to save: counted in `sink_errors` and, by kind, in
+    /// `storage_failures`.
+    pub fn sink_failed(&self, backend: &'static str, kind: &'static str) {
+        self.sink_errors.inc();
+        self.storage_failures
+            .get_or_create(&StorageFailureLabel { backend, kind })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -177,8 +177,10 @@ impl Pipeline {
     ) -> Result<(), crate::sink::SinkError> {
         let recorded = self.inner.sink.record_event(event).await;
         match &recorded {
-            Ok(()) => self.inner.metrics.participant_events_recorded.inc(),
-            Err(_) => self.inner.metrics.sink_errors.inc(),
+            Ok(()) => {
+                self.inner.metrics.participant_events_recorded.inc();
+            }
+            Err(error) => self.inner.sink_failed(error),
         };
         recorded
     }
@@ -190,6 +192,10 @@ impl Pipeline {
 }
 
 impl Inner {
+    fn sink_failed(&self, error: &crate::sink::SinkError) {
+        self.metrics.sink_failed(self.sink.backend(), error.kind());
+    }
+
     fn lock_streams(&self) -> std::sync::MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -271,7 +277,7 @@ impl Inner {
         if let Some(writer) = writer
             && let Err(error) = writer.close().await
         {
-            self.metrics.sink_errors.inc();
+            self.sink_failed(&error);
             tracing::error!(%error, "could not finish the stream");
         }
         if finished.is_some() {
@@ -313,14 +319,19 @@ impl Inner {
                 Ok(opened) => slot.insert(opened),
                 Err(error) => {
                     // The next frame tries to open the stream again.
-                    self.metrics.sink_errors.inc();
+                    self.sink_failed(&error);
                     tally.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(%error, relative_ms = frame.relative_ms, "could not open the stream; frame not saved");
                     return;
                 }
             },
         };
+        let started = std::time::Instant::now();
         let written = writer.write(&frame).await;
+        if written.is_ok() {
+            self.metrics
+                .sink_wrote(self.sink.backend(), started.elapsed());
+        }
         match written {
             Ok(WriteOutcome::Saved { bytes }) => {
                 self.metrics
@@ -334,7 +345,7 @@ impl Inner {
                 tracing::debug!(relative_ms = frame.relative_ms, "duplicate frame skipped");
             }
             Err(error) => {
-                self.metrics.sink_errors.inc();
+                self.sink_failed(&error);
                 tally.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, relative_ms = frame.relative_ms, "frame not saved");
                 // Whatever the fault did to the writer's files (a folder gone, a manifest

@@ -5,6 +5,7 @@
 //! Participant events go to the sink directly, one at a time, in arrival order.
 
 pub mod fs;
+pub mod object;
 
 use async_trait::async_trait;
 
@@ -24,6 +25,19 @@ pub enum WriteOutcome {
 pub enum SinkError {
     #[error(transparent)]
     Fs(#[from] fs::FsError),
+    #[error(transparent)]
+    Object(#[from] object::ObjectError),
+}
+
+impl SinkError {
+    /// What kind of failure it was, for `storage_failures{kind}`: `no_space`,
+    /// `unreachable`...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Fs(error) => error.kind(),
+            SinkError::Object(error) => error.kind(),
+        }
+    }
 }
 
 #[async_trait]
@@ -37,6 +51,11 @@ pub trait FrameSink: Send + Sync + 'static {
 
     /// Writes out whatever summaries are still held back; called once at shutdown.
     async fn flush(&self) -> Result<(), SinkError>;
+
+    /// Where frames go, for the `backend` label of metrics: `fs` or `bucket`.
+    fn backend(&self) -> &'static str {
+        "fs"
+    }
 }
 
 #[async_trait]

@@ -38,6 +38,8 @@ pub struct AppState {
     pub ws_slots: Arc<Semaphore>,
     /// Free space on DATA_DIR, measured in the background.
     pub disk: DiskWatch,
+    /// The bucket recordings go to, when BUCKET_NAME is set.
+    pub bucket: Option<crate::bucket::Bucket>,
 }
 
 impl AppState {

@@ -352,21 +352,10 @@ impl StreamIndex {
     }
 
     fn insert(&mut self, record: &FrameRecord) {
-        let Some(relative_ms) = layout::parse_frame_file_name(&record.file) else {
-            tracing::warn!(
-                file = record.file,
-                "manifest line names no frame file; skipped"
-            );
+        let Some(info) = FrameInfo::from_record(record) else {
             return;
         };
-        let info = FrameInfo {
-            relative_ms,
-            relative: record.relative,
-            absolute: record.absolute,
-            width: record.width,
-            height: record.height,
-            bytes: record.bytes,
-        };
+        let relative_ms = info.relative_ms;
         // Frames mostly arrive in time order: appending is the common case.
         match self.frames.last() {
             Some(last) if last.relative_ms >= relative_ms => {
@@ -699,7 +688,10 @@ mod tests {
     fn a_cut_manifest_is_read_again_and_repeats_are_listed_once() {
         let dir = tempfile::tempdir().unwrap();
         let manifest = dir.path().join(layout::FRAMES_MANIFEST);
-        append(&manifest, &(record(1000) + &record(1000) + &record(2000)));
+        append(
+            &manifest,
+            &[record(1000), record(1000), record(2000)].concat(),
+        );
         let mut index = StreamIndex::default();
         index.refresh(&manifest).unwrap();
         assert_eq!(ms(&index.page(None, 10)), vec![1000, 2000]);

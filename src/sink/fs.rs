@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::{FrameSink, SinkError, StreamWriter, WriteOutcome};
 use crate::frame::{
-    Frame, Participant, ParticipantEvent, ParticipantId, RecordingId, RecordingInfo, Resource,
+    Frame, Participant, ParticipantEvent, ParticipantId, RecordingId, RecordingInfo,
 };
 use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 
@@ -39,6 +39,23 @@ pub enum FsError {
     },
     #[error("a file-system task panicked: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl FsError {
+    /// What kind of failure it was, for `storage_failures{backend="fs",kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FsError::Io { source, .. } => match source.kind() {
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => "no_space",
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                    "permission_denied"
+                }
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => "not_found",
+                _ => "io",
+            },
+            FsError::Task(_) => "panic",
+        }
+    }
 }
 
 trait IoContext<T> {
@@ -305,18 +322,7 @@ impl RecordingState {
         let never_written = self.written_at.is_none();
         let (summary, changed) = self.note_recording(&frame.recording);
         let urgent = never_written || changed;
-        if summary
-            .first_frame
-            .is_none_or(|t| frame.time.relative < t.relative)
-        {
-            summary.first_frame = Some(frame.time);
-        }
-        if summary
-            .last_frame
-            .is_none_or(|t| frame.time.relative > t.relative)
-        {
-            summary.last_frame = Some(frame.time);
-        }
+        summary.note_frame_time(frame.time);
         self.dirty = true;
         if urgent
             || self
@@ -374,34 +380,7 @@ impl RecordingState {
     /// Takes in the recording-level context an event carries (metadata, bot, endpoint...),
     /// and says whether the summary changed.
     fn note_recording(&mut self, info: &RecordingInfo) -> (&mut RecordingSummary, bool) {
-        let recording = Resource {
-            id: info.id.as_str().into(),
-            metadata: info.metadata.clone(),
-        };
-        let mut changed = self.summary.is_none();
-        let summary = self.summary.get_or_insert_with(|| RecordingSummary {
-            recording: recording.clone(),
-            bot: None,
-            realtime_endpoint: None,
-            video_separate: None,
-            participant_events: None,
-            first_frame: None,
-            last_frame: None,
-        });
-        let mut set = |field: &mut Option<Resource>, value: &Option<Resource>| {
-            if value.is_some() && field != value {
-                field.clone_from(value);
-                changed = true;
-            }
-        };
-        set(&mut summary.bot, &info.bot);
-        set(&mut summary.realtime_endpoint, &info.realtime_endpoint);
-        set(&mut summary.video_separate, &info.video_separate);
-        set(&mut summary.participant_events, &info.participant_events);
-        if summary.recording != recording {
-            summary.recording = recording;
-            changed = true;
-        }
+        let (summary, changed) = RecordingSummary::note(&mut self.summary, info);
         self.dirty |= changed;
         (summary, changed)
     }
@@ -763,6 +742,22 @@ mod tests {
         let path = dir.path().join(layout::EVENTS_LOG);
         fs::write(&path, contents).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn write_errors_are_counted_by_kind() {
+        let kind = |kind: io::ErrorKind| {
+            FsError::Io {
+                action: "write",
+                path: PathBuf::from("/data/x"),
+                source: io::Error::from(kind),
+            }
+            .kind()
+        };
+        assert_eq!(kind(io::ErrorKind::StorageFull), "no_space");
+        assert_eq!(kind(io::ErrorKind::ReadOnlyFilesystem), "permission_denied");
+        assert_eq!(kind(io::ErrorKind::NotADirectory), "not_found");
+        assert_eq!(kind(io::ErrorKind::Interrupted), "io");
     }
 
     #[test]

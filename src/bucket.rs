@@ -1,0 +1,898 @@
+//! The S3-compatible bucket (Tigris, AWS S3, R2, MinIO...) that recordings go to when
+//! `BUCKET_NAME` is set, shared by the object sink and the object catalog: the connection,
+//! keys under the optional prefix, requests retried with backoff, and the bucket's health.
+//!
+//! Every request goes through [`Bucket::request`]. The store's definite answers (not found,
+//! already exists, precondition failed) are answers, not failures. Failures are counted by
+//! kind; those that may pass (unreachable, timed out, 5xx, throttled) are retried with
+//! jittered exponential backoff for up to `BUCKET_RETRY_TIMEOUT`, each retry counted.
+//! object_store's own retries are turned off: ours count and log every retry, re-sign each
+//! attempt, and retry conditional creates after a timeout too, which is safe here because a
+//! create that finds its key taken checks whether the object there is the one it sent.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path;
+use object_store::{
+    ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _, PutMode,
+    PutOptions, PutPayload, RetryConfig, UpdateVersion,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::frame::{RecordingId, StreamKind};
+use crate::metrics::{KindLabel, Metrics};
+
+/// The first wait before a retry; each further wait doubles, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts: in a long outage, one attempt every few seconds.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest one request may take, answer included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a check of the bucket (at start-up, then every BUCKET_CHECK_INTERVAL) may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Creates sent for one key while the store refuses them with nothing there.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// How a bucket request failed, for `bucket_requests_failed{kind}` and the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No connection could be made, or it broke before an answer.
+    Unreachable,
+    Timeout,
+    /// A 5xx answer.
+    ServerError,
+    /// 429 or 503 Slow Down: the store asks for fewer requests.
+    Throttled,
+    /// 401 or 403: the credentials are wrong, or lack a permission.
+    Denied,
+    /// Any other 4xx: the store will not do what was asked.
+    Rejected,
+    Other,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::Unreachable,
+        FailureKind::Timeout,
+        FailureKind::ServerError,
+        FailureKind::Throttled,
+        FailureKind::Denied,
+        FailureKind::Rejected,
+        FailureKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Timeout => "timeout",
+            FailureKind::ServerError => "server_error",
+            FailureKind::Throttled => "throttled",
+            FailureKind::Denied => "denied",
+            FailureKind::Rejected => "rejected",
+            FailureKind::Other => "other",
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Unreachable
+                | FailureKind::Timeout
+                | FailureKind::ServerError
+                | FailureKind::Throttled
+        )
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a check of the bucket found.
+enum Probe {
+    Answered,
+    NoSuchBucket,
+    Failed(FailureKind, Option<object_store::Error>),
+}
+
+/// A definite answer from the store to a request that did not succeed as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    NotFound,
+    /// The key exists (a create), or is not at the version given (an update).
+    Conflict,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error(transparent)]
+    Request(Box<RequestFailed>),
+    #[error("{key} is not what this server writes there: {why}")]
+    Unexpected { key: String, why: String },
+}
+
+/// A request that failed for good: not transient, or retried for `BUCKET_RETRY_TIMEOUT`.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {key} ({kind}, {retries} retries in {elapsed:?}): {source}")]
+pub struct RequestFailed {
+    pub action: &'static str,
+    pub key: String,
+    pub kind: FailureKind,
+    pub retries: u32,
+    pub elapsed: Duration,
+    #[source]
+    pub source: object_store::Error,
+}
+
+impl BucketError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BucketError::Request(failed) => failed.kind.as_str(),
+            BucketError::Unexpected { .. } => "unexpected_object",
+        }
+    }
+}
+
+/// Why the server cannot start with the bucket it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("the bucket settings are not usable: {0}")]
+    Settings(#[source] object_store::Error),
+    #[error(
+        "bucket {bucket} does not exist at {endpoint}: create it (`fly storage create`), or fix \
+         BUCKET_NAME or AWS_ENDPOINT_URL_S3"
+    )]
+    NoSuchBucket { bucket: String, endpoint: String },
+    #[error(
+        "bucket {bucket} at {endpoint} refused the credentials ({kind}): check AWS_ACCESS_KEY_ID, \
+         AWS_SECRET_ACCESS_KEY and AWS_REGION: {source}"
+    )]
+    Refused {
+        bucket: String,
+        endpoint: String,
+        kind: FailureKind,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// An object's bytes with the version the store gave them.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Bytes,
+    pub version: Version,
+}
+
+/// The version of an object, for compare-and-swap writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Version {
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+impl From<&Version> for UpdateVersion {
+    fn from(version: &Version) -> Self {
+        UpdateVersion {
+            e_tag: version.e_tag.clone(),
+            version: version.version.clone(),
+        }
+    }
+}
+
+/// What a create-only write found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The object is the one sent, written by this request.
+    New(Version),
+    /// Another object was there already; nothing was written.
+    Existed,
+}
+
+/// What the bucket holds, as a handle shared by the sink, the catalog and `/healthz`.
+#[derive(Clone)]
+pub struct Bucket {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    name: String,
+    /// Where the endpoint is, for messages (no credentials in it).
+    endpoint: String,
+    prefix: Path,
+    retry_timeout: Duration,
+    health: Health,
+    metrics: Arc<Metrics>,
+}
+
+impl Bucket {
+    /// The bucket of `config` (which must have `bucket_name`), checked with one listing: a
+    /// bucket that does not exist or refuses the credentials is an error, as it never
+    /// mends by itself; one that cannot be reached is not, as an outage does, and the server
+    /// starts degraded rather than not at all.
+    pub async fn connect(config: &Config, metrics: Arc<Metrics>) -> Result<Self, StartupError> {
+        let name = config.bucket_name.clone().unwrap_or_default();
+        // Other AWS_* variables (AWS_SESSION_TOKEN, AWS_ALLOW_HTTP...) come from the
+        // environment; those the configuration holds override it.
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&name)
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            // One option at a time: `with_client_options` would drop those from the
+            // environment (a proxy...).
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}s", REQUEST_TIMEOUT.as_secs()),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                format!("{}s", CONNECT_TIMEOUT.as_secs()),
+            );
+        if config
+            .bucket_endpoint
+            .as_ref()
+            .is_some_and(|url| url.scheme() == "http")
+        {
+            // Asked for by the endpoint setting itself: a store on the same network.
+            builder = builder.with_allow_http(true);
+        }
+        let endpoint = match &config.bucket_endpoint {
+            Some(url) => {
+                let url = url.as_str().trim_end_matches('/').to_owned();
+                builder = builder.with_endpoint(&url);
+                url
+            }
+            None => "AWS S3".to_owned(),
+        };
+        if let Some(region) = &config.bucket_region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &config.bucket_access_key_id {
+            builder = builder.with_access_key_id(key.expose());
+        }
+        if let Some(secret) = &config.bucket_secret_access_key {
+            builder = builder.with_secret_access_key(secret.expose());
+        }
+        let store = builder.build().map_err(StartupError::Settings)?;
+        let bucket = Bucket {
+            inner: Arc::new(Inner {
+                store: Arc::new(store),
+                name,
+                endpoint,
+                prefix: config
+                    .bucket_prefix
+                    .as_deref()
+                    .map(Path::from)
+                    .unwrap_or_default(),
+                retry_timeout: config.bucket_retry_timeout,
+                health: Health::new(metrics.clone()),
+                metrics,
+            }),
+        };
+        match bucket.probe().await {
+            Probe::Answered => {}
+            Probe::NoSuchBucket => {
+                return Err(StartupError::NoSuchBucket {
+                    bucket: bucket.inner.name.clone(),
+                    endpoint: bucket.inner.endpoint.clone(),
+                });
+            }
+            Probe::Failed(kind, Some(source)) if !kind.is_transient() => {
+                return Err(StartupError::Refused {
+                    bucket: bucket.inner.name.clone(),
+                    endpoint: bucket.inner.endpoint.clone(),
+                    kind,
+                    source,
+                });
+            }
+            Probe::Failed(..) => tracing::error!(
+                bucket = bucket.inner.name,
+                endpoint = bucket.inner.endpoint,
+                "the bucket cannot be reached: starting degraded (/healthz says so); frames wait \
+                 and are retried for BUCKET_RETRY_TIMEOUT, and the bucket is checked every \
+                 BUCKET_CHECK_INTERVAL"
+            ),
+        }
+        Ok(bucket)
+    }
+
+    /// Where the bucket is, for the start-up log.
+    pub fn describe(&self) -> String {
+        let prefix = &self.inner.prefix;
+        if prefix.as_ref().is_empty() {
+            format!("bucket {} at {}", self.inner.name, self.inner.endpoint)
+        } else {
+            format!(
+                "bucket {} at {}, under {prefix}/",
+                self.inner.name, self.inner.endpoint
+            )
+        }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// Checks the bucket every `interval` until `stop` is cancelled, so that `/healthz` and
+    /// `bucket_up` follow the bucket even when nothing is being recorded.
+    pub fn watch(&self, interval: Duration, stop: CancellationToken) -> JoinHandle<()> {
+        let bucket = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // the first tick is immediate; `connect` has just checked
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = ticks.tick() => { bucket.probe().await; }
+                }
+            }
+        })
+    }
+
+    /// One listing of at most a key under the prefix, not retried, and given up after
+    /// [`CHECK_TIMEOUT`].
+    async fn probe(&self) -> Probe {
+        let prefix = self.inner.prefix.clone();
+        let listing = async {
+            self.inner
+                .store
+                .list(Some(&prefix))
+                .next()
+                .await
+                .transpose()
+        };
+        let error = match tokio::time::timeout(CHECK_TIMEOUT, listing).await {
+            Ok(Ok(_)) => {
+                self.inner.health.succeeded();
+                return Probe::Answered;
+            }
+            Ok(Err(error)) => error,
+            Err(_elapsed) => {
+                let why = format!("no answer within {CHECK_TIMEOUT:?}");
+                let kind = FailureKind::Timeout;
+                self.inner
+                    .health
+                    .failed(kind, &why, "check", prefix.as_ref());
+                return Probe::Failed(kind, None);
+            }
+        };
+        match classify(&error) {
+            Ok(answer) => {
+                self.inner.health.succeeded();
+                match answer {
+                    Answer::NotFound => Probe::NoSuchBucket,
+                    Answer::Conflict => Probe::Answered,
+                }
+            }
+            Err(kind) => {
+                self.inner
+                    .health
+                    .failed(kind, &error, "check", prefix.as_ref());
+                Probe::Failed(kind, Some(error))
+            }
+        }
+    }
+
+    // ---- keys ----
+
+    /// The key of `parts` below the prefix.
+    pub fn key<'a>(&self, parts: impl IntoIterator<Item = &'a str>) -> Path {
+        parts
+            .into_iter()
+            .fold(self.inner.prefix.clone(), |path, part| path.join(part))
+    }
+
+    pub fn recording_key(&self, recording: &RecordingId) -> Path {
+        self.key([recording.as_str()])
+    }
+
+    pub fn stream_key(&self, recording: &RecordingId, folder: &str, kind: StreamKind) -> Path {
+        self.key([recording.as_str(), folder, kind.as_str()])
+    }
+
+    /// The prefix that recordings are listed under.
+    pub fn root(&self) -> &Path {
+        &self.inner.prefix
+    }
+
+    // ---- requests ----
+
+    /// Sends a request (`send` makes one attempt) until it succeeds, the store answers, the
+    /// failure is not transient, or `BUCKET_RETRY_TIMEOUT` would pass. Returns the result and
+    /// whether any attempt failed: a write that failed may still have landed.
+    async fn request<T, F, Fut>(
+        &self,
+        action: &'static str,
+        key: &Path,
+        mut send: F,
+    ) -> Result<(Result<T, Answer>, bool), BucketError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let mut retries: u32 = 0;
+        loop {
+            let error = match send().await {
+                Ok(value) => {
+                    inner.health.succeeded();
+                    return Ok((Ok(value), retries > 0));
+                }
+                Err(error) => error,
+            };
+            let kind = match classify(&error) {
+                Ok(answer) => {
+                    inner.health.succeeded();
+                    return Ok((Err(answer), retries > 0));
+                }
+                Err(kind) => kind,
+            };
+            inner.health.failed(kind, &error, action, key.as_ref());
+            let wait = backoff(retries);
+            if !kind.is_transient() || started.elapsed() + wait > inner.retry_timeout {
+                return Err(BucketError::Request(Box::new(RequestFailed {
+                    action,
+                    key: key.to_string(),
+                    kind,
+                    retries,
+                    elapsed: started.elapsed(),
+                    source: error,
+                })));
+            }
+            retries += 1;
+            inner.metrics.bucket_retries.inc();
+            // 1st, 2nd, 4th, 8th... retry of a request: an outage shows, without a flood.
+            if retries.is_power_of_two() {
+                tracing::warn!(action, %key, %kind, retries, ?wait, %error, "bucket request failed; retrying");
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Writes `bytes` at `key` only if nothing is there (`If-None-Match: *`).
+    ///
+    /// A refusal is checked by reading the key back. If nothing is there (S3's `409
+    /// ConditionalRequestConflict`: a concurrent create that may yet fail), the create is
+    /// sent again. If an attempt had failed and the object there is `bytes`, that attempt
+    /// landed, and the write is ours.
+    pub async fn create(&self, key: &Path, bytes: Bytes) -> Result<Created, BucketError> {
+        let payload = PutPayload::from_bytes(bytes.clone());
+        let mut uncertain = false;
+        for _ in 0..CREATE_ATTEMPTS {
+            let (result, failed) = self
+                .request("create", key, || {
+                    self.inner
+                        .store
+                        .put_opts(key, payload.clone(), PutMode::Create.into())
+                })
+                .await?;
+            uncertain |= failed;
+            match result {
+                Ok(put) => {
+                    return Ok(Created::New(Version {
+                        e_tag: put.e_tag,
+                        version: put.version,
+                    }));
+                }
+                Err(Answer::NotFound) => break,
+                Err(Answer::Conflict) => match self.get(key).await? {
+                    Some(found) if uncertain && found.bytes == bytes => {
+                        return Ok(Created::New(found.version));
+                    }
+                    Some(_) => return Ok(Created::Existed),
+                    None => {
+                        tracing::debug!(%key, "a create was refused but nothing is there; sending it again");
+                        tokio::time::sleep(backoff(0)).await;
+                    }
+                },
+            }
+        }
+        Err(BucketError::Unexpected {
+            key: key.to_string(),
+            why: "a create-only write was neither done nor refused for an existing object".into(),
+        })
+    }
+
+    /// Writes `bytes` at `key` if the object there is still at `expected`
+    /// (`If-Match`), or, with no `expected`, if there is none (`If-None-Match: *`).
+    /// `None` when another writer got there first. As for [`Bucket::create`], a conflict
+    /// after a failed attempt is checked against what is there.
+    pub async fn swap(
+        &self,
+        key: &Path,
+        bytes: Bytes,
+        expected: Option<&Version>,
+    ) -> Result<Option<Version>, BucketError> {
+        let Some(expected) = expected else {
+            return Ok(match self.create(key, bytes).await? {
+                Created::New(version) => Some(version),
+                Created::Existed => None,
+            });
+        };
+        let payload = PutPayload::from_bytes(bytes.clone());
+        let mode = PutMode::Update(expected.into());
+        let (result, uncertain) = self
+            .request("update", key, || {
+                self.inner
+                    .store
+                    .put_opts(key, payload.clone(), PutOptions::from(mode.clone()))
+            })
+            .await?;
+        match result {
+            Ok(put) => Ok(Some(Version {
+                e_tag: put.e_tag,
+                version: put.version,
+            })),
+            Err(_) if uncertain => match self.get(key).await? {
+                Some(found) if found.bytes == bytes => Ok(Some(found.version)),
+                _ => Ok(None),
+            },
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Writes `bytes` at `key`, replacing whatever is there: the last writer wins.
+    pub async fn overwrite(&self, key: &Path, bytes: Bytes) -> Result<(), BucketError> {
+        let payload = PutPayload::from_bytes(bytes);
+        let (result, _) = self
+            .request("write", key, || self.inner.store.put(key, payload.clone()))
+            .await?;
+        result.map(drop).map_err(|answer| BucketError::Unexpected {
+            key: key.to_string(),
+            why: format!("an unconditional write answered {answer:?}"),
+        })
+    }
+
+    /// The object at `key`, or `None` when there is none.
+    pub async fn get(&self, key: &Path) -> Result<Option<Fetched>, BucketError> {
+        self.get_opts(key, GetOptions::default())
+            .await
+            .map(|found| found.map(|(fetched, _)| fetched))
+    }
+
+    /// The bytes of the object at `key` from `offset` on, with its size; `None` when there
+    /// is no object.
+    pub async fn get_from(&self, key: &Path, offset: u64) -> Result<Option<Bytes>, BucketError> {
+        let options = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..GetOptions::default()
+        };
+        self.get_opts(key, options)
+            .await
+            .map(|found| found.map(|(fetched, _)| fetched.bytes))
+    }
+
+    async fn get_opts(
+        &self,
+        key: &Path,
+        options: GetOptions,
+    ) -> Result<Option<(Fetched, ObjectMeta)>, BucketError> {
+        // The body is read inside the attempt, so a connection that breaks mid-body is
+        // retried like one that never connected.
+        let (result, _) = self
+            .request("read", key, || async {
+                let got = self.inner.store.get_opts(key, options.clone()).await?;
+                let meta = got.meta.clone();
+                let bytes = got.bytes().await?;
+                Ok((bytes, meta))
+            })
+            .await?;
+        match result {
+            Ok((bytes, meta)) => Ok(Some((
+                Fetched {
+                    bytes,
+                    version: Version {
+                        e_tag: meta.e_tag.clone(),
+                        version: meta.version.clone(),
+                    },
+                },
+                meta,
+            ))),
+            Err(Answer::NotFound) => Ok(None),
+            Err(Answer::Conflict) => Err(BucketError::Unexpected {
+                key: key.to_string(),
+                why: "a read answered a precondition failure".into(),
+            }),
+        }
+    }
+
+    /// Every object under `prefix`, at any depth, in key order.
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, BucketError> {
+        let (result, _) = self
+            .request("list", prefix, || async {
+                let mut objects: Vec<ObjectMeta> = Vec::new();
+                let mut listing = self.inner.store.list(Some(prefix));
+                while let Some(object) = listing.next().await {
+                    objects.push(object?);
+                }
+                Ok(objects)
+            })
+            .await?;
+        let mut objects = result.map_err(|answer| self.no_bucket(prefix, answer))?;
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+
+    /// The chunks (see [`crate::layout::chunk_name`]) right under `dir`, in name order.
+    pub async fn list_chunks(&self, dir: &Path) -> Result<Vec<ObjectMeta>, BucketError> {
+        let mut objects = self.list(dir).await?;
+        objects.retain(|object| {
+            object.location.prefix_match(dir).is_some_and(|mut parts| {
+                parts
+                    .next()
+                    .is_some_and(|name| crate::layout::is_chunk_name(name.as_ref()))
+                    && parts.next().is_none()
+            })
+        });
+        Ok(objects)
+    }
+
+    /// The names of the "folders" right under `prefix`: the next part of the keys below it.
+    pub async fn list_folders(&self, prefix: &Path) -> Result<Vec<String>, BucketError> {
+        let (result, _) = self
+            .request("list", prefix, || {
+                self.inner.store.list_with_delimiter(Some(prefix))
+            })
+            .await?;
+        let listed = result.map_err(|answer| self.no_bucket(prefix, answer))?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|folder| folder.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn no_bucket(&self, prefix: &Path, answer: Answer) -> BucketError {
+        BucketError::Unexpected {
+            key: prefix.to_string(),
+            why: format!(
+                "a listing answered {answer:?}: does bucket {} exist?",
+                self.inner.name
+            ),
+        }
+    }
+}
+
+/// The wait before retry number `retries + 1`: doubling from [`FIRST_BACKOFF`] up to
+/// [`MAX_BACKOFF`], each drawn between half and all of that, so that instances retrying
+/// the same outage spread out.
+fn backoff(retries: u32) -> Duration {
+    let full = FIRST_BACKOFF
+        .saturating_mul(1 << retries.min(16))
+        .min(MAX_BACKOFF);
+    let half = full / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+/// An object_store error as an answer (the request was understood and answered) or a
+/// failure of some kind.
+pub fn classify(error: &object_store::Error) -> Result<Answer, FailureKind> {
+    use object_store::Error as E;
+    match error {
+        E::NotFound { .. } => return Ok(Answer::NotFound),
+        E::AlreadyExists { .. } | E::Precondition { .. } | E::NotModified { .. } => {
+            return Ok(Answer::Conflict);
+        }
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+            return Err(FailureKind::Denied);
+        }
+        _ => {}
+    }
+    // Other failures carry the HTTP status or transport error in their sources.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(http) = current.downcast_ref::<object_store::client::HttpError>() {
+            use object_store::client::HttpErrorKind as K;
+            return Err(match http.kind() {
+                K::Connect | K::Request | K::Interrupted => FailureKind::Unreachable,
+                K::Timeout => FailureKind::Timeout,
+                _ => FailureKind::Other,
+            });
+        }
+        if let Some(status) = http_status(&current.to_string()) {
+            return match status {
+                404 => Ok(Answer::NotFound),
+                409 | 412 => Ok(Answer::Conflict),
+                401 | 403 => Err(FailureKind::Denied),
+                408 => Err(FailureKind::Timeout),
+                429 | 503 => Err(FailureKind::Throttled),
+                500.. => Err(FailureKind::ServerError),
+                _ => Err(FailureKind::Rejected),
+            };
+        }
+        source = current.source();
+    }
+    Err(FailureKind::Other)
+}
+
+/// The HTTP status in an object_store request error's message ("... non-2xx status code:
+/// 503 Service Unavailable: ..."). object_store 0.14 keeps the error type that holds the
+/// status private (and maps only some statuses to variants), so its message is where the
+/// status can be read; `answers_are_not_failures` pins the format.
+fn http_status(message: &str) -> Option<u16> {
+    let (_, after) = message.split_once("status code: ")?;
+    let digits = after.get(..3)?;
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// The bucket's health as its requests found it: failing from a failed request until the
+/// next success. Transitions are logged once each way.
+pub struct Health {
+    failing: Mutex<Option<Failing>>,
+    metrics: Arc<Metrics>,
+}
+
+struct Failing {
+    since: Instant,
+    kind: FailureKind,
+}
+
+impl Health {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        for kind in FailureKind::ALL {
+            let _ = metrics.bucket_requests_failed.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            });
+        }
+        Health {
+            failing: Mutex::new(None),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failing>> {
+        self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn succeeded(&self) {
+        let now = jiff::Timestamp::now();
+        self.metrics
+            .bucket_last_success
+            .set(now.as_millisecond() as f64 / 1000.0);
+        self.metrics.bucket_up.set(1);
+        if let Some(failing) = self.lock().take() {
+            tracing::info!(
+                after = ?failing.since.elapsed(),
+                "the bucket answers again: saving and listing recordings resume"
+            );
+        }
+    }
+
+    fn failed(&self, kind: FailureKind, error: &dyn std::fmt::Display, action: &str, key: &str) {
+        self.metrics
+            .bucket_requests_failed
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc();
+        self.metrics.bucket_up.set(0);
+        let mut failing = self.lock();
+        match &mut *failing {
+            Some(failing) => failing.kind = kind,
+            None => {
+                *failing = Some(Failing {
+                    since: Instant::now(),
+                    kind,
+                });
+                tracing::error!(
+                    %kind, action, key, %error,
+                    "the bucket is failing: frames wait and are retried; /healthz says degraded until it answers again"
+                );
+            }
+        }
+    }
+
+    /// Why the server is degraded, for `/healthz`: `None` while the bucket answers.
+    pub fn degraded_reason(&self) -> Option<String> {
+        self.lock().as_ref().map(|failing| {
+            format!(
+                "the bucket's requests are failing ({}): frames wait and are retried",
+                failing.kind
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter() {
+        for retries in 0..40 {
+            let full = FIRST_BACKOFF
+                .saturating_mul(1 << retries.min(16))
+                .min(MAX_BACKOFF);
+            let wait = backoff(retries);
+            assert!(wait >= full / 2 && wait <= full, "{retries}: {wait:?}");
+        }
+        assert!(backoff(30) >= MAX_BACKOFF / 2);
+    }
+
+    #[test]
+    fn answers_are_not_failures() {
+        let source = || Box::new(std::io::Error::other("x")) as _;
+        let path = || "k".to_owned();
+        assert_eq!(
+            classify(&object_store::Error::NotFound {
+                path: path(),
+                source: source()
+            }),
+            Ok(Answer::NotFound)
+        );
+        assert_eq!(
+            classify(&object_store::Error::AlreadyExists {
+                path: path(),
+                source: source()
+            }),
+            Ok(Answer::Conflict)
+        );
+        assert_eq!(
+            classify(&object_store::Error::PermissionDenied {
+                path: path(),
+                source: source()
+            }),
+            Err(FailureKind::Denied)
+        );
+        assert_eq!(
+            classify(&object_store::Error::Generic {
+                store: "S3",
+                source: source()
+            }),
+            Err(FailureKind::Other)
+        );
+        let status = |message: &str| {
+            classify(&object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(std::io::Error::other(message.to_owned())),
+            })
+        };
+        let message = |code: &str| {
+            format!(
+                "Error performing PUT http://127.0.0.1:9/b/k in 2ms - Server returned non-2xx \
+                 status code: {code}: <Error><Code>X</Code></Error>"
+            )
+        };
+        assert_eq!(
+            status(&message("503 Service Unavailable")),
+            Err(FailureKind::Throttled)
+        );
+        assert_eq!(
+            status(&message("500 Internal Server Error")),
+            Err(FailureKind::ServerError)
+        );
+        assert_eq!(status(&message("404 Not Found")), Ok(Answer::NotFound));
+        assert_eq!(
+            status(&message("412 Precondition Failed")),
+            Ok(Answer::Conflict)
+        );
+        assert_eq!(status(&message("403 Forbidden")), Err(FailureKind::Denied));
+        assert_eq!(
+            status(&message("400 Bad Request")),
+            Err(FailureKind::Rejected)
+        );
+        assert!(!FailureKind::Denied.is_transient());
+        assert!(FailureKind::Unreachable.is_transient());
+    }
+}

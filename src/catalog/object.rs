@@ -1,0 +1,571 @@
+//! The catalog of a bucket: reads what the object sink writes, from any instance, with
+//! nothing kept on this one but caches.
+//!
+//! Recordings and participant folders are listed with a delimiter, as a file system lists
+//! folders. A stream's frames are paged from an index of its manifest chunks. Chunks only
+//! grow, and a listing gives each one's size, so bringing an index up to date costs one
+//! listing plus a ranged read of what each grown chunk gained: like the file-system
+//! catalog's index of `frames.jsonl`, and never a read of every frame. A frame listed in
+//! two chunks (a writer that went on in a new chunk) is indexed once; a line rebuilt after
+//! a crash gives way to the writer's own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use lru::LruCache;
+use object_store::path::Path;
+
+use super::{
+    Catalog, CatalogError, FrameInfo, FramePage, FrameSource, ParticipantDetail, RecordingDetail,
+    RecordingOverview, StreamSummary,
+};
+use crate::bucket::{Bucket, BucketError};
+use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
+use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
+
+/// Requests in flight at once while a listing fans out (recordings, participants, chunks).
+const PARALLEL: usize = 8;
+/// Participant folders remembered: a folder's name never changes once claimed.
+const REMEMBERED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub struct ObjectCatalog {
+    bucket: Bucket,
+    /// How long an index just brought up to date is used as it is: manifests change once
+    /// per writer's interval, and a page of frames, a recording's streams and the list of
+    /// recordings asked for at once need not list every chunk again.
+    fresh_for: Duration,
+    streams: Mutex<LruCache<StreamKey, Arc<CachedStream>>>,
+    /// Most frames all cached indexes may hold together.
+    frame_budget: usize,
+    folders: Mutex<LruCache<(RecordingId, ParticipantId), String>>,
+}
+
+struct CachedStream {
+    index: tokio::sync::Mutex<StreamIndex>,
+    /// Frames in `index`, readable without its lock, for the cache budget.
+    frames: AtomicUsize,
+}
+
+impl ObjectCatalog {
+    /// A catalog of `bucket`, holding stream indexes of at most `frame_budget` frames in all,
+    /// each listed again at most every `fresh_for` (at most a second).
+    pub fn new(bucket: Bucket, frame_budget: usize, fresh_for: Duration) -> Self {
+        ObjectCatalog {
+            bucket,
+            fresh_for: fresh_for.min(Duration::from_secs(1)),
+            streams: Mutex::new(LruCache::unbounded()),
+            frame_budget,
+            folders: Mutex::new(LruCache::new(REMEMBERED)),
+        }
+    }
+
+    /// The participant folders of a recording, by id (the first in name order should two
+    /// carry one id, as on disk).
+    async fn participant_folders(
+        &self,
+        recording: &RecordingId,
+    ) -> Result<BTreeMap<ParticipantId, String>, CatalogError> {
+        let names = self
+            .bucket
+            .list_folders(&self.bucket.recording_key(recording))
+            .await?;
+        let mut folders = BTreeMap::new();
+        for name in names {
+            if let Some(id) = layout::parse_participant_folder_name(&name) {
+                folders.entry(id).or_insert(name);
+            }
+        }
+        let mut cache = lock(&self.folders);
+        for (id, folder) in &folders {
+            cache.put((recording.clone(), *id), folder.clone());
+        }
+        Ok(folders)
+    }
+
+    async fn folder(&self, stream: &StreamKey) -> Result<String, CatalogError> {
+        let key = (stream.recording.clone(), stream.participant);
+        if let Some(folder) = lock(&self.folders).get(&key) {
+            return Ok(folder.clone());
+        }
+        self.participant_folders(&stream.recording)
+            .await?
+            .remove(&stream.participant)
+            .ok_or(CatalogError::NotFound)
+    }
+
+    async fn stream_path(&self, stream: &StreamKey) -> Result<Path, CatalogError> {
+        let folder = self.folder(stream).await?;
+        Ok(self
+            .bucket
+            .stream_key(&stream.recording, &folder, stream.kind))
+    }
+
+    /// Brings the stream's index up to date and reads from it.
+    async fn read_index<T>(
+        &self,
+        key: &StreamKey,
+        path: &Path,
+        read: impl FnOnce(&StreamIndex) -> T,
+    ) -> Result<T, CatalogError> {
+        let cached = lock(&self.streams)
+            .get_or_insert(key.clone(), || {
+                Arc::new(CachedStream {
+                    index: tokio::sync::Mutex::default(),
+                    frames: AtomicUsize::new(0),
+                })
+            })
+            .clone();
+        let result = {
+            let mut index = cached.index.lock().await;
+            let refreshed = match index.refreshed_at {
+                Some(at) if at.elapsed() < self.fresh_for => Ok(()),
+                _ => index.refresh(&self.bucket, path).await,
+            };
+            cached.frames.store(index.frames.len(), Ordering::Relaxed);
+            refreshed.map(|()| read(&index))
+        };
+        self.keep_within_budget(key);
+        result
+    }
+
+    /// Drops the least recently used indexes until the rest fit the budget, never the one
+    /// in use.
+    fn keep_within_budget(&self, in_use: &StreamKey) {
+        let mut streams = lock(&self.streams);
+        let mut total: usize = streams
+            .iter()
+            .map(|(_, s)| s.frames.load(Ordering::Relaxed))
+            .sum();
+        while total > self.frame_budget && streams.len() > 1 {
+            let Some((key, oldest)) = streams.pop_lru() else {
+                break;
+            };
+            if &key == in_use {
+                streams.push(key, oldest);
+            } else {
+                total -= oldest.frames.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn participant_detail(
+        &self,
+        recording: &RecordingId,
+        id: ParticipantId,
+        folder: String,
+    ) -> Result<ParticipantDetail, CatalogError> {
+        let file = self
+            .bucket
+            .key([recording.as_str(), &folder, layout::PARTICIPANT_FILE]);
+        let participant = read_json::<Participant>(&self.bucket, &file)
+            .await?
+            .filter(|p| p.id == id)
+            .unwrap_or_else(|| Participant {
+                id,
+                name: None,
+                is_host: false,
+                platform: None,
+                email: None,
+                extra_data: serde_json::Value::Null,
+            });
+        let mut streams = Vec::new();
+        for kind in StreamKind::ALL {
+            let key = StreamKey {
+                recording: recording.clone(),
+                participant: id,
+                kind,
+            };
+            let path = self.bucket.stream_key(recording, &folder, kind);
+            let summary = self
+                .read_index(&key, &path, |index| index.summary(key.clone()))
+                .await?;
+            if summary.frames > 0 {
+                streams.push(summary);
+            }
+        }
+        Ok(ParticipantDetail {
+            participant,
+            folder,
+            streams,
+        })
+    }
+
+    async fn load_recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
+        let summary_key = self.bucket.key([id.as_str(), layout::RECORDING_FILE]);
+        let (summary, folders) = futures_util::try_join!(
+            read_json::<RecordingSummary>(&self.bucket, &summary_key),
+            self.participant_folders(id),
+        )?;
+        if summary.is_none() && folders.is_empty() {
+            return Err(CatalogError::NotFound);
+        }
+        let participants: Vec<ParticipantDetail> = futures_util::stream::iter(folders)
+            .map(|(participant, folder)| self.participant_detail(id, participant, folder))
+            .buffered(PARALLEL)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let overview = RecordingOverview::from_participants(id.clone(), summary, &participants);
+        Ok(RecordingDetail {
+            overview,
+            participants,
+        })
+    }
+
+    /// The complete lines of every chunk under `dir`, each chunk's in order, chunks in name
+    /// (creation) order.
+    async fn chunk_lines(&self, dir: &Path) -> Result<Vec<Bytes>, CatalogError> {
+        let chunks: Vec<Path> = self
+            .bucket
+            .list_chunks(dir)
+            .await?
+            .into_iter()
+            .map(|object| object.location)
+            .collect();
+        let bucket = &self.bucket;
+        let texts: Vec<Result<Option<Bytes>, BucketError>> = futures_util::stream::iter(chunks)
+            .map(|key| async move { bucket.get_from(&key, 0).await })
+            .buffered(PARALLEL)
+            .collect()
+            .await;
+        let mut lines = Vec::new();
+        for text in texts {
+            let Some(text) = text? else { continue };
+            let complete = complete_lines_len(&text);
+            lines.extend(
+                text.slice(..complete)
+                    .split(|&b| b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(|line| text.slice_ref(line)),
+            );
+        }
+        Ok(lines)
+    }
+}
+
+#[async_trait]
+impl Catalog for ObjectCatalog {
+    async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError> {
+        let ids: Vec<RecordingId> = self
+            .bucket
+            .list_folders(self.bucket.root())
+            .await?
+            .iter()
+            .filter(|name| !name.starts_with('.'))
+            .filter_map(|name| RecordingId::parse(name))
+            .collect();
+        let loaded: Vec<Result<RecordingDetail, CatalogError>> = futures_util::stream::iter(ids)
+            .map(|id| async move { self.load_recording(&id).await })
+            .buffered(PARALLEL)
+            .collect()
+            .await;
+        let mut recordings = Vec::with_capacity(loaded.len());
+        for detail in loaded {
+            match detail {
+                Ok(detail) => recordings.push(detail.overview),
+                Err(CatalogError::NotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        super::sort_newest_first(&mut recordings);
+        Ok(recordings)
+    }
+
+    async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
+        self.load_recording(id).await
+    }
+
+    async fn events(&self, id: &RecordingId) -> Result<Vec<EventRecord>, CatalogError> {
+        let dir = self.bucket.key([id.as_str(), layout::EVENT_CHUNKS]);
+        let mut events: Vec<EventRecord> = Vec::new();
+        let mut unreadable = 0_usize;
+        for line in self.chunk_lines(&dir).await? {
+            match serde_json::from_slice(&line) {
+                Ok(event) => events.push(event),
+                Err(_) => unreadable += 1,
+            }
+        }
+        if unreadable > 0 {
+            tracing::warn!(%dir, unreadable, "skipped unreadable participant event lines");
+        }
+        // Chunks of several writers interleave in time: arrival order across them. The sort
+        // is stable, so each writer's own order stands.
+        events.sort_by_key(|event| event.received_at);
+        Ok(events)
+    }
+
+    async fn frames(
+        &self,
+        stream: &StreamKey,
+        after_ms: Option<u64>,
+        limit: usize,
+    ) -> Result<FramePage, CatalogError> {
+        let path = self.stream_path(stream).await?;
+        let (page, known) = self
+            .read_index(stream, &path, |index| {
+                (index.page(after_ms, limit), !index.chunks.is_empty())
+            })
+            .await?;
+        if !known {
+            return Err(CatalogError::NotFound);
+        }
+        Ok(page)
+    }
+
+    async fn frame(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<FrameSource, CatalogError> {
+        let path = self.stream_path(stream).await?;
+        let found = self
+            .bucket
+            .get(&path.clone().join(layout::frame_file_name(relative_ms)))
+            .await?
+            .ok_or(CatalogError::NotFound)?;
+        Ok(FrameSource::Bytes {
+            bytes: found.bytes,
+            etag: found.version.e_tag,
+        })
+    }
+
+    async fn frame_bytes(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<Bytes, CatalogError> {
+        let path = self.stream_path(stream).await?;
+        Ok(self
+            .bucket
+            .get(&path.clone().join(layout::frame_file_name(relative_ms)))
+            .await?
+            .ok_or(CatalogError::NotFound)?
+            .bytes)
+    }
+
+    async fn manifest(&self, stream: &StreamKey) -> Result<Bytes, CatalogError> {
+        let path = self.stream_path(stream).await?;
+        let mut records: BTreeMap<u64, (FrameRecord, Bytes)> = BTreeMap::new();
+        for line in self
+            .chunk_lines(&path.clone().join(layout::MANIFEST_CHUNKS))
+            .await?
+        {
+            let Ok(record) = serde_json::from_slice::<FrameRecord>(&line) else {
+                continue;
+            };
+            let Some(ms) = layout::parse_frame_file_name(&record.file) else {
+                continue;
+            };
+            match records.get(&ms) {
+                Some((kept, _)) if !kept.recovered || record.recovered => {}
+                _ => {
+                    records.insert(ms, (record, line));
+                }
+            }
+        }
+        // As frames.jsonl on disk reads, one line per frame; here in time order.
+        let mut text = Vec::new();
+        for (_, line) in records.values() {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        Ok(text.into())
+    }
+}
+
+/// A stream's frames, indexed from its manifest chunks and kept current by reading only
+/// what each chunk gained since.
+#[derive(Default)]
+struct StreamIndex {
+    /// Bytes of each chunk read so far, up to the end of its last complete line.
+    chunks: HashMap<Path, u64>,
+    /// By millisecond, with whether the line was rebuilt after a crash.
+    frames: BTreeMap<u64, (FrameInfo, bool)>,
+    refreshed_at: Option<Instant>,
+}
+
+impl StreamIndex {
+    async fn refresh(&mut self, bucket: &Bucket, stream: &Path) -> Result<(), CatalogError> {
+        let listed = bucket
+            .list_chunks(&stream.clone().join(layout::MANIFEST_CHUNKS))
+            .await?;
+        let grown: Vec<(Path, u64)> = listed
+            .into_iter()
+            .filter_map(|object| {
+                let read = self.chunks.get(&object.location).copied().unwrap_or(0);
+                // A chunk only grows; a smaller one (never written so) is read again whole.
+                let from = if object.size < read { 0 } else { read };
+                (object.size > from || !self.chunks.contains_key(&object.location))
+                    .then_some((object.location, from))
+            })
+            .collect();
+        type Read = Result<(Path, u64, Option<Bytes>), BucketError>;
+        let fetched: Vec<Read> = futures_util::stream::iter(grown)
+            .map(|(key, from)| async move {
+                let bytes = bucket.get_from(&key, from).await?;
+                Ok((key, from, bytes))
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for chunk in fetched {
+            let (key, from, bytes) = chunk?;
+            let Some(bytes) = bytes else { continue };
+            let complete = complete_lines_len(&bytes);
+            for line in bytes[..complete]
+                .split(|&b| b == b'\n')
+                .filter(|line| !line.is_empty())
+            {
+                match serde_json::from_slice::<FrameRecord>(line) {
+                    Ok(record) => self.insert(&record),
+                    Err(error) => {
+                        tracing::warn!(%key, %error, "skipping an unreadable manifest line");
+                    }
+                }
+            }
+            self.chunks.insert(key, from + complete as u64);
+        }
+        self.refreshed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn insert(&mut self, record: &FrameRecord) {
+        let Some(info) = FrameInfo::from_record(record) else {
+            return;
+        };
+        match self.frames.get(&info.relative_ms) {
+            Some((_, recovered)) if !*recovered || record.recovered => {}
+            _ => {
+                self.frames
+                    .insert(info.relative_ms, (info, record.recovered));
+            }
+        }
+    }
+
+    fn page(&self, after_ms: Option<u64>, limit: usize) -> FramePage {
+        let start = after_ms.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut rest = self.frames.range((start, Bound::Unbounded));
+        let frames: Vec<FrameInfo> = rest.by_ref().take(limit).map(|(_, (f, _))| *f).collect();
+        let next_after = rest
+            .next()
+            .is_some()
+            .then(|| frames.last().map(|f| f.relative_ms))
+            .flatten();
+        FramePage {
+            frames,
+            total: self.frames.len(),
+            next_after,
+        }
+    }
+
+    fn summary(&self, key: StreamKey) -> StreamSummary {
+        StreamSummary {
+            key,
+            frames: self.frames.len(),
+            first: self.frames.values().next().map(|(f, _)| *f),
+            last: self.frames.values().next_back().map(|(f, _)| *f),
+        }
+    }
+}
+
+/// The length of `text` up to the end of its last complete line.
+fn complete_lines_len(text: &[u8]) -> usize {
+    text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// A small JSON object, or `None` when there is none or it cannot be read (logged).
+async fn read_json<T: serde::de::DeserializeOwned>(
+    bucket: &Bucket,
+    key: &Path,
+) -> Result<Option<T>, CatalogError> {
+    let Some(found) = bucket.get(key).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&found.bytes) {
+        Ok(value) => Ok(Some(value)),
+        Err(error) => {
+            tracing::warn!(%key, %error, "unreadable JSON object; ignored");
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ms: u64, recovered: bool) -> FrameRecord {
+        FrameRecord {
+            file: layout::frame_file_name(ms),
+            relative: ms as f64 / 1000.0,
+            absolute: (!recovered)
+                .then(|| jiff::Timestamp::from_millisecond(1_795_000_000_000 + ms as i64).unwrap()),
+            width: 640,
+            height: 360,
+            bytes: 1000 + ms,
+            received_at: jiff::Timestamp::UNIX_EPOCH,
+            recovered,
+        }
+    }
+
+    fn ms(page: &FramePage) -> Vec<u64> {
+        page.frames.iter().map(|f| f.relative_ms).collect()
+    }
+
+    #[test]
+    fn pages_continue_after_a_time_and_a_writers_line_beats_a_rebuilt_one() {
+        let mut index = StreamIndex::default();
+        for at in [2500, 500, 1500, 1000, 2000] {
+            index.insert(&record(at, at == 1500));
+        }
+        // Listed twice (two chunks), and rebuilt then written: one frame each.
+        index.insert(&record(500, false));
+        index.insert(&record(1500, false));
+        index.insert(&record(1000, true));
+        let first = index.page(None, 2);
+        assert_eq!(
+            (ms(&first), first.total, first.next_after),
+            (vec![500, 1000], 5, Some(1000))
+        );
+        let second = index.page(first.next_after, 2);
+        assert_eq!(
+            (ms(&second), second.next_after),
+            (vec![1500, 2000], Some(2000))
+        );
+        assert!(second.frames[0].absolute.is_some(), "the writer's own line");
+        assert!(
+            index.page(Some(500), 1).frames[0].absolute.is_some(),
+            "a rebuilt line never replaces the writer's"
+        );
+        let last = index.page(second.next_after, 2);
+        assert_eq!((ms(&last), last.next_after), (vec![2500], None));
+        assert_eq!(ms(&index.page(Some(1200), 1)), vec![1500]);
+        assert_eq!(index.page(Some(2500), 10).frames, vec![]);
+        let key = StreamKey {
+            recording: RecordingId::parse("rec").unwrap(),
+            participant: ParticipantId(1),
+            kind: StreamKind::Webcam,
+        };
+        let summary = index.summary(key);
+        assert_eq!(
+            (
+                summary.frames,
+                summary.first.map(|f| f.relative_ms),
+                summary.last.map(|f| f.relative_ms)
+            ),
+            (5, Some(500), Some(2500))
+        );
+    }
+}

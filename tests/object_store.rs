@@ -1,0 +1,868 @@
+//! Recording into an S3 bucket: a real S3 server (s3s-fs, in-process on 127.0.0.1) and the
+//! real server, one or several instances of it, with real bots. Frames land byte-identical
+//! under the keys the disk layout names; two instances write one recording together with no
+//! loss and no overwrite; any instance browses the bucket; an unreachable bucket is retried
+//! and reported; a restart, even after kill -9, carries on.
+
+mod common;
+// Declared here rather than in common/mod.rs, so that only this test binary links s3s.
+#[path = "common/s3.rs"]
+mod s3;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+
+use common::*;
+use recall_frames::Config;
+use s3::S3Server;
+use serde_json::{Value, json};
+
+const ALICE_WEBCAM: &str = "/api/recordings/rec_9f1c2a/100/webcam";
+
+/// Short intervals, so that manifests, retries and checks happen within a test's patience.
+const QUICK: [&str; 6] = [
+    "--bucket-manifest-interval",
+    "100ms",
+    "--bucket-retry-timeout",
+    "20s",
+    "--bucket-check-interval",
+    "100ms",
+];
+
+async fn start(s3: &S3Server, prefix: Option<&str>, extra: &[&str]) -> TestServer {
+    let mut args = s3.flags(prefix);
+    for pair in QUICK.chunks(2) {
+        if !extra.contains(&pair[0]) {
+            args.extend(pair.iter().map(|a| a.to_string()));
+        }
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestServer::start_with(&args).await
+}
+
+/// The lines of every manifest or event chunk under `dir/`, from the bucket itself.
+async fn chunk_lines(s3: &S3Server, dir: &str) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for key in s3.keys().await {
+        if key.starts_with(&format!("{dir}/")) && key.ends_with(".jsonl") {
+            let text = s3.get(&key).await.expect("a listed chunk");
+            for line in String::from_utf8(text.to_vec()).unwrap().lines() {
+                lines.push(serde_json::from_str(line).expect("a JSON line"));
+            }
+        }
+    }
+    lines
+}
+
+/// A bucket key with its chunk file names replaced by the file they stand for on disk, and
+/// participant claims (which have no file on disk) left out.
+fn as_disk_path(key: &str) -> Option<String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        [_, "participants", _] => None,
+        [rec, "events", _] => Some(format!("{rec}/events.jsonl")),
+        [rec, who, kind, "frames", _] => Some(format!("{rec}/{who}/{kind}/frames.jsonl")),
+        _ => Some(key.to_owned()),
+    }
+}
+
+fn frames_with_events() -> (Vec<TestFrame>, Vec<TestEvent>) {
+    let frames = vec![
+        TestFrame::new(0.5),
+        TestFrame::new(12.5),
+        TestFrame::new(1.0),
+        TestFrame::new(0.75), // out of order
+        TestFrame::new(1.0).kind("screenshare"),
+        TestFrame::new(0.5).participant(200, None),
+    ];
+    let events = vec![
+        TestEvent::new("join", 0.2),
+        TestEvent::new("chat_message", 3.0).data(json!({"text": "hello", "to": "everyone"})),
+    ];
+    (frames, events)
+}
+
+async fn send_all(server: &TestServer, frames: &[TestFrame], events: &[TestEvent]) {
+    let mut bot = server.connect().await;
+    for event in events {
+        bot.send_text(event.event()).await;
+    }
+    for frame in frames {
+        bot.send_frame(frame).await;
+    }
+    bot.close().await;
+}
+
+#[tokio::test]
+async fn frames_land_byte_identical_under_the_keys_of_the_disk_layout() {
+    let s3 = S3Server::start().await;
+    let mut server = start(&s3, Some("team/prod"), &[]).await;
+    let (frames, events) = frames_with_events();
+    let mut duplicate = TestFrame::new(1.0);
+    duplicate.png = png(64, 36, 999_999);
+    let mut all = frames.clone();
+    all.push(duplicate.clone());
+    send_all(&server, &all, &events).await;
+    server.wait_for_frames(ALICE_WEBCAM, 4).await;
+    assert_eq!(
+        server.metric("recall_frames_frames_duplicate_total").await,
+        1.0
+    );
+    assert_eq!(
+        server
+            .metric("recall_frames_sink_write_seconds_count{backend=\"bucket\"}")
+            .await,
+        7.0,
+        "every frame written, the duplicate included, is timed"
+    );
+    assert_eq!(server.metric("recall_frames_bucket_up").await, 1.0);
+    assert!(
+        server
+            .metric("recall_frames_bucket_last_success_timestamp_seconds")
+            .await
+            > 1.7e9
+    );
+    server.stop().await.expect("a clean shutdown");
+
+    // The same frames and events through the file-system sink: the bucket holds the same
+    // layout, with chunks where the disk has the files they stand for.
+    let mut on_disk = TestServer::start().await;
+    send_all(&on_disk, &all, &events).await;
+    on_disk.wait_for_frames(ALICE_WEBCAM, 4).await;
+    on_disk.stop().await.unwrap();
+    let disk_files: BTreeSet<String> = tree(&on_disk.data_dir).into_iter().collect();
+
+    let keys = s3.keys().await;
+    let in_bucket: BTreeSet<String> = keys
+        .iter()
+        .map(|key| {
+            key.strip_prefix("team/prod/")
+                .unwrap_or_else(|| panic!("{key} is under the prefix"))
+        })
+        .filter_map(as_disk_path)
+        .collect();
+    assert_eq!(in_bucket, disk_files);
+    for claim in [
+        "rec_9f1c2a/participants/100.json",
+        "rec_9f1c2a/participants/200.json",
+    ] {
+        assert!(keys.contains(&format!("team/prod/{claim}")), "{claim}");
+    }
+    assert_eq!(
+        s3.get("team/prod/rec_9f1c2a/participants/100.json")
+            .await
+            .unwrap(),
+        br#"{"folder":"100-alice-smith"}"#.as_slice()
+    );
+
+    // Byte-identical PNGs; the duplicate did not replace the first frame of its millisecond.
+    for frame in &frames {
+        let folder = if frame.participant == 100 {
+            "100-alice-smith"
+        } else {
+            "200"
+        };
+        let key = format!(
+            "team/prod/rec_9f1c2a/{folder}/{}/{}",
+            frame.kind,
+            frame.file_name()
+        );
+        assert_eq!(s3.get(&key).await.expect("saved"), frame.png, "{key}");
+    }
+
+    // The manifest chunks list each frame once, as frames.jsonl lines do.
+    let manifest = chunk_lines(&s3, "team/prod/rec_9f1c2a/100-alice-smith/webcam/frames").await;
+    let listed: BTreeMap<String, &Value> = manifest
+        .iter()
+        .map(|line| (line["file"].as_str().unwrap().to_owned(), line))
+        .collect();
+    assert_eq!(manifest.len(), 4);
+    assert_eq!(
+        listed.keys().cloned().collect::<Vec<_>>(),
+        [
+            "000000500.png",
+            "000000750.png",
+            "000001000.png",
+            "000012500.png"
+        ]
+    );
+    let line = listed["000012500.png"];
+    assert_eq!(
+        (
+            &line["relative"],
+            &line["absolute"],
+            &line["width"],
+            &line["height"],
+            &line["bytes"]
+        ),
+        (
+            &json!(12.5),
+            &json!("2026-11-21T10:00:12.5Z"),
+            &json!(64),
+            &json!(36),
+            &json!(frames[1].png.len())
+        )
+    );
+    assert!(line.get("recovered").is_none());
+
+    let participant: Value = serde_json::from_slice(
+        &s3.get("team/prod/rec_9f1c2a/100-alice-smith/participant.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(participant, TestEvent::new("join", 0.0).participant_value());
+    let summary: Value =
+        serde_json::from_slice(&s3.get("team/prod/rec_9f1c2a/recording.json").await.unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["recording"]["metadata"],
+        json!({"team": "research"})
+    );
+    assert_eq!(summary["bot"]["id"], "bot_1");
+    assert_eq!(summary["first_frame"]["relative"], 0.5);
+    assert_eq!(summary["last_frame"]["relative"], 12.5);
+
+    let recorded = chunk_lines(&s3, "team/prod/rec_9f1c2a/events").await;
+    let kinds: Vec<&str> = recorded
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["participant_events.join", "participant_events.chat_message"]
+    );
+    assert_eq!(
+        recorded[1]["data"],
+        json!({"text": "hello", "to": "everyone"})
+    );
+}
+
+#[tokio::test]
+async fn two_instances_record_one_meeting_together_without_loss_or_overwrite() {
+    let s3 = S3Server::start().await;
+    let mut one = start(&s3, None, &[]).await;
+    let mut two = start(&s3, None, &[]).await;
+
+    // Both see participant 100 for the first time at once, under different names: both must
+    // pick one folder.
+    let mut bot_one = one.connect().await;
+    let mut bot_two = two.connect().await;
+    let first_one = TestFrame::new(0.5);
+    let first_two = TestFrame::new(1.0).participant(100, Some("Alice S."));
+    tokio::join!(
+        bot_one.send_frame(&first_one),
+        bot_two.send_frame(&first_two)
+    );
+
+    // The rest of the meeting, split between the instances, as a bot that reconnected to
+    // another machine would. Frames 20.0 to 22.0 reach both at once (a resend racing the
+    // original): each is saved once, by one of them, and a duplicate for the other.
+    let seed =
+        |relative: f64, instance: u32| png(64, 36, (relative * 1000.0) as u32 * 10 + instance);
+    let mut sent: BTreeMap<u64, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+    for i in 3..50u32 {
+        let relative = f64::from(i) * 0.5;
+        let mut frame = TestFrame::new(relative);
+        if (40..=44).contains(&i) {
+            let (a, b) = (seed(relative, 1), seed(relative, 2));
+            frame.png = a.clone();
+            let mut other = frame.clone();
+            other.png = b.clone();
+            tokio::join!(bot_one.send_frame(&frame), bot_two.send_frame(&other));
+            sent.insert((relative * 1000.0) as u64, (a, b));
+        } else {
+            frame.png = seed(relative, 0);
+            let bot = if i % 2 == 0 {
+                &mut bot_one
+            } else {
+                &mut bot_two
+            };
+            bot.send_frame(&frame).await;
+            sent.insert((relative * 1000.0) as u64, (frame.png.clone(), frame.png));
+        }
+    }
+    // Arrival order across machines is the order the machines received events in.
+    bot_one.send_text(TestEvent::new("join", 0.2).event()).await;
+    eventually("the join is recorded", || async {
+        one.metric("recall_frames_participant_events_recorded_total")
+            .await
+            == 1.0
+    })
+    .await;
+    bot_two
+        .send_text(TestEvent::new("speech_on", 4.0).event())
+        .await;
+    bot_one.close().await;
+    bot_two.close().await;
+    let unique = sent.len() + 2; // and the two first frames
+    one.wait_for_frames(ALICE_WEBCAM, unique as u64).await;
+    two.wait_for_frames(ALICE_WEBCAM, unique as u64).await;
+
+    let saved =
+        |text: &str| metric_value(text, "recall_frames_frames_saved_total{kind=\"webcam\"}");
+    let duplicates = |text: &str| metric_value(text, "recall_frames_frames_duplicate_total");
+    let (m1, m2) = (one.metrics().await, two.metrics().await);
+    assert_eq!(
+        saved(&m1) + saved(&m2),
+        unique as f64,
+        "each frame saved once"
+    );
+    assert_eq!(
+        duplicates(&m1) + duplicates(&m2),
+        5.0,
+        "the racing copies are duplicates"
+    );
+    assert_eq!(metric_value(&m1, "recall_frames_sink_errors_total"), 0.0);
+    assert_eq!(metric_value(&m2, "recall_frames_sink_errors_total"), 0.0);
+
+    // One participant folder, named by whichever instance claimed it first.
+    let keys = s3.keys().await;
+    let folders: BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("rec_9f1c2a/")?.split('/').next())
+        .filter(|f| f.starts_with("100"))
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    let folder = *folders.iter().next().unwrap();
+    assert!(["100-alice-smith", "100-alice-s"].contains(&folder));
+
+    // Every frame is in the bucket once, as one instance sent it, and listed once.
+    let stream = format!("rec_9f1c2a/{folder}/webcam");
+    for (ms, (a, b)) in &sent {
+        let stored = s3
+            .get(&format!("{stream}/{ms:09}.png"))
+            .await
+            .expect("saved");
+        assert!(
+            stored == *a || stored == *b,
+            "{ms} is one of the copies sent"
+        );
+    }
+    for instance in [&one, &two] {
+        let page = instance
+            .get_json(&format!("{ALICE_WEBCAM}/frames?limit=1000"))
+            .await;
+        assert_eq!(page["total"], unique);
+        let listed: Vec<u64> = page["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["relative_ms"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = [500, 1000]
+            .into_iter()
+            .chain(sent.keys().copied())
+            .collect();
+        assert_eq!(listed, expected);
+        for frame in page["frames"].as_array().unwrap() {
+            let ms = frame["relative_ms"].as_u64().unwrap();
+            let stored = s3.get(&format!("{stream}/{ms:09}.png")).await.unwrap();
+            assert_eq!(
+                frame["bytes"],
+                stored.len(),
+                "{ms}: the line of the copy kept"
+            );
+        }
+        // Both instances' participant events, in arrival order.
+        let recording = instance.get_json("/api/recordings/rec_9f1c2a").await;
+        let events: Vec<&str> = recording["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            ["participant_events.join", "participant_events.speech_on"]
+        );
+    }
+
+    one.stop().await.unwrap();
+    two.stop().await.unwrap();
+    // recording.json covers both instances' frames, whichever wrote it last.
+    let summary: Value =
+        serde_json::from_slice(&s3.get("rec_9f1c2a/recording.json").await.unwrap()).unwrap();
+    assert_eq!(summary["first_frame"]["relative"], 0.5);
+    assert_eq!(summary["last_frame"]["relative"], 24.5);
+}
+
+#[tokio::test]
+async fn any_instance_browses_the_bucket_index_recording_frames_and_zip() {
+    let s3 = S3Server::start().await;
+    let mut writer = start(&s3, None, &[]).await;
+    let (frames, events) = frames_with_events();
+    send_all(&writer, &frames, &events).await;
+    writer.wait_for_frames(ALICE_WEBCAM, 4).await;
+    writer.stop().await.unwrap();
+
+    // A fresh instance that never saw these frames.
+    let reader = start(&s3, None, &[]).await;
+    let index = reader.get_json("/api/recordings").await;
+    assert_eq!(
+        index,
+        json!({"recordings": [{
+            "id": "rec_9f1c2a",
+            "bot_id": "bot_1",
+            "started_at": "2026-11-21T10:00:00Z",
+            "first_frame": {"relative": 0.5, "absolute": "2026-11-21T10:00:00.5Z"},
+            "last_frame": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.5Z"},
+            "duration": 12.0,
+            "frames": 6,
+            "participants": 2,
+            "thumbnail": "/api/recordings/rec_9f1c2a/100/webcam/000012500.png",
+            "url": "/api/recordings/rec_9f1c2a",
+            "page": "/recordings/rec_9f1c2a"
+        }]})
+    );
+
+    let recording = reader.get_json("/api/recordings/rec_9f1c2a").await;
+    assert_eq!(recording["metadata"], json!({"team": "research"}));
+    let alice = &recording["participants"][0];
+    assert_eq!(
+        (&alice["name"], &alice["folder"], &alice["is_host"]),
+        (
+            &json!("Alice Smith"),
+            &json!("100-alice-smith"),
+            &json!(true)
+        )
+    );
+    assert_eq!(alice["streams"][0]["frames"], 4);
+    assert_eq!(alice["streams"][1]["type"], "screenshare");
+    assert_eq!(recording["participants"][1]["folder"], "200");
+    assert_eq!(recording["events"][1]["data"]["text"], "hello");
+
+    let page = reader
+        .get_json(&format!("{ALICE_WEBCAM}/frames?limit=2"))
+        .await;
+    assert_eq!(page["total"], 4);
+    assert_eq!(page["frames"][1]["relative_ms"], 750);
+    assert_eq!(
+        page["next"],
+        "/api/recordings/rec_9f1c2a/100/webcam/frames?after=750&limit=2"
+    );
+    let rest = reader.get_json(page["next"].as_str().unwrap()).await;
+    assert_eq!(rest["frames"][1]["relative_ms"], 12500);
+    assert_eq!(rest["next"], Value::Null);
+
+    // A frame: the exact bytes, with the bucket's entity tag for caches.
+    let client = reqwest::Client::new();
+    let url = reader.url(&format!("{ALICE_WEBCAM}/000012500.png"));
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let etag = response.headers()["etag"].clone();
+    assert_eq!(response.bytes().await.unwrap(), frames[1].png);
+    let again = client
+        .get(&url)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(
+        reader
+            .get(&format!("{ALICE_WEBCAM}/000099000.png"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(reader.get("/api/recordings/nothing").await.status(), 404);
+
+    // The ZIP: each PNG as saved, and the manifest as frames.jsonl, in time order.
+    let body = reader
+        .get(&format!("{ALICE_WEBCAM}.zip"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
+    let names: Vec<String> = archive
+        .file_names()
+        .map(|name| name.unwrap().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "rec_9f1c2a-100-webcam/000000500.png",
+            "rec_9f1c2a-100-webcam/000000750.png",
+            "rec_9f1c2a-100-webcam/000001000.png",
+            "rec_9f1c2a-100-webcam/000012500.png",
+            "rec_9f1c2a-100-webcam/frames.jsonl",
+        ]
+    );
+    for frame in frames
+        .iter()
+        .filter(|f| f.participant == 100 && f.kind == "webcam")
+    {
+        let mut bytes = Vec::new();
+        archive
+            .by_name(&format!("rec_9f1c2a-100-webcam/{}", frame.file_name()))
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        assert_eq!(bytes, frame.png);
+    }
+    let mut manifest = String::new();
+    archive
+        .by_name("rec_9f1c2a-100-webcam/frames.jsonl")
+        .unwrap()
+        .read_to_string(&mut manifest)
+        .unwrap();
+    let files: Vec<Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["file"].clone())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "000000500.png",
+            "000000750.png",
+            "000001000.png",
+            "000012500.png"
+        ]
+    );
+
+    // The pages, rendered from the bucket.
+    for (path, text) in [
+        ("/", "rec_9f1c2a"),
+        ("/recordings/rec_9f1c2a", "Alice Smith"),
+        ("/recordings/rec_9f1c2a/100/webcam", "000000500.png"),
+    ] {
+        let response = reader.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.text().await.unwrap().contains(text), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_bucket_is_retried_and_reported_then_recording_resumes() {
+    let logs = LogCapture::start();
+    let mut s3 = S3Server::start().await;
+    let server = start(&s3, None, &[]).await;
+    let mut bot = server.connect().await;
+    bot.send_frame(&TestFrame::new(0.5)).await;
+    server.wait_for_frames(ALICE_WEBCAM, 1).await;
+
+    s3.stop().await;
+    bot.send_frame(&TestFrame::new(1.0)).await;
+    bot.send_frame(&TestFrame::new(1.5)).await;
+    eventually("the bucket is reported down", || async {
+        let metrics = server.metrics().await;
+        metric_value(&metrics, "recall_frames_bucket_up") == 0.0
+            && metric_value(&metrics, "recall_frames_bucket_retries_total") >= 2.0
+            && metric_value(
+                &metrics,
+                "recall_frames_bucket_requests_failed_total{kind=\"unreachable\"}",
+            ) >= 2.0
+    })
+    .await;
+    let health = server.get("/healthz").await;
+    assert_eq!(health.status(), 503);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert!(
+        health["reason"].as_str().unwrap().contains("bucket"),
+        "{health}"
+    );
+    let text = logs.text();
+    assert!(text.contains("the bucket is failing"), "{text}");
+    assert!(text.contains("bucket request failed; retrying"), "{text}");
+
+    s3.restart().await;
+    for frame in [TestFrame::new(1.0), TestFrame::new(1.5)] {
+        let key = format!("rec_9f1c2a/100-alice-smith/webcam/{}", frame.file_name());
+        eventually(&format!("{key} is saved after the outage"), || async {
+            s3.get(&key).await.is_some_and(|png| png == frame.png)
+        })
+        .await;
+    }
+    server.wait_for_frames(ALICE_WEBCAM, 3).await;
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    assert_eq!(server.metric("recall_frames_bucket_up").await, 1.0);
+    assert_eq!(server.metric("recall_frames_sink_errors_total").await, 0.0);
+    assert!(logs.text().contains("the bucket answers again"));
+
+    // Throttling: 503 Slow Down answers are retried too, and counted by kind.
+    s3.slow_down(3);
+    bot.send_frame(&TestFrame::new(2.0)).await;
+    server.wait_for_frames(ALICE_WEBCAM, 4).await;
+    assert!(
+        server
+            .metric("recall_frames_bucket_requests_failed_total{kind=\"throttled\"}")
+            .await
+            >= 3.0
+    );
+    assert_eq!(server.metric("recall_frames_sink_errors_total").await, 0.0);
+    bot.close().await;
+}
+
+#[tokio::test]
+async fn a_frame_retried_past_the_retry_timeout_is_given_up_and_counted() {
+    let logs = LogCapture::start();
+    let mut s3 = S3Server::start().await;
+    let server = start(&s3, None, &["--bucket-retry-timeout", "300ms"]).await;
+    let mut bot = server.connect().await;
+    bot.send_frame(&TestFrame::new(0.5)).await;
+    server.wait_for_frames(ALICE_WEBCAM, 1).await;
+    s3.stop().await;
+    bot.send_frame(&TestFrame::new(1.0)).await;
+    eventually("the frame is given up", || async {
+        server.metric("recall_frames_sink_errors_total").await == 1.0
+    })
+    .await;
+    assert_eq!(
+        server
+            .metric("recall_frames_storage_failures_total{backend=\"bucket\",kind=\"unreachable\"}")
+            .await,
+        1.0
+    );
+    assert!(logs.text().contains("frame not saved"));
+    // The connection and the stream carry on once the bucket is back.
+    s3.restart().await;
+    bot.send_frame(&TestFrame::new(1.5)).await;
+    server.wait_for_frames(ALICE_WEBCAM, 2).await;
+    assert!(
+        s3.get("rec_9f1c2a/100-alice-smith/webcam/000001000.png")
+            .await
+            .is_none()
+    );
+    bot.close().await;
+}
+
+#[tokio::test]
+async fn start_up_degrades_on_an_unreachable_bucket_and_stops_on_wrong_settings() {
+    // Unreachable: the server starts, degraded, and recovers when the bucket comes up.
+    let mut s3 = S3Server::start().await;
+    s3.stop().await;
+    let server = start(&s3, None, &[]).await;
+    let health = server.get("/healthz").await;
+    assert_eq!(health.status(), 503);
+    s3.restart().await;
+    eventually("/healthz is ok once the bucket answers", || async {
+        server.get("/healthz").await.status() == 200
+    })
+    .await;
+
+    // Mistakes that never mend stop the start-up, saying what to fix.
+    let run = |args: Vec<String>| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = vec!["--data-dir".to_owned(), dir.path().display().to_string()];
+        all.extend(args);
+        let config = Config::from_args(all).expect("the flags parse");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let error = recall_frames::run(config, listener, std::future::pending())
+            .await
+            .expect_err("start-up fails");
+        format!("{error:#}")
+    };
+    let mut wrong_secret = s3.flags(None);
+    let at = wrong_secret
+        .iter()
+        .position(|f| f == "--bucket-secret-access-key")
+        .unwrap();
+    wrong_secret[at + 1] = "not-the-secret-key-000".into();
+    let error = run(wrong_secret).await;
+    assert!(error.contains("refused the credentials"), "{error}");
+    assert!(error.contains("AWS_SECRET_ACCESS_KEY"), "{error}");
+
+    let mut missing = s3.flags(None);
+    missing[1] = "no-such-bucket".into();
+    let error = run(missing).await;
+    assert!(
+        error.contains("bucket no-such-bucket does not exist"),
+        "{error}"
+    );
+
+    let without_keys = vec!["--bucket-name".to_owned(), "frames".to_owned()];
+    let error = run(without_keys).await;
+    assert!(
+        error.contains("AWS_SECRET_ACCESS_KEY must both be set"),
+        "{error}"
+    );
+
+    for (flag, value) in [
+        ("--bucket-name", "Bad_Bucket"),
+        ("--bucket-prefix", "a/../b"),
+        ("--bucket-endpoint", "ftp://storage"),
+        ("--bucket-region", "US East"),
+    ] {
+        let parsed = Config::from_args(["--bucket-name", "frames", flag, value]);
+        assert!(parsed.is_err(), "{flag} {value}");
+    }
+}
+
+// Multi-threaded: the S3 server runs in this process and must answer the binary while this
+// thread waits for the binary's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
+    let s3 = S3Server::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let env = |manifest_interval: &str| -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = s3
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        env.push(("WS_TOKEN".into(), WS_TOKEN.into()));
+        env.push(("BUCKET_MANIFEST_INTERVAL".into(), manifest_interval.into()));
+        env
+    };
+    let spawn = |env: Vec<(String, String)>| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        BinaryServer::spawn(data.path(), &env, &[])
+    };
+    let stream = "rec_9f1c2a/100-alice-smith/webcam";
+
+    // The real binary, configured by the variables `fly storage create` sets, never adding
+    // frames to its manifest before it is killed.
+    let mut first = spawn(env("1h"));
+    let mut bot = Bot::connect(&first.ws_url(WS_TOKEN)).await;
+    let early = [
+        TestFrame::new(0.5),
+        TestFrame::new(1.0),
+        TestFrame::new(1.5),
+    ];
+    for frame in &early {
+        bot.send_frame(frame).await;
+    }
+    for frame in &early {
+        let key = format!("{stream}/{}", frame.file_name());
+        eventually(&format!("{key} is uploaded"), || async {
+            s3.get(&key).await.is_some()
+        })
+        .await;
+    }
+    first.kill9();
+    drop(bot);
+    let killed = first.output();
+    assert!(
+        killed.contains("recordings go to bucket recall-frames-test"),
+        "{killed}"
+    );
+    assert!(
+        chunk_lines(&s3, &format!("{stream}/frames"))
+            .await
+            .is_empty()
+    );
+
+    // After the kill: the frames saved before it are listed again, and a resent frame is a
+    // duplicate that does not replace the saved one.
+    let mut second = spawn(env("100ms"));
+    let mut bot = Bot::connect(&second.ws_url(WS_TOKEN)).await;
+    let mut resent = TestFrame::new(1.0);
+    resent.png = png(64, 36, 424_242);
+    bot.send_frame(&resent).await;
+    bot.send_frame(&TestFrame::new(2.0)).await;
+    let page_url = second.url(&format!("{ALICE_WEBCAM}/frames"));
+    eventually(
+        "the frames before and after the kill are listed",
+        || async {
+            let Ok(response) = reqwest::get(&page_url).await else {
+                return false;
+            };
+            response
+                .json::<Value>()
+                .await
+                .is_ok_and(|page| page["total"] == 4)
+        },
+    )
+    .await;
+    assert_eq!(
+        s3.get(&format!("{stream}/000001000.png")).await.unwrap(),
+        early[1].png
+    );
+    bot.close().await;
+    assert!(second.terminate(), "a clean shutdown exits 0");
+    let lines = chunk_lines(&s3, &format!("{stream}/frames")).await;
+    let recovered: BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l["recovered"] == true)
+        .map(|l| l["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        recovered,
+        BTreeSet::from(["000000500.png", "000001000.png", "000001500.png"])
+    );
+    let rebuilt = lines.iter().find(|l| l["file"] == "000000500.png").unwrap();
+    assert_eq!(
+        (&rebuilt["width"], &rebuilt["bytes"]),
+        (&json!(64), &json!(early[0].png.len()))
+    );
+
+    // A clean restart goes on with nothing to rebuild; logging everything, it shows no
+    // bucket credential.
+    let mut logging_all = env("100ms");
+    logging_all.push(("RUST_LOG".into(), "trace".into()));
+    let mut third = spawn(logging_all);
+    let mut bot = Bot::connect(&third.ws_url(WS_TOKEN)).await;
+    bot.send_frame(&TestFrame::new(2.5)).await;
+    let page_url = third.url(&format!("{ALICE_WEBCAM}/frames"));
+    eventually("the frame after the restart is listed", || async {
+        let Ok(response) = reqwest::get(&page_url).await else {
+            return false;
+        };
+        response
+            .json::<Value>()
+            .await
+            .is_ok_and(|page| page["total"] == 5)
+    })
+    .await;
+    bot.close().await;
+    assert!(third.terminate());
+    let lines = chunk_lines(&s3, &format!("{stream}/frames")).await;
+    assert_eq!(lines.iter().filter(|l| l["recovered"] == true).count(), 3);
+    let output = third.output();
+    assert!(!output.contains("rebuilt manifest lines"), "{output}");
+    assert!(
+        output.contains("hyper_util::client"),
+        "trace logs of the bucket's HTTP client"
+    );
+    assert!(
+        !output.contains(s3::SECRET_KEY),
+        "the secret key is never logged"
+    );
+    assert!(!output.contains("Signature="), "nor a request's signature");
+    assert!(!output.contains(s3::ACCESS_KEY), "nor the access key id");
+}
+
+/// What the no-clobber guarantee rests on, checked against the test store itself: a second
+/// create-only write of a key is refused (412), and so is a rewrite at a stale version.
+#[tokio::test]
+async fn the_test_store_refuses_a_second_create_and_a_stale_rewrite() {
+    use object_store::{PutMode, PutOptions, UpdateVersion};
+    let s3 = S3Server::start().await;
+    let client = s3.client();
+    let key = object_store::path::Path::from("rec/100/webcam/000000500.png");
+    let first = client
+        .put_opts(&key, b"first".to_vec().into(), PutMode::Create.into())
+        .await
+        .expect("the first create");
+    let second = client
+        .put_opts(&key, b"second".to_vec().into(), PutMode::Create.into())
+        .await;
+    assert!(
+        matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+        "{second:?}"
+    );
+    assert_eq!(s3.get(key.as_ref()).await.unwrap(), b"first".as_slice());
+
+    let version = UpdateVersion {
+        e_tag: first.e_tag.clone(),
+        version: None,
+    };
+    let mode = |version: &UpdateVersion| PutOptions::from(PutMode::Update(version.clone()));
+    client
+        .put_opts(&key, b"rewritten".to_vec().into(), mode(&version))
+        .await
+        .expect("a rewrite at the current version");
+    let stale = client
+        .put_opts(&key, b"stale".to_vec().into(), mode(&version))
+        .await;
+    assert!(
+        matches!(stale, Err(object_store::Error::Precondition { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(s3.get(key.as_ref()).await.unwrap(), b"rewritten".as_slice());
+}
