@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (what running with no subcommand does).
     Serve,
+    /// Stream realistic frames to a server as Recall bots would.
+    Simulate(Box<crate::simulate::SimulateArgs>),
 }
 
 const MIB: u64 = 1024 * 1024;

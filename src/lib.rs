@@ -16,6 +16,7 @@ pub mod http;
 pub mod layout;
 pub mod metrics;
 pub mod pipeline;
+pub mod simulate;
 pub mod sink;
 pub mod state;
 

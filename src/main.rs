@@ -2,17 +2,22 @@
 
 #![warn(clippy::unwrap_used)]
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 use clap::Parser as _;
 use recall_frames::config::{Cli, Command};
+use recall_frames::simulate::{Output, SimulateArgs, Simulation};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Command::Serve) => serve(cli.config).await,
+        None | Some(Command::Serve) => serve(cli.config).await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Simulate(args)) => simulate(*args).await,
     }
 }
 
@@ -20,6 +25,13 @@ async fn serve(config: recall_frames::Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log)
         .with_context(|| format!("RUST_LOG {:?} is not a valid filter", config.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    match raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!("open files limit raised from {before} to {after}")
+        }
+        Ok((_, limit)) => tracing::info!("open files limit {limit}"),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open files limit"),
+    }
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
         .await
         .with_context(|| format!("cannot listen on port {}", config.port))?;
@@ -32,4 +44,41 @@ async fn serve(config: recall_frames::Config) -> anyhow::Result<()> {
         }
     };
     recall_frames::run(config, listener, shutdown).await
+}
+
+/// Every websocket is a file descriptor, and the usual soft limit (1024) is below what one
+/// machine can serve: raise it to the hard limit. Returns the limit before and after.
+fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let (before, _hard) = rlimit::Resource::NOFILE.get()?;
+    let after = rlimit::increase_nofile_limit(u64::MAX)?;
+    Ok((before, after))
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    // Many bots need many sockets; a failure shows up as a connection error later.
+    let _ = raise_open_files_limit();
+    let simulation = Simulation::prepare(args).await?;
+    let cancel = CancellationToken::new();
+    let run = simulation.run(Output::Terminal, cancel.clone());
+    let mut run = std::pin::pin!(run);
+    let report = tokio::select! {
+        report = &mut run => report,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: closing connections");
+            cancel.cancel();
+            run.await
+        }
+    }?;
+    println!("{report}");
+    if report.refused() > 0 {
+        eprintln!(
+            "error: the server refused {} message(s); see the reasons above",
+            report.refused()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if report.interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
 }
