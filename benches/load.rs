@@ -54,12 +54,23 @@ struct Options {
     /// Frames written by the floor loop at most (it also stops after --max-seconds).
     #[arg(long, default_value_t = 20_000)]
     floor_frames: u64,
+    /// Run only these phases (repeat the flag); all of them by default.
+    #[arg(long, value_enum)]
+    phase: Vec<PhaseName>,
     /// What `cargo bench` passes to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
     /// A `cargo bench -- FILTER` for other benches: this one runs only if "load" matches.
     #[arg(hide = true)]
     filter: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PhaseName {
+    Floor,
+    Max,
+    Real,
+    Idle,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,7 +85,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    let server_binary = PathBuf::from(env!("CARGO_BIN_EXE_recall-frames"));
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_recall-frames"));
     // 2,000 client sockets in this process, and as many in the server.
     let open_files = rlimit::increase_nofile_limit(u64::MAX)?;
     ensure!(
@@ -84,13 +95,43 @@ async fn run(options: Options) -> anyhow::Result<()> {
     );
     let machine = Machine::describe()?;
     eprintln!("{machine}");
+    let runs = |phase| options.phase.is_empty() || options.phase.contains(&phase);
     let mut table = Table::default();
+    let floor = match runs(PhaseName::Floor) || runs(PhaseName::Max) {
+        true => Some(floor_phase(&options, &mut table).await?),
+        false => None,
+    };
+    if runs(PhaseName::Max) {
+        max_phase(&options, &binary, floor.as_ref(), &mut table).await?;
+    }
+    if runs(PhaseName::Real) {
+        real_phase(&options, &binary, &mut table).await?;
+    }
+    if runs(PhaseName::Idle) {
+        eprintln!("idle: {} open websockets...", options.idle_connections);
+        let (none, all) = idle(&binary, options.idle_connections).await?;
+        table.row(
+            &format!("{} idle websockets", options.idle_connections),
+            "server RSS (none open / all open)",
+            format!("{} / {}", mb(none), mb(all)),
+            "< 200 MB",
+        );
+    }
+    let after = procfs::LoadAverage::current()?;
+    println!("\n{machine}");
+    println!(
+        "load average after: {:.2} {:.2} {:.2}\n",
+        after.one, after.five, after.fifteen
+    );
+    println!("{table}");
+    Ok(())
+}
 
-    let max_seconds = options.max_seconds.to_string();
-    let max_bots = options.max_bots.to_string();
-    let max_args = [
+/// The simulator's arguments for the as-fast-as-possible phase (and the floor's PNGs).
+fn max_args(options: &Options) -> Vec<String> {
+    let args = [
         "--bots",
-        &max_bots,
+        &options.max_bots.to_string(),
         "--participants",
         "2",
         "--screenshare",
@@ -98,13 +139,19 @@ async fn run(options: Options) -> anyhow::Result<()> {
         "--fps",
         "max",
         "--duration",
-        &format!("{max_seconds}s"),
+        &format!("{}s", options.max_seconds),
         "--ring",
         "20",
     ];
+    args.map(String::from).to_vec()
+}
+
+async fn floor_phase(options: &Options, table: &mut Table) -> anyhow::Result<Floor> {
     eprintln!("floor: writing the same PNGs to new files in one thread...");
+    let args = max_args(options);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let floor = floor(
-        &prepare("ws://127.0.0.1:1/ws", &max_args, "floor").await?,
+        &prepare("ws://127.0.0.1:1/ws", &args, "floor").await?,
         options.floor_frames,
         Duration::from_secs(options.max_seconds),
     )
@@ -118,15 +165,25 @@ async fn run(options: Options) -> anyhow::Result<()> {
         ),
         "",
     );
+    Ok(floor)
+}
 
+async fn max_phase(
+    options: &Options,
+    binary: &Path,
+    floor: Option<&Floor>,
+    table: &mut Table,
+) -> anyhow::Result<()> {
     eprintln!(
-        "as fast as possible: {} bots x 2 streams for {max_seconds} s...",
-        options.max_bots
+        "as fast as possible: {} bots x 2 streams for {} s...",
+        options.max_bots, options.max_seconds
     );
-    let max = phase(&server_binary, &max_args, "load_max", None).await?;
+    let args = max_args(options);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let max = phase(binary, &args, "load_max", None).await?;
     let label = format!(
-        "as fast as possible: {} connections x 2 webcams, {max_seconds} s",
-        options.max_bots
+        "as fast as possible: {} connections x 2 webcams, {} s",
+        options.max_bots, options.max_seconds
     );
     table.row(
         &label,
@@ -138,25 +195,16 @@ async fn run(options: Options) -> anyhow::Result<()> {
         ),
         "",
     );
-    let ratio = max.frames_per_second() / floor.frames_per_second;
-    table.row(
-        "",
-        "ratio to the floor",
-        format!("{:.0}%", ratio * 100.0),
-        "≥ 75%",
-    );
-    table.row(
-        "",
-        "receipt-to-file p50 / p99",
-        format!(
-            "{} / {} (histogram {} / {})",
-            ms(max.disk_latency.0),
-            ms(max.disk_latency.1),
-            ms(max.histogram_latency.0),
-            ms(max.histogram_latency.1)
-        ),
-        "",
-    );
+    if let Some(floor) = floor {
+        let ratio = max.frames_per_second() / floor.frames_per_second;
+        table.row(
+            "",
+            "ratio to the floor",
+            format!("{:.0}%", ratio * 100.0),
+            "≥ 75%",
+        );
+    }
+    table.row("", "receipt-to-file p50 / p99", latencies(&max), "");
     table.row("", "peak RSS", mb(max.peak_rss), "");
     table.row(
         "",
@@ -176,21 +224,22 @@ async fn run(options: Options) -> anyhow::Result<()> {
     );
     table.row(
         "",
-        "frames lost",
+        "frames lost (checked on disk)",
         format!("{} of {}", max.lost, max.report.frames),
         "0",
     );
+    Ok(())
+}
 
-    let real_seconds = options.real_seconds.to_string();
-    let real_bots = options.real_bots.to_string();
+async fn real_phase(options: &Options, binary: &Path, table: &mut Table) -> anyhow::Result<()> {
     let streams = options.real_bots * 5;
     eprintln!(
-        "real rate: {streams} streams ({} bots x 5) at 2 fps for {real_seconds} s...",
-        options.real_bots
+        "real rate: {streams} streams ({} bots x 5) at 2 fps for {} s...",
+        options.real_bots, options.real_seconds
     );
-    let real_args = [
+    let args = [
         "--bots",
-        &real_bots,
+        &options.real_bots.to_string(),
         "--participants",
         "5",
         "--screenshare",
@@ -198,20 +247,14 @@ async fn run(options: Options) -> anyhow::Result<()> {
         "--fps",
         "2",
         "--duration",
-        &format!("{real_seconds}s"),
+        &format!("{}s", options.real_seconds),
         "--ring",
         "20",
     ];
-    let real = phase(
-        &server_binary,
-        &real_args,
-        "load_real",
-        Some(Duration::from_secs(1)),
-    )
-    .await?;
+    let real = phase(binary, &args, "load_real", Some(Duration::from_secs(1))).await?;
     let label = format!(
-        "real rate: {streams} streams at 2 fps ({} connections x 5), {real_seconds} s",
-        options.real_bots
+        "real rate: {streams} streams at 2 fps ({} connections x 5), {} s",
+        options.real_bots, options.real_seconds
     );
     table.row(
         &label,
@@ -232,13 +275,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     table.row(
         "",
         "receipt-to-file p50 / p99",
-        format!(
-            "{} / {} (histogram {} / {})",
-            ms(real.disk_latency.0),
-            ms(real.disk_latency.1),
-            ms(real.histogram_latency.0),
-            ms(real.histogram_latency.1)
-        ),
+        latencies(&real),
         "p99 < 100 ms",
     );
     table.row(
@@ -253,24 +290,17 @@ async fn run(options: Options) -> anyhow::Result<()> {
         format!("{:.0}% of a core", real.generator_cpu / real.wall * 100.0),
         "",
     );
-
-    eprintln!("idle: {} open websockets...", options.idle_connections);
-    let idle = idle(&server_binary, options.idle_connections).await?;
-    table.row(
-        &format!("{} idle websockets", options.idle_connections),
-        "server RSS (none open / all open)",
-        format!("{} / {}", mb(idle.0), mb(idle.1)),
-        "< 200 MB",
-    );
-
-    let after = procfs::LoadAverage::current()?;
-    println!("\n{machine}");
-    println!(
-        "load average after: {:.2} {:.2} {:.2}\n",
-        after.one, after.five, after.fifteen
-    );
-    println!("{table}");
     Ok(())
+}
+
+fn latencies(phase: &Phase) -> String {
+    format!(
+        "{} / {} (histogram: {} / {})",
+        ms(phase.disk_latency.0),
+        ms(phase.disk_latency.1),
+        ms(phase.histogram_latency.0),
+        ms(phase.histogram_latency.1)
+    )
 }
 
 /// The simulation of `args`, its frames rendered, aimed at `url`.

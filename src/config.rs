@@ -27,6 +27,7 @@ pub enum Command {
     /// Run the server (what running with no subcommand does).
     Serve,
     /// Stream realistic frames to a server as Recall bots would.
+    #[command(long_about = crate::simulate::LONG_ABOUT)]
     Simulate(Box<crate::simulate::SimulateArgs>),
 }
 
