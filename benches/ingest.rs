@@ -81,13 +81,23 @@ fn decode(c: &mut Criterion) {
         b.iter(|| serde_json::from_str::<serde::de::IgnoredAny>(black_box(&text)).unwrap())
     });
     group.throughput(Throughput::BytesDecimal(buffer.len() as u64));
-    group.bench_function("base64 decode of the buffer", |b| {
+    group.bench_function("base64 decode, base64 crate (the fallback)", |b| {
         b.iter(|| {
             base64::engine::general_purpose::STANDARD
                 .decode(black_box(&buffer))
                 .unwrap()
         })
     });
+    group.bench_function(
+        "base64 decode, base64-simd (what event::decode uses)",
+        |b| {
+            b.iter(|| {
+                base64_simd::STANDARD
+                    .decode_to_vec(black_box(&buffer))
+                    .unwrap()
+            })
+        },
+    );
     group.throughput(Throughput::BytesDecimal(png.len() as u64));
     group.bench_function("PNG header and IEND check", |b| {
         b.iter(|| event::png_dimensions(black_box(&png)).unwrap())
