@@ -165,6 +165,7 @@ async fn floor_phase(options: &Options, table: &mut Table) -> anyhow::Result<Flo
         ),
         "",
     );
+    others_row(table, floor.others_cpu, floor.wall);
     Ok(floor)
 }
 
@@ -204,7 +205,7 @@ async fn max_phase(
             "≥ 75%",
         );
     }
-    table.row("", "receipt-to-file p50 / p99", latencies(&max), "");
+    latency_rows(table, &max, "");
     table.row("", "peak RSS", mb(max.peak_rss), "");
     table.row(
         "",
@@ -228,6 +229,7 @@ async fn max_phase(
         format!("{} of {}", max.lost, max.report.frames),
         "0",
     );
+    others_row(table, max.others_cpu, max.wall);
     Ok(())
 }
 
@@ -272,12 +274,7 @@ async fn real_phase(options: &Options, binary: &Path, table: &mut Table) -> anyh
         format!("{} / {}", mb(real.peak_rss), mb(real.sampled_rss)),
         "< 150 MB",
     );
-    table.row(
-        "",
-        "receipt-to-file p50 / p99",
-        latencies(&real),
-        "p99 < 100 ms",
-    );
+    latency_rows(table, &real, "p99 < 100 ms");
     table.row(
         "",
         "frames lost (checked on disk)",
@@ -290,17 +287,44 @@ async fn real_phase(options: &Options, binary: &Path, table: &mut Table) -> anyh
         format!("{:.0}% of a core", real.generator_cpu / real.wall * 100.0),
         "",
     );
+    others_row(table, real.others_cpu, real.wall);
     Ok(())
 }
 
-fn latencies(phase: &Phase) -> String {
-    format!(
-        "{} / {} (histogram: {} / {})",
-        ms(phase.disk_latency.0),
-        ms(phase.disk_latency.1),
-        ms(phase.histogram_latency.0),
-        ms(phase.histogram_latency.1)
-    )
+/// How much other work shared the machine: what makes a run disturbed.
+fn others_row(table: &mut Table, others_cpu: f64, wall: f64) {
+    let cores = (others_cpu / wall).max(0.0);
+    let verdict = if cores < 0.1 { "quiet" } else { "disturbed" };
+    table.row(
+        "",
+        "other processes meanwhile",
+        format!("{cores:.2} cores ({verdict})"),
+        "",
+    );
+}
+
+/// The two latency rows: to the file in place (from the files) and to saved (histogram).
+fn latency_rows(table: &mut Table, phase: &Phase, target: &str) {
+    table.row(
+        "",
+        "receipt to file in place, p50 / p99 (files)",
+        format!(
+            "{} / {}",
+            ms(phase.disk_latency.0),
+            ms(phase.disk_latency.1)
+        ),
+        target,
+    );
+    table.row(
+        "",
+        "receipt to saved, p50 / p99 (histogram)",
+        format!(
+            "{} / {}",
+            ms(phase.histogram_latency.0),
+            ms(phase.histogram_latency.1)
+        ),
+        "",
+    );
 }
 
 /// The simulation of `args`, its frames rendered, aimed at `url`.
@@ -316,6 +340,9 @@ async fn prepare(url: &str, args: &[&str], recording: &str) -> anyhow::Result<Si
 struct Floor {
     frames_per_second: f64,
     mb_per_second: f64,
+    /// CPU-seconds that other processes used meanwhile, and the loop's wall time.
+    others_cpu: f64,
+    wall: f64,
 }
 
 /// The same PNGs the simulator sends, written to new files one after the other: the most a
@@ -328,6 +355,7 @@ async fn floor(sim: &Simulation, max_frames: u64, max_time: Duration) -> anyhow:
         .collect();
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir()?;
+        let (busy_before, me_before) = (machine_busy()?, own_cpu()?);
         let started = Instant::now();
         let (mut frames, mut bytes) = (0u64, 0u64);
         while frames < max_frames && started.elapsed() < max_time {
@@ -337,9 +365,12 @@ async fn floor(sim: &Simulation, max_frames: u64, max_time: Duration) -> anyhow:
             bytes += png.len() as u64;
         }
         let seconds = started.elapsed().as_secs_f64();
+        let others_cpu = (machine_busy()? - busy_before) - (own_cpu()? - me_before);
         Ok(Floor {
             frames_per_second: frames as f64 / seconds,
             mb_per_second: bytes as f64 / 1e6 / seconds,
+            others_cpu,
+            wall: seconds,
         })
     })
     .await?
@@ -356,6 +387,8 @@ struct Phase {
     wall: f64,
     server_cpu: f64,
     generator_cpu: f64,
+    /// CPU-seconds that processes other than the server and this one used meanwhile.
+    others_cpu: f64,
     peak_rss: u64,
     sampled_rss: u64,
     histogram_latency: (f64, f64),
@@ -387,7 +420,7 @@ async fn phase(
 ) -> anyhow::Result<Phase> {
     let server = Server::start(binary).await?;
     let simulation = prepare(&server.ws_url(), args, recording).await?;
-    let (server_before, me_before) = (server.cpu()?, own_cpu()?);
+    let (server_before, me_before, busy_before) = (server.cpu()?, own_cpu()?, machine_busy()?);
     let started = Instant::now();
     let cancel = CancellationToken::new();
     let run = simulation.run(Output::Quiet, cancel.clone());
@@ -429,6 +462,7 @@ async fn phase(
     };
     let wall = started.elapsed().as_secs_f64();
     let server_cpu = server.cpu()? - server_before;
+    let others_cpu = (machine_busy()? - busy_before) - server_cpu - (own_cpu()? - me_before);
     let peak_rss = server.peak_rss()?;
     let histogram_latency = histogram_quantiles(&server.metrics().await?)?;
     let data_dir = server.data_dir().to_owned();
@@ -445,6 +479,7 @@ async fn phase(
         wall,
         server_cpu,
         generator_cpu,
+        others_cpu,
         peak_rss,
         sampled_rss,
         histogram_latency,
@@ -662,6 +697,14 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// CPU-seconds the whole machine has been busy (user, nice, system, interrupts).
+fn machine_busy() -> anyhow::Result<f64> {
+    use procfs::CurrentSI as _;
+    let t = procfs::KernelStats::current()?.total;
+    let ticks = t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0);
+    Ok(ticks as f64 / procfs::ticks_per_second() as f64)
 }
 
 fn own_cpu() -> anyhow::Result<f64> {
