@@ -708,6 +708,34 @@ async fn finish_reading(reader: JoinHandle<Ended>, closed: &CancellationToken) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simulate::Output;
+
+    #[test]
+    fn refusal_replies_are_counted_by_reason_with_the_first_message() {
+        let shared = Shared::new(Progress::start(Output::Quiet, None));
+        let refusal = |reason: &str, message: &str| {
+            serde_json::json!({"error": {"reason": reason, "message": message}}).to_string()
+        };
+        shared.server_said(0, &refusal("invalid_png", "PNG is truncated"));
+        shared.server_said(1, &refusal("invalid_png", "another message"));
+        shared.server_said(0, &refusal("bad_timestamp", "too late"));
+        shared.server_said(0, "something else entirely");
+        shared.server_said(0, r#"{"error": "not a refusal object"}"#);
+        let refusals = shared.refusals();
+        assert_eq!(
+            refusals.get("invalid_png"),
+            Some(&Refused {
+                count: 2,
+                first_message: "PNG is truncated".into()
+            })
+        );
+        assert_eq!(refusals.get("bad_timestamp").map(|r| r.count), Some(1));
+        assert_eq!(refusals.len(), 2);
+        assert_eq!(
+            shared.progress.counters().refused.load(Ordering::Relaxed),
+            3
+        );
+    }
 
     #[test]
     fn urls_get_their_token_and_hide_it_when_shown() {
