@@ -105,17 +105,16 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-/// Times `iters` writes made by `write(i)` into a fresh folder, then removes the folder
-/// (untimed), so that a long benchmark does not fill the disk.
+/// Times `iters` writes made by `write(i)` into a fresh folder under `root`. Nothing is
+/// deleted until the whole group is done: for 30 s after a mass deletion, ext4 allocates
+/// new inodes slowly (it steps past the freed ones), which would slow the next sample.
 fn timed_writes(root: &Path, iters: u64, mut write: impl FnMut(&Path, u64)) -> Duration {
-    let dir = tempfile::tempdir_in(root).unwrap();
+    let dir = tempfile::tempdir_in(root).unwrap().keep();
     let started = Instant::now();
     for i in 0..iters {
-        write(dir.path(), i);
+        write(&dir, i);
     }
-    let elapsed = started.elapsed();
-    drop(dir);
-    elapsed
+    started.elapsed()
 }
 
 fn write(c: &mut Criterion) {
@@ -146,14 +145,14 @@ fn write(c: &mut Criterion) {
     let mut participant = 0;
     group.bench_function("sink::fs StreamWriter::write", |b| {
         b.iter_custom(|iters| {
-            // A new stream each sample, in a recording folder of its own, removed after.
+            // A new stream each sample, in a data folder of its own.
             participant += 1;
-            let data = tempfile::tempdir_in(root.path()).unwrap();
+            let data = tempfile::tempdir_in(root.path()).unwrap().keep();
             let mut first: Frame = (*frame).clone();
             first.participant.id = ParticipantId(participant);
             first.key.participant = ParticipantId(participant);
             runtime.block_on(async {
-                let sink = Arc::new(FsSink::new(data.path().to_owned()).await.unwrap());
+                let sink = Arc::new(FsSink::new(data).await.unwrap());
                 let mut writer = sink.open_stream(&first).await.unwrap();
                 let mut frames: Vec<Frame> = (0..iters)
                     .map(|i| {
