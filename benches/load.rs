@@ -55,9 +55,12 @@ struct Options {
     /// Idle websockets held open in the last phase.
     #[arg(long, default_value_t = 2000)]
     idle_connections: usize,
-    /// Frames written by the floor loop at most (it also stops after --max-seconds).
-    #[arg(long, default_value_t = 20_000)]
+    /// Frames written by each floor loop at most.
+    #[arg(long, default_value_t = 10_000)]
     floor_frames: u64,
+    /// Seconds each floor loop runs at most.
+    #[arg(long, default_value_t = 10)]
+    floor_seconds: u64,
     /// Run only these phases (repeat the flag); all of them by default.
     #[arg(long, value_enum)]
     phase: Vec<PhaseName>,
@@ -101,12 +104,23 @@ async fn run(options: Options) -> anyhow::Result<()> {
     eprintln!("{machine}");
     let runs = |phase| options.phase.is_empty() || options.phase.contains(&phase);
     let mut table = Table::default();
-    let floor = match runs(PhaseName::Floor) || runs(PhaseName::Max) {
-        true => Some(floor_phase(&options, &mut table).await?),
+    // The floor moves with the kernel's page-cache state from minute to minute, so it is
+    // measured just before and just after the as-fast-as-possible phase, and the server is
+    // compared with their mean.
+    let mut floors = Vec::new();
+    if runs(PhaseName::Floor) || runs(PhaseName::Max) {
+        floors.push(floor_phase(&options).await?);
+    }
+    let max = match runs(PhaseName::Max) {
+        true => Some(max_phase(&options, &binary).await?),
         false => None,
     };
-    if runs(PhaseName::Max) {
-        max_phase(&options, &binary, floor.as_ref(), &mut table).await?;
+    if max.is_some() {
+        floors.push(floor_phase(&options).await?);
+    }
+    let floor = floor_rows(&mut table, &floors);
+    if let Some(max) = &max {
+        max_rows(&options, &mut table, max, floor);
     }
     if runs(PhaseName::Real) {
         real_phase(&options, &binary, &mut table).await?;
@@ -150,42 +164,58 @@ fn max_args(options: &Options) -> Vec<String> {
     args.map(String::from).to_vec()
 }
 
-async fn floor_phase(options: &Options, table: &mut Table) -> anyhow::Result<Floor> {
+async fn floor_phase(options: &Options) -> anyhow::Result<Floor> {
     eprintln!("floor: writing the same PNGs to new files in one thread...");
     let args = max_args(options);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let floor = floor(
+    floor(
         &prepare("ws://127.0.0.1:1/ws", &args, "floor").await?,
         options.floor_frames,
-        Duration::from_secs(options.max_seconds),
+        Duration::from_secs(options.floor_seconds),
     )
-    .await?;
+    .await
+}
+
+/// The floor's rows; returns the mean frames/s of its measurements.
+fn floor_rows(table: &mut Table, floors: &[Floor]) -> Option<f64> {
+    if floors.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = floors
+        .iter()
+        .map(|f| format!("{:.0}", f.frames_per_second))
+        .collect();
+    let count = floors.len() as f64;
+    let mean = floors.iter().map(|f| f.frames_per_second).sum::<f64>() / count;
+    let mb = floors.iter().map(|f| f.mb_per_second).sum::<f64>() / count;
+    let measured = if floors.len() > 1 {
+        format!(" (before / after: {} frames/s)", each.join(" / "))
+    } else {
+        String::new()
+    };
     table.row(
         "floor: same PNGs, one thread, `write` to new files",
         "frames/s, MB/s",
-        format!(
-            "{:.0} frames/s, {:.0} MB/s",
-            floor.frames_per_second, floor.mb_per_second
-        ),
+        format!("{mean:.0} frames/s, {mb:.0} MB/s{measured}"),
         "",
     );
-    others_row(table, floor.others_cpu, floor.wall);
-    Ok(floor)
+    let others: f64 = floors.iter().map(|f| f.others_cpu).sum();
+    let wall: f64 = floors.iter().map(|f| f.wall).sum();
+    others_row(table, others, wall);
+    Some(mean)
 }
 
-async fn max_phase(
-    options: &Options,
-    binary: &Path,
-    floor: Option<&Floor>,
-    table: &mut Table,
-) -> anyhow::Result<()> {
+async fn max_phase(options: &Options, binary: &Path) -> anyhow::Result<Phase> {
     eprintln!(
         "as fast as possible: {} bots x 2 streams for {} s...",
         options.max_bots, options.max_seconds
     );
     let args = max_args(options);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let max = phase(binary, &args, "load_max", Duration::ZERO).await?;
+    phase(binary, &args, "load_max", Duration::ZERO).await
+}
+
+fn max_rows(options: &Options, table: &mut Table, max: &Phase, floor: Option<f64>) {
     let label = format!(
         "as fast as possible: {} connections x 2 webcams, {} s",
         options.max_bots, options.max_seconds
@@ -201,7 +231,7 @@ async fn max_phase(
         "",
     );
     if let Some(floor) = floor {
-        let ratio = max.frames_per_second() / floor.frames_per_second;
+        let ratio = max.frames_per_second() / floor;
         table.row(
             "",
             "ratio to the floor",
@@ -209,7 +239,7 @@ async fn max_phase(
             "≥ 75%",
         );
     }
-    latency_rows(table, &max, None, "");
+    latency_rows(table, max, None, "");
     table.row("", "peak RSS", mb(max.peak_rss), "");
     table.row(
         "",
@@ -234,7 +264,6 @@ async fn max_phase(
         "0",
     );
     others_row(table, max.others_cpu, max.wall);
-    Ok(())
 }
 
 async fn real_phase(options: &Options, binary: &Path, table: &mut Table) -> anyhow::Result<()> {
