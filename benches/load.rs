@@ -5,16 +5,17 @@
 //! process, and prints a Markdown table:
 //!
 //! 1. the floor: the same PNG bytes written to new files by a one-thread loop, no network
-//!    and no parsing;
+//!    and no parsing (just before and just after phase 2);
 //! 2. as fast as possible over many connections: sustained frames/s and MB/s reaching disk,
-//!    receipt-to-file p50/p99, peak RSS, CPU-seconds per 1,000 frames, and the ratio to the
+//!    receipt-to-file latency, peak RSS, CPU-seconds per 1,000 frames, and the ratio to the
 //!    floor;
-//! 3. the real rate, 2 fps on 250 streams: CPU, RSS, p99, and frames lost (checked against
-//!    the files on disk);
+//! 3. the real rate, 2 fps on 250 streams: CPU, RSS, latency after a warm-up (and with it),
+//!    and frames lost (checked against the files on disk);
 //! 4. 2,000 idle websockets: the server's RSS.
 //!
-//! The simulator's own CPU is measured as this process's. Every phase is bounded in time
-//! and count; only 127.0.0.1 is ever connected to.
+//! The simulator's own CPU is measured as this process's, and the other processes' CPU
+//! during each phase says whether the run was disturbed. Every phase is bounded in time and
+//! count; only 127.0.0.1 is ever connected to. `--help` lists the knobs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
