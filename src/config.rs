@@ -34,6 +34,9 @@ pub enum Command {
     /// Manage Recall bots from the command line, as the /api/bots routes do.
     #[command(subcommand)]
     Bot(crate::recall::BotCommand),
+    /// Stream realistic frames to a server as Recall bots would.
+    #[command(long_about = crate::simulate::LONG_ABOUT)]
+    Simulate(Box<crate::simulate::SimulateArgs>),
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -218,7 +221,7 @@ pub struct Config {
 /// errors quote the rejected value, and a near-miss of a secret is as good as the secret
 /// once it is in a deployment's logs.
 #[derive(Clone)]
-struct SecretParser<T>(fn(&str) -> Result<T, String>);
+pub(crate) struct SecretParser<T>(pub(crate) fn(&str) -> Result<T, String>);
 
 impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
     type Value = T;

@@ -21,6 +21,7 @@ pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod recall;
+pub mod simulate;
 pub mod sink;
 pub mod state;
 

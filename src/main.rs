@@ -1,27 +1,32 @@
 //! The `recall-frames` command: parse the configuration, then bind and run the server, or
-//! run one of the `bot` subcommands.
+//! run one of the subcommands (`bot`, `simulate`).
 
 #![warn(clippy::unwrap_used)]
+
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use recall_frames::config::{Cli, Command};
 use recall_frames::recall::BotCommand;
+use recall_frames::simulate::{Output, SimulateArgs, Simulation};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Command::Serve) => serve(cli.config).await,
+        None | Some(Command::Serve) => serve(cli.config).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Bot(BotCommand::Create(args))) => {
             // Logs go to stderr: stdout is the bot's JSON, for scripts to read.
             init_logs(&cli.config.log, std::io::stderr)?;
             let bot = recall_frames::recall::create_bot_command(&cli.config, &args).await?;
             println!("{}", serde_json::to_string_pretty(&bot)?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Simulate(args)) => simulate(*args).await,
     }
 }
 
@@ -40,9 +45,53 @@ where
 
 async fn serve(config: recall_frames::Config) -> anyhow::Result<()> {
     init_logs(&config.log, std::io::stdout)?;
+    match raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!("open files limit raised from {before} to {after}")
+        }
+        Ok((_, limit)) => tracing::info!("open files limit {limit}"),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open files limit"),
+    }
     let listener = tokio::net::TcpListener::bind((config.listen_address, config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.listen_address, config.port))?;
     let shutdown = recall_frames::shutdown_signal()?;
     recall_frames::run(config, listener, shutdown).await
+}
+
+/// Every websocket is a file descriptor, and the usual soft limit (1024) is below what one
+/// machine can serve: raise it to the hard limit. Returns the limit before and after.
+fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let (before, _hard) = rlimit::Resource::NOFILE.get()?;
+    let after = rlimit::increase_nofile_limit(u64::MAX)?;
+    Ok((before, after))
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    // Many bots need many sockets; a failure shows up as a connection error later.
+    let _ = raise_open_files_limit();
+    let simulation = Simulation::prepare(args).await?;
+    let cancel = CancellationToken::new();
+    let run = simulation.run(Output::Terminal, cancel.clone());
+    let mut run = std::pin::pin!(run);
+    let report = tokio::select! {
+        report = &mut run => report,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: closing connections");
+            cancel.cancel();
+            run.await
+        }
+    }?;
+    println!("{report}");
+    if report.refused() > 0 {
+        eprintln!(
+            "error: the server refused {} message(s); see the reasons above",
+            report.refused()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if report.interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
 }

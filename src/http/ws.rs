@@ -38,6 +38,12 @@ use crate::state::AppState;
 /// (and saving) whatever the bot sent before it saw it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// The socket's read buffer, which every connection keeps while idle (tungstenite zero-fills
+/// it before each read). The default, 128 KiB, made 2,000 quiet bots hold 285 MB; at 32 KiB
+/// they hold under 100 MB. A message is still read into one buffer of its full size: only
+/// the reads are smaller (13 rather than 3 per 450 KB frame, no measurable CPU difference).
+const READ_BUFFER_BYTES: usize = 32 * 1024;
+
 #[derive(Deserialize)]
 pub struct WsParams {
     #[serde(default)]
@@ -89,6 +95,7 @@ pub async fn accept_ws(
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_failed_upgrade(|error| tracing::warn!(%error, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
             let id = state.next_connection_id();

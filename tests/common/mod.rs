@@ -54,6 +54,26 @@ impl TestServer {
     /// The server on an existing DATA_DIR (for restarts), with the test token unless `args`
     /// set `--ws-token` themselves or ask for none with `--generated-token`.
     pub async fn start_in(data_dir: &Path, args: &[&str]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::start_in_on(listener, data_dir, args).await
+    }
+
+    /// As [`TestServer::start_in`], on the address of an earlier server: a restart where
+    /// bots expect to find it again.
+    pub async fn restart_at(addr: SocketAddr, data_dir: &Path, args: &[&str]) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind the earlier server's address");
+        Self::start_in_on(listener, data_dir, args).await
+    }
+
+    async fn start_in_on(
+        listener: tokio::net::TcpListener,
+        data_dir: &Path,
+        args: &[&str],
+    ) -> Self {
         let mut all: Vec<String> = vec!["--data-dir".into(), data_dir.display().to_string()];
         let generated = args.contains(&"--generated-token");
         if !generated && !args.contains(&"--ws-token") {
@@ -65,7 +85,7 @@ impl TestServer {
                 .map(|a| a.to_string()),
         );
         let config = Config::from_args(all).expect("test configuration");
-        Self::start_config(config).await
+        Self::start_on(listener, config).await
     }
 
     pub async fn start_config(config: Config) -> Self {

@@ -1,0 +1,429 @@
+//! `recall-frames simulate` against the real server: what it sends lands on disk as sent,
+//! it resumes after a server restart, and its exit code tells a user when something is wrong.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use recall_frames::frame::{Participant, StreamKind};
+use recall_frames::layout;
+use recall_frames::simulate::{Output, Report, SimulateArgs, Simulation, StreamReport};
+use tokio_util::sync::CancellationToken;
+
+/// Small frames keep the debug-build tests quick; the size itself is a unit test's concern.
+const SMALL: &str = "160x90";
+
+async fn simulate(url: &str, args: &[&str]) -> (Simulation, Report) {
+    let mut all = vec![url];
+    all.extend(args);
+    let simulation = Simulation::prepare(SimulateArgs::from_args(all).expect("valid arguments"))
+        .await
+        .expect("the simulation is prepared");
+    let report = simulation
+        .run(Output::Quiet, CancellationToken::new())
+        .await
+        .expect("the simulation runs to the end");
+    (simulation, report)
+}
+
+fn stream_dir(data_dir: &Path, stream: &StreamReport) -> std::path::PathBuf {
+    let folder = layout::participant_folder_name(&Participant {
+        id: stream.participant,
+        name: stream.name.clone(),
+        is_host: stream.is_host,
+        platform: None,
+        email: None,
+        extra_data: serde_json::Value::Null,
+    });
+    data_dir
+        .join(&stream.recording)
+        .join(folder)
+        .join(stream.kind.as_str())
+}
+
+/// Every frame the report says was sent is a file holding exactly the PNG sent, listed once
+/// in its manifest, and there is nothing else.
+fn assert_on_disk_as_sent(data_dir: &Path, simulation: &Simulation, report: &Report) {
+    for stream in &report.streams {
+        let dir = stream_dir(data_dir, stream);
+        let mut expected: Vec<String> = stream
+            .sent_ms
+            .iter()
+            .map(|&ms| layout::frame_file_name(ms))
+            .collect();
+        let manifest: Vec<String> = read_jsonl(&dir.join("frames.jsonl"))
+            .iter()
+            .map(|line| line["file"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            manifest,
+            expected,
+            "{} lists each frame once",
+            dir.display()
+        );
+        for (tick, name) in expected.iter().enumerate() {
+            let saved = std::fs::read(dir.join(name)).unwrap();
+            assert!(
+                saved == simulation.png(stream.slot, stream.kind, tick as u64),
+                "{}/{name} is the PNG sent",
+                dir.display()
+            );
+        }
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "frames.jsonl")
+            .collect();
+        files.sort();
+        expected.sort();
+        assert_eq!(
+            files,
+            expected,
+            "{} holds the frames sent only",
+            dir.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn bots_participants_and_screenshares_land_on_disk_as_sent() {
+    let mut server = TestServer::start().await;
+    let (simulation, report) = simulate(
+        &server.ws_url(WS_TOKEN),
+        &[
+            "--bots",
+            "2",
+            "--participants",
+            "3",
+            "--names",
+            "Ann Lee,Bo Chen",
+            "--hosts",
+            "1",
+            "--screenshare",
+            "1",
+            "--frames",
+            "4",
+            "--fps",
+            "40",
+            "--size",
+            SMALL,
+            "--recording",
+            "sim_test",
+            "--participant-events",
+        ],
+    )
+    .await;
+    server.stop().await.unwrap();
+
+    assert_eq!(report.refused(), 0, "{report}");
+    assert_eq!((report.bots, report.streams.len()), (2, 8));
+    assert_eq!(
+        (
+            report.frames,
+            report.webcam_frames,
+            report.screenshare_frames
+        ),
+        (32, 24, 8)
+    );
+    // join and webcam_on for each, screenshare_on for one, leave for each: per bot.
+    assert_eq!(report.participant_events, 2 * (3 + 3 + 1 + 3));
+    assert_on_disk_as_sent(&server.data_dir, &simulation, &report);
+
+    let mut expected = vec![];
+    for recording in ["sim_test-1", "sim_test-2"] {
+        for stream in [
+            "100-ann-lee/participant.json",
+            "100-ann-lee/screenshare",
+            "100-ann-lee/webcam",
+            "101-bo-chen/participant.json",
+            "101-bo-chen/webcam",
+            "102-carol-diaz/participant.json",
+            "102-carol-diaz/webcam",
+            "events.jsonl",
+            "recording.json",
+        ] {
+            expected.push(format!("{recording}/{stream}"));
+        }
+    }
+    let mut found: Vec<String> = tree(&server.data_dir)
+        .into_iter()
+        .map(|path| match path.rsplit_once('/') {
+            Some((dir, file)) if file.ends_with(".png") || file == "frames.jsonl" => dir.into(),
+            _ => path,
+        })
+        .collect();
+    found.dedup();
+    assert_eq!(found, expected);
+
+    // The server records the participant events each bot sent, in order.
+    let events: Vec<(String, u64)> = read_jsonl(&server.data_dir.join("sim_test-1/events.jsonl"))
+        .iter()
+        .map(|line| {
+            let kind = line["event"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("participant_events.");
+            (kind.to_owned(), line["participant"]["id"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(events.len(), 3 + 3 + 1 + 3);
+    for id in [100, 101, 102] {
+        let mine: Vec<&str> = events
+            .iter()
+            .filter(|(_, who)| *who == id)
+            .map(|(kind, _)| kind.as_str())
+            .collect();
+        let shares = if id == 100 {
+            vec!["screenshare_on"]
+        } else {
+            vec![]
+        };
+        let expected: Vec<&str> = ["join", "webcam_on"]
+            .into_iter()
+            .chain(shares)
+            .chain(["leave"])
+            .collect();
+        assert_eq!(mine, expected, "participant {id}");
+    }
+
+    let ann = read_json(
+        &server
+            .data_dir
+            .join("sim_test-2/100-ann-lee/participant.json"),
+    );
+    assert_eq!(ann["name"], "Ann Lee");
+    assert_eq!(ann["is_host"], true);
+    let bo = read_json(
+        &server
+            .data_dir
+            .join("sim_test-2/101-bo-chen/participant.json"),
+    );
+    assert_eq!(bo["is_host"], false);
+    let recording = read_json(&server.data_dir.join("sim_test-1/recording.json"));
+    assert_eq!(recording["recording"]["id"], "sim_test-1");
+    assert_eq!(recording["first_frame"]["relative"], 0.0);
+    assert_eq!(
+        recording["last_frame"]["relative"], 0.075,
+        "4 frames at 40 fps"
+    );
+}
+
+#[tokio::test]
+async fn a_server_restart_mid_run_is_survived_without_overwriting() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_in(data.path(), &[]).await;
+    let addr = server.addr;
+    let url = server.ws_url(WS_TOKEN);
+    let run = tokio::spawn(async move {
+        simulate(
+            &url,
+            &[
+                "--participants",
+                "2",
+                "--screenshare",
+                "1",
+                "--frames",
+                "30",
+                "--fps",
+                "20",
+                "--size",
+                SMALL,
+                "--recording",
+                "restarted",
+                "--retry-delay",
+                "100ms",
+                "--retries",
+                "100",
+            ],
+        )
+        .await
+    });
+    let first_webcam = data.path().join("restarted/100-alice-smith/webcam");
+    eventually("the first frames are saved", || async {
+        std::fs::read_dir(&first_webcam).map_or(0, |d| d.count()) > 6
+    })
+    .await;
+    server.stop().await.expect("a clean shutdown mid-run");
+    tokio::time::sleep(Duration::from_millis(300)).await; // a few failed attempts
+    let mut server = TestServer::restart_at(addr, data.path(), &[]).await;
+    let (simulation, report) = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the simulation ends")
+        .unwrap();
+    server.stop().await.unwrap();
+
+    assert!(report.reconnects >= 1, "{report}");
+    assert_eq!(report.refused(), 0, "{report}");
+    assert_eq!(report.frames, 3 * 30, "{report}");
+    assert_on_disk_as_sent(data.path(), &simulation, &report);
+}
+
+#[tokio::test]
+async fn frames_from_a_folder_are_sent_byte_for_byte() {
+    let mut server = TestServer::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let pngs: Vec<Vec<u8>> = (0..3).map(|i| png(96, 54, 1000 + i)).collect();
+    for (i, bytes) in pngs.iter().enumerate() {
+        std::fs::write(folder.path().join(format!("shot-{i}.png")), bytes).unwrap();
+    }
+    std::fs::write(folder.path().join("notes.txt"), "not a frame").unwrap();
+    let dir = folder.path().display().to_string();
+    let (simulation, report) = simulate(
+        &server.ws_url(WS_TOKEN),
+        &[
+            "--pngs",
+            &dir,
+            "--participants",
+            "1",
+            "--screenshare",
+            "0",
+            "--frames",
+            "5",
+            "--fps",
+            "50",
+            "--recording",
+            "from_folder",
+        ],
+    )
+    .await;
+    server.stop().await.unwrap();
+    assert_on_disk_as_sent(&server.data_dir, &simulation, &report);
+    let webcam = server.data_dir.join("from_folder/100-alice-smith/webcam");
+    for (tick, ms) in report.streams[0].sent_ms.iter().enumerate() {
+        let saved = std::fs::read(webcam.join(layout::frame_file_name(*ms))).unwrap();
+        assert!(
+            saved == pngs[tick % 3],
+            "frame {tick} is file {} of the folder",
+            tick % 3
+        );
+    }
+    assert_eq!(report.streams[0].kind, StreamKind::Webcam);
+
+    std::fs::write(
+        folder.path().join("shot-9.png"),
+        b"\x89PNG\r\n\x1a\n truncated",
+    )
+    .unwrap();
+    let refused = Simulation::prepare(
+        SimulateArgs::from_args(["ws://127.0.0.1:9/ws", "--pngs", &dir]).unwrap(),
+    )
+    .await
+    .err()
+    .expect("a broken PNG is refused before anything is sent");
+    assert!(refused.to_string().contains("shot-9.png"), "{refused}");
+}
+
+/// Runs the real binary's `simulate` and returns its exit code and stderr.
+async fn simulate_command(args: &[&str]) -> (Option<i32>, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall-frames"))
+        .arg("simulate")
+        .args(args)
+        .env_remove("WS_TOKEN")
+        .env_remove("RECALL_VERIFICATION_SECRET")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(PATIENCE, output)
+        .await
+        .expect("simulate exits in time")
+        .expect("simulate runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_wrong_token_exits_non_zero_at_once_with_the_reason() {
+    let server = TestServer::start().await;
+    let (code, stderr) = simulate_command(&[
+        &server.ws_url("wrong-token-0123456789"),
+        "--frames",
+        "1",
+        "--size",
+        SMALL,
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused the websocket upgrade: HTTP 401"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("token is missing or wrong"), "{stderr}");
+}
+
+#[tokio::test]
+async fn upgrades_are_signed_for_a_server_that_requires_recall_signatures() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut server = TestServer::start_with(&["--recall-verification-secret", SECRET]).await;
+    let url = server.ws_url(WS_TOKEN);
+    let (code, stderr) = simulate_command(&[&url, "--frames", "1", "--size", SMALL]).await;
+    assert_eq!(code, Some(1), "unsigned: {stderr}");
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    assert!(stderr.contains("signature"), "{stderr}");
+
+    let signed = [
+        "--verification-secret",
+        SECRET,
+        "--frames",
+        "3",
+        "--fps",
+        "50",
+    ];
+    let (simulation, report) = simulate(&url, &[&signed[..], &["--size", SMALL]].concat()).await;
+    server.stop().await.unwrap();
+    assert_eq!(report.refused(), 0, "{report}");
+    assert_eq!(report.frames, 9, "two webcams and a screenshare, 3 frames each");
+    assert_on_disk_as_sent(&server.data_dir, &simulation, &report);
+}
+
+#[tokio::test]
+async fn a_close_for_a_message_too_big_exits_non_zero() {
+    let server = TestServer::start_with(&["--max-message-bytes", "65536"]).await;
+    let (code, stderr) = simulate_command(&[
+        &server.ws_url(WS_TOKEN),
+        "--frames",
+        "2",
+        "--fps",
+        "50",
+        "--participants",
+        "1",
+        "--retry-delay",
+        "50ms",
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("code 1009"), "{stderr}");
+    assert!(stderr.contains("65536"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_clean_run_of_the_binary_exits_zero_with_a_summary() {
+    let mut server = TestServer::start().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall-frames"))
+        .args(["simulate", &server.ws_url(WS_TOKEN)])
+        .args(["--frames", "3", "--fps", "50", "--size", SMALL])
+        .args(["--recording", "cli_run"])
+        .env_remove("WS_TOKEN")
+        .env_remove("RECALL_VERIFICATION_SECRET")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(PATIENCE, output)
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("sent 9 frames (6 webcam, 3 screenshare)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused by the server: none"), "{stdout}");
+    server.stop().await.unwrap();
+    let pngs = tree(&server.data_dir)
+        .iter()
+        .filter(|p| p.starts_with("cli_run/") && p.ends_with(".png"))
+        .count();
+    assert_eq!(pngs, 9);
+}
