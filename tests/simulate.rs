@@ -374,7 +374,10 @@ async fn upgrades_are_signed_for_a_server_that_requires_recall_signatures() {
     let (simulation, report) = simulate(&url, &[&signed[..], &["--size", SMALL]].concat()).await;
     server.stop().await.unwrap();
     assert_eq!(report.refused(), 0, "{report}");
-    assert_eq!(report.frames, 9, "two webcams and a screenshare, 3 frames each");
+    assert_eq!(
+        report.frames, 9,
+        "two webcams and a screenshare, 3 frames each"
+    );
     assert_on_disk_as_sent(&server.data_dir, &simulation, &report);
 }
 
