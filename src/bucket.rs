@@ -11,7 +11,9 @@
 //! create that finds its key taken checks whether the object there is the one it sent.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -761,17 +763,13 @@ impl Health {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failing>> {
-        self.failing.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn succeeded(&self) {
         let now = jiff::Timestamp::now();
         self.metrics
             .bucket_last_success
             .set(now.as_millisecond() as f64 / 1000.0);
         self.metrics.bucket_up.set(1);
-        if let Some(failing) = self.lock().take() {
+        if let Some(failing) = self.failing.lock().take() {
             tracing::info!(
                 after = ?failing.since.elapsed(),
                 "the bucket answers again: saving and listing recordings resume"
@@ -787,7 +785,7 @@ impl Health {
             })
             .inc();
         self.metrics.bucket_up.set(0);
-        let mut failing = self.lock();
+        let mut failing = self.failing.lock();
         match &mut *failing {
             Some(failing) => failing.kind = kind,
             None => {
@@ -805,7 +803,7 @@ impl Health {
 
     /// Why the server is degraded, for `/healthz`: `None` while the bucket answers.
     pub fn degraded_reason(&self) -> Option<String> {
-        self.lock().as_ref().map(|failing| {
+        self.failing.lock().as_ref().map(|failing| {
             format!(
                 "the bucket's requests are failing ({}): frames wait and are retried",
                 failing.kind

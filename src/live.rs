@@ -5,7 +5,9 @@
 //! loses the oldest events and is told how many it missed; ingestion is never slowed.
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use lru::LruCache;
 use serde::Serialize;
@@ -94,10 +96,7 @@ impl Live {
     pub fn frame_saved(&self, frame: &Frame) {
         let key = &frame.key;
         let (new_recording, new_participant) = {
-            let mut announced = self
-                .announced
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut announced = self.announced.lock();
             let mut first_time = |k| announced.put(k, ()).is_none();
             (
                 first_time((key.recording.clone(), None)),

@@ -7,8 +7,10 @@
 //! its next frame opens them again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -156,7 +158,7 @@ impl Pipeline {
     pub async fn close(&self, timeout: Duration) -> bool {
         let inner = &self.inner;
         {
-            let mut streams = inner.lock_streams();
+            let mut streams = inner.streams.lock();
             streams.closed = true;
             streams.open.clear(); // dropping the senders ends each task once it has drained
         }
@@ -196,16 +198,12 @@ impl Inner {
         self.metrics.sink_failed(self.sink.backend(), error.kind());
     }
 
-    fn lock_streams(&self) -> std::sync::MutexGuard<'_, Streams> {
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The sender of the stream's channel, opening the channel and its task if needed.
     fn sender_for(
         self: &Arc<Self>,
         key: &StreamKey,
     ) -> Result<(u64, mpsc::Sender<Queued>), PipelineClosed> {
-        let mut streams = self.lock_streams();
+        let mut streams = self.streams.lock();
         if streams.closed {
             return Err(PipelineClosed);
         }
@@ -236,7 +234,7 @@ impl Inner {
 
     /// Removes the stream's channel from the map if it is still the one with that id.
     fn forget(&self, key: &StreamKey, id: u64) {
-        let mut streams = self.lock_streams();
+        let mut streams = self.streams.lock();
         if streams.open.get(key).is_some_and(|handle| handle.id == id) {
             streams.open.remove(key);
         }
@@ -281,7 +279,7 @@ impl Inner {
             tracing::error!(%error, "could not finish the stream");
         }
         if finished.is_some() {
-            let mut streams = self.lock_streams();
+            let mut streams = self.streams.lock();
             if streams
                 .draining
                 .get(&key)
@@ -298,7 +296,7 @@ impl Inner {
     /// Takes an idle stream's channel out of use and notes that its task is draining.
     fn start_draining(&self, key: &StreamKey, id: u64) -> oneshot::Sender<()> {
         let (finished, wait) = oneshot::channel();
-        let mut streams = self.lock_streams();
+        let mut streams = self.streams.lock();
         if streams.open.get(key).is_some_and(|handle| handle.id == id) {
             streams.open.remove(key);
             streams.draining.insert(key.clone(), (id, wait));

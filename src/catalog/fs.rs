@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -64,10 +66,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CatalogError::Fs(e.into()))?
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 pub struct FsCatalog {
     root: PathBuf,
     cache: Mutex<IndexCache>,
@@ -102,7 +100,7 @@ impl FsCatalog {
 
     /// The cached entry for a stream, finding its folder if it is not cached.
     async fn stream(&self, key: &StreamKey) -> Result<Arc<CachedStream>, CatalogError> {
-        if let Some(cached) = lock(&self.cache).streams.get(key) {
+        if let Some(cached) = self.cache.lock().streams.get(key) {
             return Ok(cached.clone());
         }
         let (root, search) = (self.root.clone(), key.clone());
@@ -113,7 +111,7 @@ impl FsCatalog {
     }
 
     fn cache_stream(&self, key: &StreamKey, dir: PathBuf) -> Arc<CachedStream> {
-        let mut cache = lock(&self.cache);
+        let mut cache = self.cache.lock();
         cache
             .streams
             .get_or_insert(key.clone(), || {
@@ -134,13 +132,13 @@ impl FsCatalog {
         read: impl FnOnce(&StreamIndex) -> T + Send + 'static,
     ) -> Result<T, CatalogError> {
         let result = blocking(move || {
-            let mut index = lock(&cached.index);
+            let mut index = cached.index.lock();
             index.refresh(&cached.dir.join(layout::FRAMES_MANIFEST))?;
             cached.frames.store(index.frames.len(), Ordering::Relaxed);
             Ok(read(&index))
         })
         .await;
-        lock(&self.cache).keep_within_budget(key);
+        self.cache.lock().keep_within_budget(key);
         result
     }
 
@@ -712,9 +710,9 @@ mod tests {
         for participant in 0..3 {
             let cached = catalog.cache_stream(&key(participant), dir.path().to_owned());
             cached.frames.store(6, Ordering::Relaxed);
-            lock(&catalog.cache).keep_within_budget(&key(participant));
+            catalog.cache.lock().keep_within_budget(&key(participant));
         }
-        let cache = lock(&catalog.cache);
+        let cache = catalog.cache.lock();
         let kept: Vec<_> = cache.streams.iter().map(|(k, _)| k.participant.0).collect();
         assert_eq!(kept, vec![2], "only the newest fits");
     }

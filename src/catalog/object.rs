@@ -12,8 +12,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -34,10 +36,6 @@ use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 const PARALLEL: usize = 8;
 /// Participant folders remembered: a folder's name never changes once claimed.
 const REMEMBERED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 pub struct ObjectCatalog {
     bucket: Bucket,
@@ -86,7 +84,7 @@ impl ObjectCatalog {
                 folders.entry(id).or_insert(name);
             }
         }
-        let mut cache = lock(&self.folders);
+        let mut cache = self.folders.lock();
         for (id, folder) in &folders {
             cache.put((recording.clone(), *id), folder.clone());
         }
@@ -95,7 +93,7 @@ impl ObjectCatalog {
 
     async fn folder(&self, stream: &StreamKey) -> Result<String, CatalogError> {
         let key = (stream.recording.clone(), stream.participant);
-        if let Some(folder) = lock(&self.folders).get(&key) {
+        if let Some(folder) = self.folders.lock().get(&key) {
             return Ok(folder.clone());
         }
         self.participant_folders(&stream.recording)
@@ -118,7 +116,9 @@ impl ObjectCatalog {
         path: &Path,
         read: impl FnOnce(&StreamIndex) -> T,
     ) -> Result<T, CatalogError> {
-        let cached = lock(&self.streams)
+        let cached = self
+            .streams
+            .lock()
             .get_or_insert(key.clone(), || {
                 Arc::new(CachedStream {
                     index: tokio::sync::Mutex::default(),
@@ -142,7 +142,7 @@ impl ObjectCatalog {
     /// Drops the least recently used indexes until the rest fit the budget, never the one
     /// in use.
     fn keep_within_budget(&self, in_use: &StreamKey) {
-        let mut streams = lock(&self.streams);
+        let mut streams = self.streams.lock();
         let mut total: usize = streams
             .iter()
             .map(|(_, s)| s.frames.load(Ordering::Relaxed))

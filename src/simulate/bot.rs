@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -143,10 +145,7 @@ impl Shared {
     }
 
     pub fn refusals(&self) -> BTreeMap<String, Refused> {
-        self.refusals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.refusals.lock().clone()
     }
 
     /// Reads a text message from the server: Recall's servers send nothing, ours sends
@@ -171,7 +170,7 @@ impl Shared {
             .counters()
             .refused
             .fetch_add(1, Ordering::Relaxed);
-        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut refusals = self.refusals.lock();
         let entry = refusals.entry(error.reason.clone()).or_insert_with(|| {
             self.progress.note(&format!(
                 "bot {}: the server refused a message: {}: {}",

@@ -2,8 +2,10 @@
 //! refusals) on a terminal, and one line for each thing worth knowing (a reconnect, the first
 //! refusal of each reason).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -106,11 +108,7 @@ impl Progress {
 
     pub async fn finish(&self) {
         self.stop.cancel();
-        let refresher = self
-            .refresher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let refresher = self.refresher.lock().take();
         if let Some(refresher) = refresher {
             let _ = refresher.await;
         }

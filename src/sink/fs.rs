@@ -9,8 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -79,11 +81,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await?
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The guarded values stay consistent even if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Replaces `path` with `contents` atomically: readers see the old file or the new one.
 pub fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -142,7 +139,7 @@ impl FsSink {
 impl Shared {
     /// The recording's shared state, counted as in use by one more stream.
     fn acquire_recording(&self, id: &RecordingId) -> Arc<RecordingDir> {
-        let mut recordings = lock(&self.recordings);
+        let mut recordings = self.recordings.lock();
         let recording = recordings.entry(id.clone()).or_insert_with(|| {
             Arc::new(RecordingDir {
                 id: id.clone(),
@@ -158,7 +155,7 @@ impl Shared {
     /// Forgets a recording's state once its last stream has closed (and flushed it). Counts
     /// change only under the map's lock, so nobody can pick up a state being forgotten.
     fn release_recording(&self, recording: &RecordingDir) {
-        let mut recordings = lock(&self.recordings);
+        let mut recordings = self.recordings.lock();
         if recording.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
             recordings.remove(&recording.id);
         }
@@ -200,7 +197,7 @@ impl FrameSink for FsSink {
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
-        let recordings: Vec<_> = lock(&self.shared.recordings).values().cloned().collect();
+        let recordings: Vec<_> = self.shared.recordings.lock().values().cloned().collect();
         for recording in recordings {
             recording
                 .state
@@ -286,7 +283,7 @@ impl RecordingDir {
         let log = state.event_log(&self.path).await?;
         let path = self.path.join(layout::EVENTS_LOG);
         let line = json_line(&EventRecord::from(event), &path)?;
-        blocking(move || lock(&log).append(&line)).await?;
+        blocking(move || log.lock().append(&line)).await?;
         let (_, changed) = state.note_recording(&event.recording);
         if changed {
             state.flush_summary(&self.path).await?;
@@ -708,7 +705,7 @@ impl StreamWriter for FsStreamWriter {
         };
         let (files, ms, png): (_, _, Bytes) =
             (self.files.clone(), frame.relative_ms, frame.png.clone());
-        let outcome = blocking(move || lock(&files).write(ms, &png, &record)).await?;
+        let outcome = blocking(move || files.lock().write(ms, &png, &record)).await?;
         if let WriteOutcome::Saved { .. } = outcome {
             self.recording
                 .state

@@ -18,8 +18,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -98,10 +100,6 @@ fn json_line(value: &impl Serialize, what: &'static str) -> Result<Vec<u8>, Obje
     Ok(line)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 pub struct ObjectSink {
     shared: Arc<Shared>,
 }
@@ -149,7 +147,7 @@ impl Shared {
     }
 
     fn acquire_recording(&self, id: &RecordingId) -> Arc<RecordingEntry> {
-        let mut recordings = lock(&self.recordings);
+        let mut recordings = self.recordings.lock();
         let recording = recordings.entry(id.clone()).or_insert_with(|| {
             Arc::new(RecordingEntry {
                 id: id.clone(),
@@ -165,7 +163,7 @@ impl Shared {
     /// Forgets a recording's state once nothing uses it; counts change only under the map's
     /// lock, as in the file-system sink.
     fn release_recording(&self, recording: &RecordingEntry) {
-        let mut recordings = lock(&self.recordings);
+        let mut recordings = self.recordings.lock();
         if recording.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
             recordings.remove(&recording.id);
         }
@@ -178,7 +176,7 @@ impl Shared {
         participant: &Participant,
     ) -> Result<String, ObjectError> {
         let cache_key = (recording.clone(), participant.id);
-        if let Some(folder) = lock(&self.folders).get(&cache_key) {
+        if let Some(folder) = self.folders.lock().get(&cache_key) {
             return Ok(folder.clone());
         }
         let key = self.bucket.key([
@@ -211,13 +209,14 @@ impl Shared {
                 claim.folder
             }
         };
-        lock(&self.folders).put(cache_key, folder.clone());
+        self.folders.lock().put(cache_key, folder.clone());
         Ok(folder)
     }
 
     /// The recording's open event chunk.
     fn event_chunk(&self, recording: &RecordingEntry) -> Arc<tokio::sync::Mutex<Chunk>> {
-        lock(&self.events)
+        self.events
+            .lock()
             .get_or_insert(recording.id.clone(), || {
                 Arc::new(tokio::sync::Mutex::new(Chunk::new(
                     recording.key.clone().join(layout::EVENT_CHUNKS),
@@ -426,7 +425,7 @@ impl FrameSink for ObjectSink {
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
-        let recordings: Vec<_> = lock(&self.shared.recordings).values().cloned().collect();
+        let recordings: Vec<_> = self.shared.recordings.lock().values().cloned().collect();
         for recording in recordings {
             recording
                 .state
