@@ -107,6 +107,21 @@ pub struct Participant {
     pub extra_data: serde_json::Value,
 }
 
+impl Participant {
+    /// A participant known only by id: what a saved folder says when its
+    /// `participant.json` is missing or unreadable.
+    pub fn unknown(id: ParticipantId) -> Self {
+        Participant {
+            id,
+            name: None,
+            is_host: false,
+            platform: None,
+            email: None,
+            extra_data: serde_json::Value::Null,
+        }
+    }
+}
+
 /// A Recall object reference (`{"id": ..., "metadata": {...}}`) kept verbatim.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {

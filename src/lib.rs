@@ -14,6 +14,7 @@ pub mod config;
 pub mod disk;
 pub mod error;
 pub mod event;
+pub mod files;
 pub mod frame;
 pub mod http;
 pub mod layout;

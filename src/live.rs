@@ -7,9 +7,8 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use lru::LruCache;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 

@@ -24,7 +24,7 @@ pub enum WriteOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error(transparent)]
-    Fs(#[from] fs::FsError),
+    Fs(#[from] crate::files::FsError),
     #[error(transparent)]
     Object(#[from] object::ObjectError),
 }

@@ -9,7 +9,6 @@
 //! reads only the bytes appended since the last one. Indexes are kept in a least recently
 //! used cache bounded by the number of frames they hold.
 
-use crate::layout::EventRecord;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
@@ -17,65 +16,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
-
 use async_trait::async_trait;
 use bytes::Bytes;
-use lru::LruCache;
+use parking_lot::Mutex;
 
 use super::{
-    Catalog, CatalogError, FrameInfo, FramePage, FrameSource, ParticipantDetail, RecordingDetail,
-    RecordingOverview, StreamSummary,
+    Catalog, CatalogError, FrameIndex, FramePage, FrameSource, IndexCache, Indexed,
+    ParticipantDetail, RecordingDetail, RecordingOverview, StreamSummary, complete_lines,
+    complete_lines_len,
 };
+use crate::files::{FsError, IoContext as _, blocking};
 use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
-use crate::layout::{self, FrameRecord, RecordingSummary};
-
-#[derive(Debug, thiserror::Error)]
-pub enum FsCatalogError {
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("a file-system task panicked: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-trait IoContext<T> {
-    fn at(self, action: &'static str, path: &Path) -> Result<T, FsCatalogError>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, action: &'static str, path: &Path) -> Result<T, FsCatalogError> {
-        self.map_err(|source| FsCatalogError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        })
-    }
-}
-
-/// Runs blocking file work off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
-) -> Result<T, CatalogError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| CatalogError::Fs(e.into()))?
-}
+use crate::layout::{self, EventRecord, RecordingSummary};
 
 pub struct FsCatalog {
     root: PathBuf,
-    cache: Mutex<IndexCache>,
-}
-
-struct IndexCache {
-    streams: LruCache<StreamKey, Arc<CachedStream>>,
-    /// Most frames all cached indexes may hold together; the stream just used is always
-    /// kept, however large.
-    frame_budget: usize,
+    cache: Mutex<IndexCache<CachedStream>>,
 }
 
 /// A stream whose folder has been found, with its index once built.
@@ -86,42 +42,39 @@ struct CachedStream {
     frames: AtomicUsize,
 }
 
+impl Indexed for CachedStream {
+    fn frames(&self) -> usize {
+        self.frames.load(Ordering::Relaxed)
+    }
+}
+
 impl FsCatalog {
     /// A catalog of `root`, holding stream indexes of at most `frame_budget` frames in all.
     pub fn new(root: PathBuf, frame_budget: usize) -> Self {
         FsCatalog {
             root,
-            cache: Mutex::new(IndexCache {
-                streams: LruCache::unbounded(),
-                frame_budget,
-            }),
+            cache: Mutex::new(IndexCache::new(frame_budget)),
         }
     }
 
     /// The cached entry for a stream, finding its folder if it is not cached.
     async fn stream(&self, key: &StreamKey) -> Result<Arc<CachedStream>, CatalogError> {
-        if let Some(cached) = self.cache.lock().streams.get(key) {
-            return Ok(cached.clone());
+        if let Some(cached) = self.cache.lock().get(key) {
+            return Ok(cached);
         }
         let (root, search) = (self.root.clone(), key.clone());
-        let dir = blocking(move || Ok(find_stream_dir(&root, &search)?))
+        let dir = blocking(move || find_stream_dir(&root, &search))
             .await?
             .ok_or(CatalogError::NotFound)?;
         Ok(self.cache_stream(key, dir))
     }
 
     fn cache_stream(&self, key: &StreamKey, dir: PathBuf) -> Arc<CachedStream> {
-        let mut cache = self.cache.lock();
-        cache
-            .streams
-            .get_or_insert(key.clone(), || {
-                Arc::new(CachedStream {
-                    dir,
-                    index: Mutex::new(StreamIndex::default()),
-                    frames: AtomicUsize::new(0),
-                })
-            })
-            .clone()
+        self.cache.lock().get_or_insert(key, || CachedStream {
+            dir,
+            index: Mutex::new(StreamIndex::default()),
+            frames: AtomicUsize::new(0),
+        })
     }
 
     /// Brings a stream's index up to date and reads from it.
@@ -139,7 +92,7 @@ impl FsCatalog {
         })
         .await;
         self.cache.lock().keep_within_budget(key);
-        result
+        Ok(result?)
     }
 
     async fn stream_summary(
@@ -149,17 +102,19 @@ impl FsCatalog {
     ) -> Result<StreamSummary, CatalogError> {
         let cached = self.cache_stream(&key, dir);
         let summary_key = key.clone();
-        self.read_index(&key, cached, move |index| index.summary(summary_key))
+        self.read_index(&key, cached, move |index| index.frames.summary(summary_key))
             .await
     }
 
     async fn load_recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
         let (root, recording) = (self.root.clone(), id.clone());
         let found = blocking(move || {
-            let dir = recording_dir(&root, &recording)?.ok_or(CatalogError::NotFound)?;
-            Ok(read_recording_folder(&dir)?)
+            recording_dir(&root, &recording)?
+                .map(|dir| read_recording_folder(&dir))
+                .transpose()
         })
-        .await?;
+        .await?
+        .ok_or(CatalogError::NotFound)?;
         let mut participants = Vec::with_capacity(found.participants.len());
         for (participant, folder, kinds) in found.participants {
             let mut streams = Vec::new();
@@ -189,33 +144,11 @@ impl FsCatalog {
     }
 }
 
-impl IndexCache {
-    /// Drops the least recently used indexes until the rest fit the budget, never the one
-    /// in use.
-    fn keep_within_budget(&mut self, in_use: &StreamKey) {
-        let mut total: usize = self
-            .streams
-            .iter()
-            .map(|(_, s)| s.frames.load(Ordering::Relaxed))
-            .sum();
-        while total > self.frame_budget && self.streams.len() > 1 {
-            let Some((key, oldest)) = self.streams.pop_lru() else {
-                break;
-            };
-            if &key == in_use {
-                self.streams.push(key, oldest);
-            } else {
-                total -= oldest.frames.load(Ordering::Relaxed);
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Catalog for FsCatalog {
     async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError> {
         let root = self.root.clone();
-        let ids = blocking(move || Ok(list_recordings(&root)?)).await?;
+        let ids = blocking(move || list_recordings(&root)).await?;
         let mut recordings = Vec::with_capacity(ids.len());
         for id in ids {
             match self.load_recording(&id).await {
@@ -236,10 +169,12 @@ impl Catalog for FsCatalog {
     async fn events(&self, id: &RecordingId) -> Result<Vec<EventRecord>, CatalogError> {
         let (root, recording) = (self.root.clone(), id.clone());
         blocking(move || {
-            let dir = recording_dir(&root, &recording)?.ok_or(CatalogError::NotFound)?;
-            Ok(read_events(&dir.join(layout::EVENTS_LOG))?)
+            recording_dir(&root, &recording)?
+                .map(|dir| read_events(&dir.join(layout::EVENTS_LOG)))
+                .transpose()
         })
-        .await
+        .await?
+        .ok_or(CatalogError::NotFound)
     }
 
     async fn frames(
@@ -249,7 +184,7 @@ impl Catalog for FsCatalog {
         limit: usize,
     ) -> Result<FramePage, CatalogError> {
         let cached = self.stream(stream).await?;
-        self.read_index(stream, cached, move |index| index.page(after_ms, limit))
+        self.read_index(stream, cached, move |index| index.frames.page(after_ms, limit))
             .await
     }
 
@@ -260,11 +195,9 @@ impl Catalog for FsCatalog {
     ) -> Result<FrameSource, CatalogError> {
         let cached = self.stream(stream).await?;
         let path = cached.dir.join(layout::frame_file_name(relative_ms));
-        blocking(move || match is_regular_file(&path)? {
-            true => Ok(FrameSource::File(path)),
-            false => Err(CatalogError::NotFound),
-        })
-        .await
+        blocking(move || Ok(is_regular_file(&path)?.then_some(FrameSource::File(path))))
+            .await?
+            .ok_or(CatalogError::NotFound)
     }
 
     async fn frame_bytes(
@@ -274,12 +207,8 @@ impl Catalog for FsCatalog {
     ) -> Result<Bytes, CatalogError> {
         let cached = self.stream(stream).await?;
         let path = cached.dir.join(layout::frame_file_name(relative_ms));
-        blocking(move || {
-            Ok(read_regular_file(&path)?
-                .ok_or(CatalogError::NotFound)?
-                .into())
-        })
-        .await
+        let bytes = blocking(move || read_regular_file(&path)).await?;
+        Ok(bytes.ok_or(CatalogError::NotFound)?.into())
     }
 
     async fn manifest(&self, stream: &StreamKey) -> Result<Bytes, CatalogError> {
@@ -292,6 +221,7 @@ impl Catalog for FsCatalog {
             Ok(text.into())
         })
         .await
+        .map_err(CatalogError::from)
     }
 }
 
@@ -301,14 +231,13 @@ impl Catalog for FsCatalog {
 struct StreamIndex {
     /// Bytes of the manifest read so far, up to the end of its last complete line.
     consumed: u64,
-    /// Sorted by `relative_ms`, one entry per frame.
-    frames: Vec<FrameInfo>,
+    frames: FrameIndex,
     /// Manifest bytes read over the index's life: what a refresh costs.
     bytes_read: u64,
 }
 
 impl StreamIndex {
-    fn refresh(&mut self, manifest: &Path) -> Result<(), FsCatalogError> {
+    fn refresh(&mut self, manifest: &Path) -> Result<(), FsError> {
         let len = match fs::symlink_metadata(manifest) {
             Ok(meta) if meta.is_file() => meta.len(),
             Ok(_) => 0,
@@ -333,74 +262,14 @@ impl StreamIndex {
             .read_to_end(&mut appended)
             .at("read", manifest)?;
         self.bytes_read += appended.len() as u64;
-        let complete = complete_lines_len(&appended);
-        for line in appended[..complete]
-            .split(|&b| b == b'\n')
-            .filter(|line| !line.is_empty())
-        {
-            match serde_json::from_slice::<FrameRecord>(line) {
-                Ok(record) => self.insert(&record),
-                Err(error) => {
-                    tracing::warn!(path = %manifest.display(), %error, "skipping an unreadable manifest line");
-                }
-            }
-        }
+        let complete = self.frames.add_lines(&appended, &manifest.display());
         self.consumed += complete as u64;
         Ok(())
     }
-
-    fn insert(&mut self, record: &FrameRecord) {
-        let Some(info) = FrameInfo::from_record(record) else {
-            return;
-        };
-        let relative_ms = info.relative_ms;
-        // Frames mostly arrive in time order: appending is the common case.
-        match self.frames.last() {
-            Some(last) if last.relative_ms >= relative_ms => {
-                if let Err(at) = self
-                    .frames
-                    .binary_search_by_key(&relative_ms, |f| f.relative_ms)
-                {
-                    self.frames.insert(at, info);
-                }
-            }
-            _ => self.frames.push(info),
-        }
-    }
-
-    fn page(&self, after_ms: Option<u64>, limit: usize) -> FramePage {
-        let start = after_ms.map_or(0, |after| {
-            self.frames.partition_point(|f| f.relative_ms <= after)
-        });
-        let end = start.saturating_add(limit).min(self.frames.len());
-        let frames = self.frames[start..end].to_vec();
-        let next_after = (end < self.frames.len())
-            .then(|| frames.last().map(|f| f.relative_ms))
-            .flatten();
-        FramePage {
-            frames,
-            total: self.frames.len(),
-            next_after,
-        }
-    }
-
-    fn summary(&self, key: StreamKey) -> StreamSummary {
-        StreamSummary {
-            key,
-            frames: self.frames.len(),
-            first: self.frames.first().copied(),
-            last: self.frames.last().copied(),
-        }
-    }
-}
-
-/// The length of `text` up to the end of its last complete line.
-fn complete_lines_len(text: &[u8]) -> usize {
-    text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
 /// What `path` is, without following a link; `None` when there is nothing.
-fn file_type(path: &Path) -> Result<Option<fs::FileType>, FsCatalogError> {
+fn file_type(path: &Path) -> Result<Option<fs::FileType>, FsError> {
     match fs::symlink_metadata(path) {
         Ok(meta) => Ok(Some(meta.file_type())),
         Err(error) if is_absent(&error) => Ok(None),
@@ -409,12 +278,12 @@ fn file_type(path: &Path) -> Result<Option<fs::FileType>, FsCatalogError> {
 }
 
 /// Whether `path` is a directory itself, not a link to one.
-fn is_real_dir(path: &Path) -> Result<bool, FsCatalogError> {
+fn is_real_dir(path: &Path) -> Result<bool, FsError> {
     Ok(file_type(path)?.is_some_and(|t| t.is_dir()))
 }
 
 /// Whether `path` is a regular file itself, not a link to one.
-fn is_regular_file(path: &Path) -> Result<bool, FsCatalogError> {
+fn is_regular_file(path: &Path) -> Result<bool, FsError> {
     Ok(file_type(path)?.is_some_and(|t| t.is_file()))
 }
 
@@ -426,7 +295,7 @@ fn is_absent(error: &io::Error) -> bool {
 }
 
 /// The contents of a regular file, or `None` when there is none (or only a link).
-fn read_regular_file(path: &Path) -> Result<Option<Vec<u8>>, FsCatalogError> {
+fn read_regular_file(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
     if !is_regular_file(path)? {
         return Ok(None);
     }
@@ -438,7 +307,7 @@ fn read_regular_file(path: &Path) -> Result<Option<Vec<u8>>, FsCatalogError> {
 }
 
 /// Reads a small JSON file, logging and ignoring one that cannot be parsed.
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, FsCatalogError> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, FsError> {
     let Some(bytes) = read_regular_file(path)? else {
         return Ok(None);
     };
@@ -451,7 +320,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, F
     }
 }
 
-fn recording_dir(root: &Path, id: &RecordingId) -> Result<Option<PathBuf>, FsCatalogError> {
+fn recording_dir(root: &Path, id: &RecordingId) -> Result<Option<PathBuf>, FsError> {
     // Dot-folders at the top are the server's own (the websocket token, ...), not recordings.
     if id.as_str().starts_with('.') {
         return Ok(None);
@@ -461,7 +330,7 @@ fn recording_dir(root: &Path, id: &RecordingId) -> Result<Option<PathBuf>, FsCat
 }
 
 /// The names of the real folders (not links) in `dir`, sorted.
-fn list_folders(dir: &Path) -> Result<Vec<String>, FsCatalogError> {
+fn list_folders(dir: &Path) -> Result<Vec<String>, FsError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if is_absent(&error) => return Ok(Vec::new()),
@@ -480,7 +349,7 @@ fn list_folders(dir: &Path) -> Result<Vec<String>, FsCatalogError> {
     Ok(names)
 }
 
-fn list_recordings(root: &Path) -> Result<Vec<RecordingId>, FsCatalogError> {
+fn list_recordings(root: &Path) -> Result<Vec<RecordingId>, FsError> {
     Ok(list_folders(root)?
         .iter()
         .filter(|name| !name.starts_with('.'))
@@ -490,9 +359,7 @@ fn list_recordings(root: &Path) -> Result<Vec<RecordingId>, FsCatalogError> {
 
 /// A recording's participant folders by participant id. Should two folders carry the same
 /// id, the first in name order is the one, as for the sink.
-fn participant_folders(
-    recording_dir: &Path,
-) -> Result<BTreeMap<ParticipantId, String>, FsCatalogError> {
+fn participant_folders(recording_dir: &Path) -> Result<BTreeMap<ParticipantId, String>, FsError> {
     let mut folders = BTreeMap::new();
     for name in list_folders(recording_dir)? {
         if let Some(id) = layout::parse_participant_folder_name(&name) {
@@ -502,7 +369,7 @@ fn participant_folders(
     Ok(folders)
 }
 
-fn find_stream_dir(root: &Path, key: &StreamKey) -> Result<Option<PathBuf>, FsCatalogError> {
+fn find_stream_dir(root: &Path, key: &StreamKey) -> Result<Option<PathBuf>, FsError> {
     let Some(recording) = recording_dir(root, &key.recording)? else {
         return Ok(None);
     };
@@ -522,21 +389,14 @@ struct RecordingFolder {
     participants: Vec<ParticipantFolder>,
 }
 
-fn read_recording_folder(dir: &Path) -> Result<RecordingFolder, FsCatalogError> {
+fn read_recording_folder(dir: &Path) -> Result<RecordingFolder, FsError> {
     let summary = read_json(&dir.join(layout::RECORDING_FILE))?;
     let mut participants = Vec::new();
     for (id, folder) in participant_folders(dir)? {
         let path = dir.join(&folder);
         let participant = read_json::<Participant>(&path.join(layout::PARTICIPANT_FILE))?
             .filter(|p| p.id == id)
-            .unwrap_or_else(|| Participant {
-                id,
-                name: None,
-                is_host: false,
-                platform: None,
-                email: None,
-                extra_data: serde_json::Value::Null,
-            });
+            .unwrap_or_else(|| Participant::unknown(id));
         let mut streams = Vec::new();
         for kind in StreamKind::ALL {
             let stream_dir = path.join(kind.as_str());
@@ -553,47 +413,21 @@ fn read_recording_folder(dir: &Path) -> Result<RecordingFolder, FsCatalogError> 
 }
 
 /// The complete lines of `events.jsonl` that parse; absent means none.
-fn read_events(path: &Path) -> Result<Vec<EventRecord>, FsCatalogError> {
+fn read_events(path: &Path) -> Result<Vec<EventRecord>, FsError> {
     let Some(text) = read_regular_file(path)? else {
         return Ok(Vec::new());
     };
-    let complete = complete_lines_len(&text);
-    let mut events = Vec::new();
-    let mut unreadable = 0_usize;
-    for line in text[..complete]
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-    {
-        match serde_json::from_slice(line) {
-            Ok(event) => events.push(event),
-            Err(_) => unreadable += 1,
-        }
-    }
-    if unreadable > 0 {
-        tracing::warn!(path = %path.display(), unreadable, "skipped unreadable participant event lines");
-    }
-    Ok(events)
+    Ok(super::parse_events(complete_lines(&text), &path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{self, tests::ms};
     use std::io::Write as _;
 
     fn record(ms: u64) -> String {
-        let record = FrameRecord {
-            file: layout::frame_file_name(ms),
-            relative: ms as f64 / 1000.0,
-            absolute: Some(
-                jiff::Timestamp::from_millisecond(1_795_000_000_000 + ms as i64).unwrap(),
-            ),
-            width: 640,
-            height: 360,
-            bytes: 300_000,
-            received_at: jiff::Timestamp::UNIX_EPOCH,
-            recovered: false,
-        };
-        let mut line = serde_json::to_string(&record).unwrap();
+        let mut line = serde_json::to_string(&catalog::tests::record(ms, false)).unwrap();
         line.push('\n');
         line
     }
@@ -605,40 +439,6 @@ mod tests {
             .open(path)
             .unwrap();
         file.write_all(text.as_bytes()).unwrap();
-    }
-
-    fn ms(page: &FramePage) -> Vec<u64> {
-        page.frames.iter().map(|f| f.relative_ms).collect()
-    }
-
-    #[test]
-    fn pages_start_after_a_time_and_say_where_to_continue() {
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = dir.path().join(layout::FRAMES_MANIFEST);
-        for at in [500, 1000, 1500, 2000, 2500] {
-            append(&manifest, &record(at));
-        }
-        let mut index = StreamIndex::default();
-        index.refresh(&manifest).unwrap();
-
-        let first = index.page(None, 2);
-        assert_eq!(
-            (ms(&first), first.total, first.next_after),
-            (vec![500, 1000], 5, Some(1000))
-        );
-        let second = index.page(first.next_after, 2);
-        assert_eq!(
-            (ms(&second), second.next_after),
-            (vec![1500, 2000], Some(2000))
-        );
-        let last = index.page(second.next_after, 2);
-        assert_eq!((ms(&last), last.next_after), (vec![2500], None));
-        // `after` between frames, before all, at the end, past the end.
-        assert_eq!(ms(&index.page(Some(1200), 1)), vec![1500]);
-        assert_eq!(ms(&index.page(Some(0), 1)), vec![500]);
-        assert_eq!(index.page(Some(2500), 10).frames, vec![]);
-        assert_eq!(index.page(Some(u64::MAX), 10).next_after, None);
-        assert_eq!(ms(&index.page(None, usize::MAX)).len(), 5);
     }
 
     #[test]
@@ -667,7 +467,7 @@ mod tests {
         append(&manifest, head);
         index.refresh(&manifest).unwrap();
         assert_eq!(index.frames.len(), 20_001);
-        assert_eq!(index.frames[1].relative_ms, 250, "kept in time order");
+        assert_eq!(ms(&index.frames.page(None, 2)), vec![0, 250], "kept in time order");
         let read = text.len() + late.len() + head.len();
         assert_eq!(index.bytes_read, read as u64);
 
@@ -676,8 +476,12 @@ mod tests {
         index.refresh(&manifest).unwrap();
         assert_eq!(index.bytes_read, (read + torn.len()) as u64);
         assert_eq!(index.frames.len(), 20_002);
-        assert_eq!(index.frames.last().unwrap().relative_ms, 99_999_000);
-        let page = index.page(Some(5_000_000), 100);
+        assert_eq!(
+            ms(&index.frames.page(Some(99_998_000), 10)),
+            vec![99_999_000],
+            "the last frame"
+        );
+        let page = index.frames.page(Some(5_000_000), 100);
         assert_eq!(page.frames.len(), 100);
         assert_eq!(page.frames[0].relative_ms, 5_000_500);
     }
@@ -692,28 +496,9 @@ mod tests {
         );
         let mut index = StreamIndex::default();
         index.refresh(&manifest).unwrap();
-        assert_eq!(ms(&index.page(None, 10)), vec![1000, 2000]);
+        assert_eq!(ms(&index.frames.page(None, 10)), vec![1000, 2000]);
         fs::write(&manifest, record(3000)).unwrap();
         index.refresh(&manifest).unwrap();
-        assert_eq!(ms(&index.page(None, 10)), vec![3000]);
-    }
-
-    #[test]
-    fn the_cache_keeps_within_its_frame_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = FsCatalog::new(dir.path().to_owned(), 10);
-        let key = |participant| StreamKey {
-            recording: RecordingId::parse("rec").unwrap(),
-            participant: ParticipantId(participant),
-            kind: StreamKind::Webcam,
-        };
-        for participant in 0..3 {
-            let cached = catalog.cache_stream(&key(participant), dir.path().to_owned());
-            cached.frames.store(6, Ordering::Relaxed);
-            catalog.cache.lock().keep_within_budget(&key(participant));
-        }
-        let cache = catalog.cache.lock();
-        let kept: Vec<_> = cache.streams.iter().map(|(k, _)| k.participant.0).collect();
-        assert_eq!(kept, vec![2], "only the newest fits");
+        assert_eq!(ms(&index.frames.page(None, 10)), vec![3000]);
     }
 }

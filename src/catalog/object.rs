@@ -11,11 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
-use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,10 +19,11 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use lru::LruCache;
 use object_store::path::Path;
+use parking_lot::Mutex;
 
 use super::{
-    Catalog, CatalogError, FrameInfo, FramePage, FrameSource, ParticipantDetail, RecordingDetail,
-    RecordingOverview, StreamSummary,
+    Catalog, CatalogError, FrameIndex, FramePage, FrameSource, IndexCache, Indexed,
+    ParticipantDetail, RecordingDetail, RecordingOverview, complete_lines,
 };
 use crate::bucket::{Bucket, BucketError};
 use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
@@ -43,9 +40,7 @@ pub struct ObjectCatalog {
     /// per writer's interval, and a page of frames, a recording's streams and the list of
     /// recordings asked for at once need not list every chunk again.
     fresh_for: Duration,
-    streams: Mutex<LruCache<StreamKey, Arc<CachedStream>>>,
-    /// Most frames all cached indexes may hold together.
-    frame_budget: usize,
+    streams: Mutex<IndexCache<CachedStream>>,
     folders: Mutex<LruCache<(RecordingId, ParticipantId), String>>,
 }
 
@@ -55,6 +50,12 @@ struct CachedStream {
     frames: AtomicUsize,
 }
 
+impl Indexed for CachedStream {
+    fn frames(&self) -> usize {
+        self.frames.load(Ordering::Relaxed)
+    }
+}
+
 impl ObjectCatalog {
     /// A catalog of `bucket`, holding stream indexes of at most `frame_budget` frames in all,
     /// each listed again at most every `fresh_for` (at most a second).
@@ -62,8 +63,7 @@ impl ObjectCatalog {
         ObjectCatalog {
             bucket,
             fresh_for: fresh_for.min(Duration::from_secs(1)),
-            streams: Mutex::new(LruCache::unbounded()),
-            frame_budget,
+            streams: Mutex::new(IndexCache::new(frame_budget)),
             folders: Mutex::new(LruCache::new(REMEMBERED)),
         }
     }
@@ -116,16 +116,10 @@ impl ObjectCatalog {
         path: &Path,
         read: impl FnOnce(&StreamIndex) -> T,
     ) -> Result<T, CatalogError> {
-        let cached = self
-            .streams
-            .lock()
-            .get_or_insert(key.clone(), || {
-                Arc::new(CachedStream {
-                    index: tokio::sync::Mutex::default(),
-                    frames: AtomicUsize::new(0),
-                })
-            })
-            .clone();
+        let cached = self.streams.lock().get_or_insert(key, || CachedStream {
+            index: tokio::sync::Mutex::default(),
+            frames: AtomicUsize::new(0),
+        });
         let result = {
             let mut index = cached.index.lock().await;
             let refreshed = match index.refreshed_at {
@@ -135,28 +129,8 @@ impl ObjectCatalog {
             cached.frames.store(index.frames.len(), Ordering::Relaxed);
             refreshed.map(|()| read(&index))
         };
-        self.keep_within_budget(key);
+        self.streams.lock().keep_within_budget(key);
         result
-    }
-
-    /// Drops the least recently used indexes until the rest fit the budget, never the one
-    /// in use.
-    fn keep_within_budget(&self, in_use: &StreamKey) {
-        let mut streams = self.streams.lock();
-        let mut total: usize = streams
-            .iter()
-            .map(|(_, s)| s.frames.load(Ordering::Relaxed))
-            .sum();
-        while total > self.frame_budget && streams.len() > 1 {
-            let Some((key, oldest)) = streams.pop_lru() else {
-                break;
-            };
-            if &key == in_use {
-                streams.push(key, oldest);
-            } else {
-                total -= oldest.frames.load(Ordering::Relaxed);
-            }
-        }
     }
 
     async fn participant_detail(
@@ -171,14 +145,7 @@ impl ObjectCatalog {
         let participant = read_json::<Participant>(&self.bucket, &file)
             .await?
             .filter(|p| p.id == id)
-            .unwrap_or_else(|| Participant {
-                id,
-                name: None,
-                is_host: false,
-                platform: None,
-                email: None,
-                extra_data: serde_json::Value::Null,
-            });
+            .unwrap_or_else(|| Participant::unknown(id));
         let mut streams = Vec::new();
         for kind in StreamKind::ALL {
             let key = StreamKey {
@@ -188,7 +155,7 @@ impl ObjectCatalog {
             };
             let path = self.bucket.stream_key(recording, &folder, kind);
             let summary = self
-                .read_index(&key, &path, |index| index.summary(key.clone()))
+                .read_index(&key, &path, |index| index.frames.summary(key.clone()))
                 .await?;
             if summary.frames > 0 {
                 streams.push(summary);
@@ -243,13 +210,7 @@ impl ObjectCatalog {
         let mut lines = Vec::new();
         for text in texts {
             let Some(text) = text? else { continue };
-            let complete = complete_lines_len(&text);
-            lines.extend(
-                text.slice(..complete)
-                    .split(|&b| b == b'\n')
-                    .filter(|line| !line.is_empty())
-                    .map(|line| text.slice_ref(line)),
-            );
+            lines.extend(complete_lines(&text).map(|line| text.slice_ref(line)));
         }
         Ok(lines)
     }
@@ -289,17 +250,8 @@ impl Catalog for ObjectCatalog {
 
     async fn events(&self, id: &RecordingId) -> Result<Vec<EventRecord>, CatalogError> {
         let dir = self.bucket.key([id.as_str(), layout::EVENT_CHUNKS]);
-        let mut events: Vec<EventRecord> = Vec::new();
-        let mut unreadable = 0_usize;
-        for line in self.chunk_lines(&dir).await? {
-            match serde_json::from_slice(&line) {
-                Ok(event) => events.push(event),
-                Err(_) => unreadable += 1,
-            }
-        }
-        if unreadable > 0 {
-            tracing::warn!(%dir, unreadable, "skipped unreadable participant event lines");
-        }
+        let lines = self.chunk_lines(&dir).await?;
+        let mut events = super::parse_events(lines.iter().map(|line| &line[..]), &dir);
         // Chunks of several writers interleave in time: arrival order across them. The sort
         // is stable, so each writer's own order stands.
         events.sort_by_key(|event| event.received_at);
@@ -315,7 +267,7 @@ impl Catalog for ObjectCatalog {
         let path = self.stream_path(stream).await?;
         let (page, known) = self
             .read_index(stream, &path, |index| {
-                (index.page(after_ms, limit), !index.chunks.is_empty())
+                (index.frames.page(after_ms, limit), !index.chunks.is_empty())
             })
             .await?;
         if !known {
@@ -369,7 +321,7 @@ impl Catalog for ObjectCatalog {
                 continue;
             };
             match records.get(&ms) {
-                Some((kept, _)) if !kept.recovered || record.recovered => {}
+                Some((kept, _)) if !super::supersedes(&record, kept.recovered) => {}
                 _ => {
                     records.insert(ms, (record, line));
                 }
@@ -391,8 +343,7 @@ impl Catalog for ObjectCatalog {
 struct StreamIndex {
     /// Bytes of each chunk read so far, up to the end of its last complete line.
     chunks: HashMap<Path, u64>,
-    /// By millisecond, with whether the line was rebuilt after a crash.
-    frames: BTreeMap<u64, (FrameInfo, bool)>,
+    frames: FrameIndex,
     refreshed_at: Option<Instant>,
 }
 
@@ -423,66 +374,12 @@ impl StreamIndex {
         for chunk in fetched {
             let (key, from, bytes) = chunk?;
             let Some(bytes) = bytes else { continue };
-            let complete = complete_lines_len(&bytes);
-            for line in bytes[..complete]
-                .split(|&b| b == b'\n')
-                .filter(|line| !line.is_empty())
-            {
-                match serde_json::from_slice::<FrameRecord>(line) {
-                    Ok(record) => self.insert(&record),
-                    Err(error) => {
-                        tracing::warn!(%key, %error, "skipping an unreadable manifest line");
-                    }
-                }
-            }
+            let complete = self.frames.add_lines(&bytes, &key);
             self.chunks.insert(key, from + complete as u64);
         }
         self.refreshed_at = Some(Instant::now());
         Ok(())
     }
-
-    fn insert(&mut self, record: &FrameRecord) {
-        let Some(info) = FrameInfo::from_record(record) else {
-            return;
-        };
-        match self.frames.get(&info.relative_ms) {
-            Some((_, recovered)) if !*recovered || record.recovered => {}
-            _ => {
-                self.frames
-                    .insert(info.relative_ms, (info, record.recovered));
-            }
-        }
-    }
-
-    fn page(&self, after_ms: Option<u64>, limit: usize) -> FramePage {
-        let start = after_ms.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut rest = self.frames.range((start, Bound::Unbounded));
-        let frames: Vec<FrameInfo> = rest.by_ref().take(limit).map(|(_, (f, _))| *f).collect();
-        let next_after = rest
-            .next()
-            .is_some()
-            .then(|| frames.last().map(|f| f.relative_ms))
-            .flatten();
-        FramePage {
-            frames,
-            total: self.frames.len(),
-            next_after,
-        }
-    }
-
-    fn summary(&self, key: StreamKey) -> StreamSummary {
-        StreamSummary {
-            key,
-            frames: self.frames.len(),
-            first: self.frames.values().next().map(|(f, _)| *f),
-            last: self.frames.values().next_back().map(|(f, _)| *f),
-        }
-    }
-}
-
-/// The length of `text` up to the end of its last complete line.
-fn complete_lines_len(text: &[u8]) -> usize {
-    text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
 /// A small JSON object, or `None` when there is none or it cannot be read (logged).
@@ -499,73 +396,5 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             tracing::warn!(%key, %error, "unreadable JSON object; ignored");
             Ok(None)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(ms: u64, recovered: bool) -> FrameRecord {
-        FrameRecord {
-            file: layout::frame_file_name(ms),
-            relative: ms as f64 / 1000.0,
-            absolute: (!recovered)
-                .then(|| jiff::Timestamp::from_millisecond(1_795_000_000_000 + ms as i64).unwrap()),
-            width: 640,
-            height: 360,
-            bytes: 1000 + ms,
-            received_at: jiff::Timestamp::UNIX_EPOCH,
-            recovered,
-        }
-    }
-
-    fn ms(page: &FramePage) -> Vec<u64> {
-        page.frames.iter().map(|f| f.relative_ms).collect()
-    }
-
-    #[test]
-    fn pages_continue_after_a_time_and_a_writers_line_beats_a_rebuilt_one() {
-        let mut index = StreamIndex::default();
-        for at in [2500, 500, 1500, 1000, 2000] {
-            index.insert(&record(at, at == 1500));
-        }
-        // Listed twice (two chunks), and rebuilt then written: one frame each.
-        index.insert(&record(500, false));
-        index.insert(&record(1500, false));
-        index.insert(&record(1000, true));
-        let first = index.page(None, 2);
-        assert_eq!(
-            (ms(&first), first.total, first.next_after),
-            (vec![500, 1000], 5, Some(1000))
-        );
-        let second = index.page(first.next_after, 2);
-        assert_eq!(
-            (ms(&second), second.next_after),
-            (vec![1500, 2000], Some(2000))
-        );
-        assert!(second.frames[0].absolute.is_some(), "the writer's own line");
-        assert!(
-            index.page(Some(500), 1).frames[0].absolute.is_some(),
-            "a rebuilt line never replaces the writer's"
-        );
-        let last = index.page(second.next_after, 2);
-        assert_eq!((ms(&last), last.next_after), (vec![2500], None));
-        assert_eq!(ms(&index.page(Some(1200), 1)), vec![1500]);
-        assert_eq!(index.page(Some(2500), 10).frames, vec![]);
-        let key = StreamKey {
-            recording: RecordingId::parse("rec").unwrap(),
-            participant: ParticipantId(1),
-            kind: StreamKind::Webcam,
-        };
-        let summary = index.summary(key);
-        assert_eq!(
-            (
-                summary.frames,
-                summary.first.map(|f| f.relative_ms),
-                summary.last.map(|f| f.relative_ms)
-            ),
-            (5, Some(500), Some(2500))
-        );
     }
 }

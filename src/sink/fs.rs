@@ -11,16 +11,16 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use jiff::Timestamp;
+use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::{FrameSink, SinkError, StreamWriter, WriteOutcome};
+use crate::files::{FsError, IoContext as _, blocking};
 use crate::frame::{
     Frame, Participant, ParticipantEvent, ParticipantId, RecordingId, RecordingInfo,
 };
@@ -29,57 +29,6 @@ use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 /// How often, at most, a busy recording's `recording.json` is rewritten with new frame times.
 const SUMMARY_EVERY: Duration = Duration::from_secs(2);
 const TEMP_SUFFIX: &str = ".tmp";
-
-#[derive(Debug, thiserror::Error)]
-pub enum FsError {
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("a file-system task panicked: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-impl FsError {
-    /// What kind of failure it was, for `storage_failures{backend="fs",kind}`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FsError::Io { source, .. } => match source.kind() {
-                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => "no_space",
-                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-                    "permission_denied"
-                }
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => "not_found",
-                _ => "io",
-            },
-            FsError::Task(_) => "panic",
-        }
-    }
-}
-
-trait IoContext<T> {
-    fn at(self, action: &'static str, path: &Path) -> Result<T, FsError>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, action: &'static str, path: &Path) -> Result<T, FsError> {
-        self.map_err(|source| FsError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        })
-    }
-}
-
-/// Runs blocking file work off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
-) -> Result<T, FsError> {
-    tokio::task::spawn_blocking(work).await?
-}
 
 /// Replaces `path` with `contents` atomically: readers see the old file or the new one.
 pub fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
