@@ -12,12 +12,14 @@ pub mod object;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use lru::LruCache;
 use serde::Serialize;
@@ -27,6 +29,9 @@ use crate::layout::{EventRecord, FrameRecord, RecordingSummary};
 
 /// Reads saved recordings. Every method answers [`CatalogError::NotFound`] for a recording,
 /// participant, stream or frame that is not saved.
+/// Reads in flight at once while a listing fans out (recordings, participants, chunks).
+const PARALLEL: usize = 8;
+
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
     /// Every recording, newest first.
@@ -241,13 +246,35 @@ impl RecordingOverview {
     }
 }
 
-/// Sorts recordings newest first: by start time, then by id for those without one.
-pub fn sort_newest_first(recordings: &mut [RecordingOverview]) {
+/// Loads the listed recordings, a few at a time, into the list of recordings: newest
+/// first by start time, then by id for those without one. A recording gone (or turned into
+/// something else) since it was listed is left out.
+async fn newest_first<F>(
+    ids: Vec<RecordingId>,
+    load: impl FnMut(RecordingId) -> F,
+) -> Result<Vec<RecordingOverview>, CatalogError>
+where
+    F: Future<Output = Result<RecordingDetail, CatalogError>>,
+{
+    let loaded: Vec<_> = futures_util::stream::iter(ids)
+        .map(load)
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+    let mut recordings = Vec::with_capacity(loaded.len());
+    for detail in loaded {
+        match detail {
+            Ok(detail) => recordings.push(detail.overview),
+            Err(CatalogError::NotFound) => {}
+            Err(error) => return Err(error),
+        }
+    }
     recordings.sort_by(|a, b| {
         b.started_at
             .cmp(&a.started_at)
             .then_with(|| a.id.cmp(&b.id))
     });
+    Ok(recordings)
 }
 
 /// A stream's frames in time order, one per millisecond, built from its manifest lines.

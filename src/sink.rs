@@ -7,9 +7,14 @@
 pub mod fs;
 pub mod object;
 
-use async_trait::async_trait;
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
-use crate::frame::{Frame, ParticipantEvent};
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use crate::frame::{Frame, ParticipantEvent, RecordingId};
 
 /// What became of a frame handed to a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,4 +69,93 @@ pub trait StreamWriter: Send {
 
     /// Finishes the stream: manifests and summaries are complete when this returns.
     async fn close(self: Box<Self>) -> Result<(), SinkError>;
+}
+
+/// The recordings a sink is writing: state that a recording's open streams and its events
+/// share, kept while any of them holds a [`Lease`] and forgotten once none does.
+struct Recordings<R> {
+    open: Arc<Mutex<HashMap<RecordingId, Open<R>>>>,
+}
+
+struct Open<R> {
+    recording: Arc<R>,
+    leases: usize,
+}
+
+impl<R> Default for Recordings<R> {
+    fn default() -> Self {
+        Recordings {
+            open: Arc::default(),
+        }
+    }
+}
+
+impl<R> Recordings<R> {
+    /// The recording's state, made by `start` if nothing holds it yet.
+    fn lease(&self, id: &RecordingId, start: impl FnOnce() -> R) -> Lease<R> {
+        let mut open = self.open.lock();
+        let entry = open.entry(id.clone()).or_insert_with(|| Open {
+            recording: Arc::new(start()),
+            leases: 0,
+        });
+        entry.leases += 1;
+        Lease {
+            open: self.open.clone(),
+            id: id.clone(),
+            recording: entry.recording.clone(),
+        }
+    }
+
+    /// Every recording held now.
+    fn all(&self) -> Vec<Arc<R>> {
+        let open = self.open.lock();
+        open.values().map(|entry| entry.recording.clone()).collect()
+    }
+}
+
+/// A hold on a recording's state; the last one dropped forgets it. Counts change only under
+/// the map's lock, so nobody can pick up a state being forgotten.
+struct Lease<R> {
+    open: Arc<Mutex<HashMap<RecordingId, Open<R>>>>,
+    id: RecordingId,
+    recording: Arc<R>,
+}
+
+impl<R> Deref for Lease<R> {
+    type Target = R;
+
+    fn deref(&self) -> &R {
+        &self.recording
+    }
+}
+
+impl<R> Drop for Lease<R> {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(entry) = open.get_mut(&self.id) {
+            entry.leases -= 1;
+            if entry.leases == 0 {
+                open.remove(&self.id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_is_forgotten_when_its_last_lease_goes() {
+        let recordings = Recordings::default();
+        let id = RecordingId::parse("rec").unwrap();
+        let first = recordings.lease(&id, || 1);
+        let second = recordings.lease(&id, || 2);
+        assert_eq!((*first, *second), (1, 1), "one state for the recording");
+        drop(first);
+        assert_eq!(recordings.all().len(), 1);
+        drop(second);
+        assert!(recordings.all().is_empty());
+        assert_eq!(*recordings.lease(&id, || 3), 3, "started afresh");
+    }
 }

@@ -149,17 +149,7 @@ impl Catalog for FsCatalog {
     async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError> {
         let root = self.root.clone();
         let ids = blocking(move || list_recordings(&root)).await?;
-        let mut recordings = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.load_recording(&id).await {
-                Ok(detail) => recordings.push(detail.overview),
-                // Gone (or turned into something else) since it was listed.
-                Err(CatalogError::NotFound) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        super::sort_newest_first(&mut recordings);
-        Ok(recordings)
+        super::newest_first(ids, |id| async move { self.load_recording(&id).await }).await
     }
 
     async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
@@ -184,8 +174,10 @@ impl Catalog for FsCatalog {
         limit: usize,
     ) -> Result<FramePage, CatalogError> {
         let cached = self.stream(stream).await?;
-        self.read_index(stream, cached, move |index| index.frames.page(after_ms, limit))
-            .await
+        self.read_index(stream, cached, move |index| {
+            index.frames.page(after_ms, limit)
+        })
+        .await
     }
 
     async fn frame(
@@ -467,7 +459,11 @@ mod tests {
         append(&manifest, head);
         index.refresh(&manifest).unwrap();
         assert_eq!(index.frames.len(), 20_001);
-        assert_eq!(ms(&index.frames.page(None, 2)), vec![0, 250], "kept in time order");
+        assert_eq!(
+            ms(&index.frames.page(None, 2)),
+            vec![0, 250],
+            "kept in time order"
+        );
         let read = text.len() + late.len() + head.len();
         assert_eq!(index.bytes_read, read as u64);
 

@@ -22,15 +22,13 @@ use object_store::path::Path;
 use parking_lot::Mutex;
 
 use super::{
-    Catalog, CatalogError, FrameIndex, FramePage, FrameSource, IndexCache, Indexed,
+    Catalog, CatalogError, FrameIndex, FramePage, FrameSource, IndexCache, Indexed, PARALLEL,
     ParticipantDetail, RecordingDetail, RecordingOverview, complete_lines,
 };
 use crate::bucket::{Bucket, BucketError};
 use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
 use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 
-/// Requests in flight at once while a listing fans out (recordings, participants, chunks).
-const PARALLEL: usize = 8;
 /// Participant folders remembered: a folder's name never changes once claimed.
 const REMEMBERED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
@@ -227,21 +225,7 @@ impl Catalog for ObjectCatalog {
             .filter(|name| !name.starts_with('.'))
             .filter_map(|name| RecordingId::parse(name))
             .collect();
-        let loaded: Vec<Result<RecordingDetail, CatalogError>> = futures_util::stream::iter(ids)
-            .map(|id| async move { self.load_recording(&id).await })
-            .buffered(PARALLEL)
-            .collect()
-            .await;
-        let mut recordings = Vec::with_capacity(loaded.len());
-        for detail in loaded {
-            match detail {
-                Ok(detail) => recordings.push(detail.overview),
-                Err(CatalogError::NotFound) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        super::sort_newest_first(&mut recordings);
-        Ok(recordings)
+        super::newest_first(ids, |id| async move { self.load_recording(&id).await }).await
     }
 
     async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {

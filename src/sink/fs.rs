@@ -10,7 +10,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,7 +18,7 @@ use jiff::Timestamp;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{FrameSink, SinkError, StreamWriter, WriteOutcome};
+use super::{FrameSink, Lease, Recordings, SinkError, StreamWriter, WriteOutcome};
 use crate::files::{FsError, IoContext as _, blocking};
 use crate::frame::{
     Frame, Participant, ParticipantEvent, ParticipantId, RecordingId, RecordingInfo,
@@ -59,7 +58,7 @@ struct Shared {
     /// Prefix of this process's temporary files, so that a stream opening after a crash can
     /// tell leftovers (removed) from writes still in progress (kept).
     temp_prefix: String,
-    recordings: Mutex<HashMap<RecordingId, Arc<RecordingDir>>>,
+    recordings: Recordings<RecordingDir>,
 }
 
 impl FsSink {
@@ -79,35 +78,18 @@ impl FsSink {
             shared: Arc::new(Shared {
                 root,
                 temp_prefix: format!(".{:08x}-", rand::random::<u32>()),
-                recordings: Mutex::default(),
+                recordings: Recordings::default(),
             }),
         })
     }
 }
 
 impl Shared {
-    /// The recording's shared state, counted as in use by one more stream.
-    fn acquire_recording(&self, id: &RecordingId) -> Arc<RecordingDir> {
-        let mut recordings = self.recordings.lock();
-        let recording = recordings.entry(id.clone()).or_insert_with(|| {
-            Arc::new(RecordingDir {
-                id: id.clone(),
-                path: layout::recording_dir(&self.root, id),
-                streams: AtomicUsize::new(0),
-                state: tokio::sync::Mutex::default(),
-            })
-        });
-        recording.streams.fetch_add(1, Ordering::Relaxed);
-        recording.clone()
-    }
-
-    /// Forgets a recording's state once its last stream has closed (and flushed it). Counts
-    /// change only under the map's lock, so nobody can pick up a state being forgotten.
-    fn release_recording(&self, recording: &RecordingDir) {
-        let mut recordings = self.recordings.lock();
-        if recording.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
-            recordings.remove(&recording.id);
-        }
+    fn recording(&self, id: &RecordingId) -> Lease<RecordingDir> {
+        self.recordings.lease(id, || RecordingDir {
+            path: layout::recording_dir(&self.root, id),
+            state: tokio::sync::Mutex::default(),
+        })
     }
 }
 
@@ -115,39 +97,24 @@ impl Shared {
 impl FrameSink for FsSink {
     async fn open_stream(&self, first: &Frame) -> Result<Box<dyn StreamWriter>, SinkError> {
         let shared = &self.shared;
-        let recording = shared.acquire_recording(&first.key.recording);
-        let opened = async {
-            let folder = recording.prepare(first).await?;
-            let dir =
-                layout::stream_dir(&shared.root, &first.key.recording, &folder, first.key.kind);
-            let temp_prefix = shared.temp_prefix.clone();
-            blocking(move || StreamFiles::open(dir, &temp_prefix)).await
-        }
-        .await;
-        match opened {
-            Ok(files) => Ok(Box::new(FsStreamWriter {
-                shared: shared.clone(),
-                recording,
-                files: Arc::new(Mutex::new(files)),
-            })),
-            Err(error) => {
-                shared.release_recording(&recording);
-                Err(error.into())
-            }
-        }
+        let recording = shared.recording(&first.key.recording);
+        let folder = recording.prepare(first).await?;
+        let dir = layout::stream_dir(&shared.root, &first.key.recording, &folder, first.key.kind);
+        let temp_prefix = shared.temp_prefix.clone();
+        let files = blocking(move || StreamFiles::open(dir, &temp_prefix)).await?;
+        Ok(Box::new(FsStreamWriter {
+            recording,
+            files: Arc::new(Mutex::new(files)),
+        }))
     }
 
     async fn record_event(&self, event: &ParticipantEvent) -> Result<(), SinkError> {
-        let shared = &self.shared;
-        let recording = shared.acquire_recording(&event.recording.id);
-        let recorded = recording.record_event(event).await;
-        shared.release_recording(&recording);
-        Ok(recorded?)
+        let recording = self.shared.recording(&event.recording.id);
+        Ok(recording.record_event(event).await?)
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
-        let recordings: Vec<_> = self.shared.recordings.lock().values().cloned().collect();
-        for recording in recordings {
+        for recording in self.shared.recordings.all() {
             recording
                 .state
                 .lock()
@@ -161,9 +128,7 @@ impl FrameSink for FsSink {
 
 /// One recording folder, shared by the streams of that recording that are open.
 struct RecordingDir {
-    id: RecordingId,
     path: PathBuf,
-    streams: AtomicUsize,
     state: tokio::sync::Mutex<RecordingState>,
 }
 
@@ -634,8 +599,7 @@ fn recovered_record(dir: &Path, relative_ms: u64) -> Result<FrameRecord, FsError
 }
 
 struct FsStreamWriter {
-    shared: Arc<Shared>,
-    recording: Arc<RecordingDir>,
+    recording: Lease<RecordingDir>,
     files: Arc<Mutex<StreamFiles>>,
 }
 
@@ -667,15 +631,9 @@ impl StreamWriter for FsStreamWriter {
     }
 
     async fn close(self: Box<Self>) -> Result<(), SinkError> {
-        let flushed = self
-            .recording
-            .state
-            .lock()
-            .await
-            .flush_summary(&self.recording.path)
-            .await;
-        self.shared.release_recording(&self.recording);
-        Ok(flushed?)
+        let recording = &self.recording;
+        let mut state = recording.state.lock().await;
+        Ok(state.flush_summary(&recording.path).await?)
     }
 }
 

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::{FrameSink, SinkError, StreamWriter, WriteOutcome};
+use super::{FrameSink, Lease, Recordings, SinkError, StreamWriter, WriteOutcome};
 use crate::bucket::{Bucket, BucketError, Created, Version};
 use crate::frame::{Frame, Participant, ParticipantEvent, ParticipantId, RecordingId};
 use crate::layout::{self, EventRecord, FrameRecord, ParticipantClaim, RecordingSummary};
@@ -110,7 +110,7 @@ struct Shared {
     instance: String,
     next_writer: AtomicU64,
     manifest_interval: Duration,
-    recordings: Mutex<HashMap<RecordingId, Arc<RecordingEntry>>>,
+    recordings: Recordings<RecordingEntry>,
     /// Participant folders already claimed or read: a claim never changes.
     folders: Mutex<LruCache<(RecordingId, ParticipantId), String>>,
     /// Each recording's event chunk, kept between events.
@@ -127,7 +127,7 @@ impl ObjectSink {
                 instance: format!("{:016x}", rand::random::<u64>()),
                 next_writer: AtomicU64::new(0),
                 manifest_interval,
-                recordings: Mutex::default(),
+                recordings: Recordings::default(),
                 folders: Mutex::new(LruCache::new(REMEMBERED)),
                 events: Mutex::new(LruCache::new(EVENT_CHUNKS_KEPT)),
             }),
@@ -145,27 +145,12 @@ impl Shared {
         )
     }
 
-    fn acquire_recording(&self, id: &RecordingId) -> Arc<RecordingEntry> {
-        let mut recordings = self.recordings.lock();
-        let recording = recordings.entry(id.clone()).or_insert_with(|| {
-            Arc::new(RecordingEntry {
-                id: id.clone(),
-                key: self.bucket.recording_key(id),
-                streams: AtomicUsize::new(0),
-                state: tokio::sync::Mutex::default(),
-            })
-        });
-        recording.streams.fetch_add(1, Ordering::Relaxed);
-        recording.clone()
-    }
-
-    /// Forgets a recording's state once nothing uses it; counts change only under the map's
-    /// lock, as in the file-system sink.
-    fn release_recording(&self, recording: &RecordingEntry) {
-        let mut recordings = self.recordings.lock();
-        if recording.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
-            recordings.remove(&recording.id);
-        }
+    fn recording(&self, id: &RecordingId) -> Lease<RecordingEntry> {
+        self.recordings.lease(id, || RecordingEntry {
+            id: id.clone(),
+            key: self.bucket.recording_key(id),
+            state: tokio::sync::Mutex::default(),
+        })
     }
 
     /// The participant's folder: the one in its claim, claiming it first if nobody has.
@@ -367,65 +352,48 @@ struct Survey {
 impl FrameSink for ObjectSink {
     async fn open_stream(&self, first: &Frame) -> Result<Box<dyn StreamWriter>, SinkError> {
         let shared = &self.shared;
-        let recording = shared.acquire_recording(&first.key.recording);
-        let opened = async {
-            let folder = recording.prepare(shared, &first.participant).await?;
-            let stream = shared
-                .bucket
-                .stream_key(&first.key.recording, &folder, first.key.kind);
-            let survey = shared.survey_stream(&stream, shared.settle()).await?;
-            let mut manifest = Chunk::new(
-                stream.clone().join(layout::MANIFEST_CHUNKS),
-                FRAMES_PER_CHUNK,
-            );
-            for record in &survey.recovered {
-                manifest.push(json_line(record, "a manifest line")?);
-            }
-            Ok::<_, ObjectError>((stream, survey, manifest))
+        let recording = shared.recording(&first.key.recording);
+        let folder = recording.prepare(shared, &first.participant).await?;
+        let stream = shared
+            .bucket
+            .stream_key(&first.key.recording, &folder, first.key.kind);
+        let survey = shared.survey_stream(&stream, shared.settle()).await?;
+        let mut manifest = Chunk::new(
+            stream.clone().join(layout::MANIFEST_CHUNKS),
+            FRAMES_PER_CHUNK,
+        );
+        for record in &survey.recovered {
+            manifest.push(json_line(record, "a manifest line")?);
         }
-        .await;
-        match opened {
-            Ok((stream, survey, manifest)) => {
-                let known = survey.known;
-                let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
-                let stop = CancellationToken::new();
-                let flusher = tokio::spawn(
-                    flush_every(
-                        shared.clone(),
-                        stream.clone(),
-                        survey.young,
-                        manifest.clone(),
-                        stop.clone(),
-                    )
-                    .instrument(tracing::Span::current()),
-                );
-                Ok(Box::new(ObjectStreamWriter {
-                    shared: shared.clone(),
-                    recording,
-                    stream,
-                    known,
-                    manifest,
-                    flusher: Some((stop, flusher)),
-                }))
-            }
-            Err(error) => {
-                shared.release_recording(&recording);
-                Err(error.into())
-            }
-        }
+        let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
+        let stop = CancellationToken::new();
+        let flusher = tokio::spawn(
+            flush_every(
+                shared.clone(),
+                stream.clone(),
+                survey.young,
+                manifest.clone(),
+                stop.clone(),
+            )
+            .instrument(tracing::Span::current()),
+        );
+        Ok(Box::new(ObjectStreamWriter {
+            shared: shared.clone(),
+            recording,
+            stream,
+            known: survey.known,
+            manifest,
+            flusher: Some((stop, flusher)),
+        }))
     }
 
     async fn record_event(&self, event: &ParticipantEvent) -> Result<(), SinkError> {
-        let shared = &self.shared;
-        let recording = shared.acquire_recording(&event.recording.id);
-        let recorded = recording.record_event(shared, event).await;
-        shared.release_recording(&recording);
-        Ok(recorded?)
+        let recording = self.shared.recording(&event.recording.id);
+        Ok(recording.record_event(&self.shared, event).await?)
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
-        let recordings: Vec<_> = self.shared.recordings.lock().values().cloned().collect();
-        for recording in recordings {
+        for recording in self.shared.recordings.all() {
             recording
                 .state
                 .lock()
@@ -583,7 +551,6 @@ impl Chunk {
 struct RecordingEntry {
     id: RecordingId,
     key: Path,
-    streams: AtomicUsize,
     state: tokio::sync::Mutex<RecordingState>,
 }
 
@@ -737,7 +704,7 @@ impl RecordingState {
 
 struct ObjectStreamWriter {
     shared: Arc<Shared>,
-    recording: Arc<RecordingEntry>,
+    recording: Lease<RecordingEntry>,
     stream: Path,
     /// Milliseconds known to have a frame: no request is needed to call them duplicates.
     known: HashSet<u64>,
@@ -820,7 +787,6 @@ impl StreamWriter for ObjectStreamWriter {
             .await
             .flush_summary(&self.shared, &self.recording.key)
             .await;
-        self.shared.release_recording(&self.recording);
         recovered?;
         flushed?;
         Ok(summarised?)
