@@ -332,7 +332,8 @@ fn parse_bucket_region(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A positive duration as people write it: `20s`, `500ms`, `2m`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration =
         humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 20s, 500ms, 2m)"))?;
     if duration.is_zero() {

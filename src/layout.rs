@@ -106,6 +106,22 @@ pub struct FrameRecord {
     pub recovered: bool,
 }
 
+impl FrameRecord {
+    /// The manifest line of a frame the bot sent, as its writer saves it.
+    pub fn of(frame: &crate::frame::Frame) -> Self {
+        FrameRecord {
+            file: frame_file_name(frame.relative_ms),
+            relative: frame.time.relative,
+            absolute: frame.time.absolute,
+            width: frame.width,
+            height: frame.height,
+            bytes: frame.png.len() as u64,
+            received_at: frame.received_at,
+            recovered: false,
+        }
+    }
+}
+
 /// The contents of `recording.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingSummary {

@@ -92,10 +92,30 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
-    if config.bucket_name.is_some() {
+    let storage = Storage::open(&config).await?;
+    serve(config, listener, shutdown, storage).await
+}
+
+/// Where recordings are written and read: DATA_DIR, or a bucket.
+struct Storage {
+    sink: Arc<dyn FrameSink>,
+    catalog: Arc<dyn Catalog>,
+    bucket: Option<Bucket>,
+    metrics: Arc<Metrics>,
+}
+
+impl Storage {
+    /// What the configuration names: a bucket when BUCKET_NAME is set, DATA_DIR otherwise.
+    async fn open(config: &Config) -> anyhow::Result<Self> {
+        if config.bucket_name.is_none() {
+            let sink = FsSink::new(config.data_dir.clone())
+                .await
+                .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
+            return Ok(Storage::data_dir(config, Arc::new(sink)));
+        }
         let metrics = Arc::new(Metrics::default());
-        let bucket = Bucket::connect(&config, metrics.clone()).await?;
-        let storage = Storage {
+        let bucket = Bucket::connect(config, metrics.clone()).await?;
+        Ok(Storage {
             sink: Arc::new(ObjectSink::new(
                 bucket.clone(),
                 config.bucket_manifest_interval,
@@ -107,21 +127,21 @@ pub async fn run(
             )),
             bucket: Some(bucket),
             metrics,
-        };
-        return serve(config, listener, shutdown, storage).await;
+        })
     }
-    let sink = FsSink::new(config.data_dir.clone())
-        .await
-        .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
-    run_with_sink(config, listener, shutdown, Arc::new(sink)).await
-}
 
-/// Where recordings are written and read: DATA_DIR, or a bucket.
-struct Storage {
-    sink: Arc<dyn FrameSink>,
-    catalog: Arc<dyn Catalog>,
-    bucket: Option<Bucket>,
-    metrics: Arc<Metrics>,
+    /// Frames go to `sink`; the catalog reads DATA_DIR.
+    fn data_dir(config: &Config, sink: Arc<dyn FrameSink>) -> Self {
+        Storage {
+            sink,
+            catalog: Arc::new(FsCatalog::new(
+                config.data_dir.clone(),
+                config.catalog_cache_frames,
+            )),
+            bucket: None,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
 }
 
 /// [`run`], with frames going to `sink` rather than to a file-system sink on DATA_DIR.
@@ -134,16 +154,7 @@ pub async fn run_with_sink(
     sink: Arc<dyn FrameSink>,
 ) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
-    let catalog = Arc::new(FsCatalog::new(
-        config.data_dir.clone(),
-        config.catalog_cache_frames,
-    ));
-    let storage = Storage {
-        sink,
-        catalog,
-        bucket: None,
-        metrics: Arc::new(Metrics::default()),
-    };
+    let storage = Storage::data_dir(&config, sink);
     serve(config, listener, shutdown, storage).await
 }
 

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::progress::Output;
 use self::source::{FrameSource, StreamLook};
 use self::wire::{BotResources, WireParticipant};
+use crate::config::parse_duration;
 use crate::event::Refusal;
 use crate::frame::{ParticipantId, RecordingId, Resource, StreamKind};
 
@@ -230,15 +231,6 @@ fn parse_size(text: &str) -> Result<FrameSize, String> {
             crate::event::MAX_SIDE
         )),
     }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration =
-        humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 3s, 500ms, 2m)"))?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(duration)
 }
 
 #[derive(Debug, thiserror::Error)]

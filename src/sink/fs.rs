@@ -606,16 +606,7 @@ struct FsStreamWriter {
 #[async_trait]
 impl StreamWriter for FsStreamWriter {
     async fn write(&mut self, frame: &Frame) -> Result<WriteOutcome, SinkError> {
-        let record = FrameRecord {
-            file: layout::frame_file_name(frame.relative_ms),
-            relative: frame.time.relative,
-            absolute: frame.time.absolute,
-            width: frame.width,
-            height: frame.height,
-            bytes: frame.png.len() as u64,
-            received_at: frame.received_at,
-            recovered: false,
-        };
+        let record = FrameRecord::of(frame);
         let (files, ms, png): (_, _, Bytes) =
             (self.files.clone(), frame.relative_ms, frame.png.clone());
         let outcome = blocking(move || files.lock().write(ms, &png, &record)).await?;

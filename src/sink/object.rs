@@ -730,16 +730,7 @@ impl StreamWriter for ObjectStreamWriter {
         if created == Created::Existed {
             return Ok(WriteOutcome::Duplicate);
         }
-        let record = FrameRecord {
-            file: layout::frame_file_name(ms),
-            relative: frame.time.relative,
-            absolute: frame.time.absolute,
-            width: frame.width,
-            height: frame.height,
-            bytes: frame.png.len() as u64,
-            received_at: frame.received_at,
-            recovered: false,
-        };
+        let record = FrameRecord::of(frame);
         let line = json_line(&record, "a manifest line")?;
         {
             let mut manifest = self.manifest.lock().await;
