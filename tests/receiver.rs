@@ -64,15 +64,7 @@ async fn frames_land_byte_identical_in_the_documented_layout() {
         _ => "300-bob-o-brien",
     };
     for frame in &frames {
-        let path = server
-            .stream_dir(&frame.recording, folder(frame), frame.kind)
-            .join(frame.file_name());
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            frame.png,
-            "{} is the exact PNG sent",
-            path.display()
-        );
+        server.assert_saved(folder(frame), frame);
     }
     let screenshare =
         std::fs::read(root.join("rec_9f1c2a/100-alice-smith/screenshare/000001000.png")).unwrap();
@@ -289,17 +281,9 @@ async fn a_restart_continues_without_overwriting() {
         TestFrame::new(6.0).png
     );
     assert!(dir.join("000007000.png").exists());
-    let files: Vec<_> = read_jsonl(&dir.join("frames.jsonl"))
-        .iter()
-        .map(|l| l["file"].clone())
-        .collect();
     assert_eq!(
-        files,
-        [
-            json!("000005000.png"),
-            json!("000006000.png"),
-            json!("000007000.png")
-        ]
+        listed_files(&dir),
+        ["000005000.png", "000006000.png", "000007000.png"]
     );
     let recording = read_json(&data.path().join("rec_9f1c2a/recording.json"));
     assert_eq!(
@@ -527,11 +511,7 @@ async fn a_quiet_stream_closes_and_reopens_on_its_next_frame() {
     bot.close().await;
     server.stop().await.unwrap();
     let dir = server.data_dir.join(ALICE_WEBCAM);
-    let files: Vec<_> = read_jsonl(&dir.join("frames.jsonl"))
-        .iter()
-        .map(|l| l["file"].clone())
-        .collect();
-    assert_eq!(files, [json!("000001000.png"), json!("000002000.png")]);
+    assert_eq!(listed_files(&dir), ["000001000.png", "000002000.png"]);
 }
 
 #[tokio::test]
@@ -578,15 +558,7 @@ async fn shutdown_with_frames_in_flight_loses_none() {
 
     for (b, frames) in frames.iter().enumerate() {
         for frame in frames {
-            let path = server
-                .stream_dir(RECORDING, &(b + 1).to_string(), frame.kind)
-                .join(frame.file_name());
-            assert_eq!(
-                std::fs::read(&path).ok().as_ref(),
-                Some(&frame.png),
-                "{} saved whole",
-                path.display()
-            );
+            server.assert_saved(&(b + 1).to_string(), frame);
         }
         for kind in ["webcam", "screenshare"] {
             let manifest = read_jsonl(

@@ -53,10 +53,7 @@ fn assert_on_disk_as_sent(data_dir: &Path, simulation: &Simulation, report: &Rep
             .iter()
             .map(|&ms| layout::frame_file_name(ms))
             .collect();
-        let manifest: Vec<String> = read_jsonl(&dir.join("frames.jsonl"))
-            .iter()
-            .map(|line| line["file"].as_str().unwrap().to_string())
-            .collect();
+        let manifest = listed_files(&dir);
         assert_eq!(
             manifest,
             expected,

@@ -267,6 +267,20 @@ impl TestServer {
             .join(participant_folder)
             .join(kind)
     }
+
+    /// Asserts that `frame` is saved byte for byte in its stream under `participant_folder`
+    /// (`100-alice-smith`, or the bare id of a participant with no name).
+    pub fn assert_saved(&self, participant_folder: &str, frame: &TestFrame) {
+        let path = self
+            .stream_dir(&frame.recording, participant_folder, frame.kind)
+            .join(frame.file_name());
+        assert_eq!(
+            std::fs::read(&path).ok().as_ref(),
+            Some(&frame.png),
+            "{} is the exact PNG sent",
+            path.display()
+        );
+    }
 }
 
 pub fn metric_value(text: &str, sample: &str) -> f64 {
@@ -565,6 +579,14 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// The file names a stream's `frames.jsonl` lists, in its order.
+pub fn listed_files(stream_dir: &Path) -> Vec<String> {
+    read_jsonl(&stream_dir.join("frames.jsonl"))
+        .iter()
+        .map(|line| line["file"].as_str().expect("a file name").to_owned())
         .collect()
 }
 
