@@ -755,20 +755,8 @@ async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
     resent.png = png(64, 36, 424_242);
     bot.send_frame(&resent).await;
     bot.send_frame(&TestFrame::new(2.0)).await;
-    let page_url = second.url(&format!("{ALICE_WEBCAM}/frames"));
-    eventually(
-        "the frames before and after the kill are listed",
-        || async {
-            let Ok(response) = reqwest::get(&page_url).await else {
-                return false;
-            };
-            response
-                .json::<Value>()
-                .await
-                .is_ok_and(|page| page["total"] == 4)
-        },
-    )
-    .await;
+    // Listed: the three frames saved before the kill and the one sent after it.
+    second.wait_for_frames(ALICE_WEBCAM, 4).await;
     assert_eq!(
         s3.get(&format!("{stream}/000001000.png")).await.unwrap(),
         early[1].png
@@ -798,17 +786,8 @@ async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
     let mut third = spawn(logging_all);
     let mut bot = Bot::connect(&third.ws_url(WS_TOKEN)).await;
     bot.send_frame(&TestFrame::new(2.5)).await;
-    let page_url = third.url(&format!("{ALICE_WEBCAM}/frames"));
-    eventually("the frame after the restart is listed", || async {
-        let Ok(response) = reqwest::get(&page_url).await else {
-            return false;
-        };
-        response
-            .json::<Value>()
-            .await
-            .is_ok_and(|page| page["total"] == 5)
-    })
-    .await;
+    // Listed: the frame sent after the restart, with the four before it.
+    third.wait_for_frames(ALICE_WEBCAM, 5).await;
     bot.close().await;
     assert!(third.terminate());
     let lines = chunk_lines(&s3, &format!("{stream}/frames")).await;

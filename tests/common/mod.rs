@@ -244,20 +244,7 @@ impl TestServer {
     /// Waits until the API lists `frames` frames in the stream at `stream_path`
     /// (`/api/recordings/<recording>/<participant>/<type>`).
     pub async fn wait_for_frames(&self, stream_path: &str, frames: u64) {
-        let url = self.url(&format!("{stream_path}/frames?limit=1"));
-        eventually(&format!("{stream_path} lists {frames} frames"), || async {
-            match reqwest::get(&url).await {
-                Ok(r) if r.status() == 200 => {
-                    r.json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v["total"].as_u64())
-                        == Some(frames)
-                }
-                _ => false,
-            }
-        })
-        .await;
+        wait_for_frames_at(&self.url(stream_path), frames).await;
     }
 
     /// The folder of one stream, given the participant folder name.
@@ -283,6 +270,24 @@ impl TestServer {
     }
 }
 
+/// Waits until the API lists `frames` frames in the stream at `stream_url`.
+async fn wait_for_frames_at(stream_url: &str, frames: u64) {
+    let url = format!("{stream_url}/frames?limit=1");
+    eventually(&format!("{stream_url} lists {frames} frames"), || async {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["total"].as_u64())
+                    == Some(frames)
+            }
+            _ => false,
+        }
+    })
+    .await;
+}
+
 pub fn metric_value(text: &str, sample: &str) -> f64 {
     text.lines()
         .find_map(|line| {
@@ -294,6 +299,14 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
                 .ok()
         })
         .unwrap_or(0.0)
+}
+
+/// How many messages the Prometheus text `metrics` counts as refused for `reason`.
+pub fn refused(metrics: &str, reason: &str) -> f64 {
+    metric_value(
+        metrics,
+        &format!("recall_frames_messages_refused_total{{reason=\"{reason}\"}}"),
+    )
 }
 
 /// A bot's side of the websocket.
@@ -699,6 +712,11 @@ impl BinaryServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// As [`TestServer::wait_for_frames`].
+    pub async fn wait_for_frames(&self, stream_path: &str, frames: u64) {
+        wait_for_frames_at(&self.url(stream_path), frames).await;
     }
 
     /// `kill -9`: no chance to finish anything.
