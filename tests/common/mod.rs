@@ -540,6 +540,24 @@ impl TestEvent {
     }
 }
 
+/// The `/api/recordings` entry of [`RECORDING`] once it holds `frames` frames of two
+/// participants, the first at 0.5 s and the last, Alice's webcam frame, at 12.5 s.
+pub fn recording_entry(frames: u64) -> Value {
+    json!({
+        "id": "rec_9f1c2a",
+        "bot_id": "bot_1",
+        "started_at": "2026-11-21T10:00:00Z",
+        "first_frame": {"relative": 0.5, "absolute": "2026-11-21T10:00:00.5Z"},
+        "last_frame": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.5Z"},
+        "duration": 12.0,
+        "frames": frames,
+        "participants": 2,
+        "thumbnail": "/api/recordings/rec_9f1c2a/100/webcam/000012500.png",
+        "url": "/api/recordings/rec_9f1c2a",
+        "page": "/recordings/rec_9f1c2a"
+    })
+}
+
 /// The absolute time of a frame `relative` seconds into a meeting that began at a fixed time.
 pub fn absolute_time(relative: f64) -> String {
     let start: jiff::Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
@@ -607,6 +625,48 @@ pub fn read_json(path: &Path) -> Value {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("JSON")
+}
+
+/// A ZIP archive read whole, to check what a download holds.
+pub struct Unzipped(Vec<ZipFile>);
+
+pub struct ZipFile {
+    pub name: String,
+    pub compression: zip::CompressionMethod,
+    pub bytes: Vec<u8>,
+}
+
+impl Unzipped {
+    pub fn new(body: &[u8]) -> Self {
+        use std::io::Read as _;
+        let mut archive = zip::ZipArchive::new(Cursor::new(body)).expect("a ZIP archive");
+        let files = (0..archive.len())
+            .map(|i| {
+                let mut file = archive.by_index(i).expect("a file in the archive");
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).expect("the file reads whole");
+                ZipFile {
+                    name: file.name().expect("a file name").into_owned(),
+                    compression: file.compression(),
+                    bytes,
+                }
+            })
+            .collect();
+        Unzipped(files)
+    }
+
+    /// The names of its files, in the archive's order.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|file| file.name.as_str()).collect()
+    }
+
+    /// The file called `name`; fails the test if there is none.
+    pub fn file(&self, name: &str) -> &ZipFile {
+        self.0
+            .iter()
+            .find(|file| file.name == name)
+            .unwrap_or_else(|| panic!("{name} is not in the archive"))
+    }
 }
 
 /// Every file below `root`, as sorted relative paths, leaving out dot-files at the top.
