@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Read as _;
-
 use common::*;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
@@ -42,22 +40,7 @@ async fn index_to_recording_to_stream_to_the_exact_png() {
     let (server, frames) = server_with_frames().await;
 
     let index = server.get_json("/api/recordings").await;
-    assert_eq!(
-        index,
-        json!({"recordings": [{
-            "id": "rec_9f1c2a",
-            "bot_id": "bot_1",
-            "started_at": "2026-11-21T10:00:00Z",
-            "first_frame": {"relative": 0.5, "absolute": "2026-11-21T10:00:00.5Z"},
-            "last_frame": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.5Z"},
-            "duration": 12.0,
-            "frames": 5,
-            "participants": 2,
-            "thumbnail": "/api/recordings/rec_9f1c2a/100/webcam/000012500.png",
-            "url": "/api/recordings/rec_9f1c2a",
-            "page": "/recordings/rec_9f1c2a"
-        }]})
-    );
+    assert_eq!(index, json!({"recordings": [recording_entry(5)]}));
 
     let recording = server.get_json("/api/recordings/rec_9f1c2a").await;
     assert_eq!(recording["metadata"], json!({"team": "research"}));
@@ -239,15 +222,9 @@ async fn the_zip_holds_the_streams_pngs_and_manifest() {
         !response.headers().contains_key("content-length"),
         "streamed, not built first"
     );
-    let body = response.bytes().await.unwrap();
-
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
-    let names: Vec<String> = archive
-        .file_names()
-        .map(|name| name.unwrap().into_owned())
-        .collect();
+    let archive = Unzipped::new(&response.bytes().await.unwrap());
     assert_eq!(
-        names,
+        archive.names(),
         [
             "rec_9f1c2a-100-webcam/000000500.png",
             "rec_9f1c2a-100-webcam/000001000.png",
@@ -255,32 +232,24 @@ async fn the_zip_holds_the_streams_pngs_and_manifest() {
             "rec_9f1c2a-100-webcam/frames.jsonl",
         ]
     );
-    let webcam: Vec<&TestFrame> = frames
+    for frame in frames
         .iter()
         .filter(|f| f.participant == 100 && f.kind == "webcam")
-        .collect();
-    for frame in webcam {
-        let mut entry = archive
-            .by_name(&format!("rec_9f1c2a-100-webcam/{}", frame.file_name()))
-            .unwrap();
-        assert_eq!(entry.compression(), zip::CompressionMethod::Stored);
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        assert_eq!(bytes, frame.png, "{}", frame.file_name());
+    {
+        let entry = archive.file(&format!("rec_9f1c2a-100-webcam/{}", frame.file_name()));
+        assert_eq!(entry.compression, zip::CompressionMethod::Stored);
+        assert_eq!(entry.bytes, frame.png, "{}", frame.file_name());
     }
-    let mut manifest = Vec::new();
-    archive
-        .by_name("rec_9f1c2a-100-webcam/frames.jsonl")
-        .unwrap()
-        .read_to_end(&mut manifest)
-        .unwrap();
     let on_disk = std::fs::read(
         server
             .stream_dir("rec_9f1c2a", "100-alice-smith", "webcam")
             .join("frames.jsonl"),
     )
     .unwrap();
-    assert_eq!(manifest, on_disk);
+    assert_eq!(
+        archive.file("rec_9f1c2a-100-webcam/frames.jsonl").bytes,
+        on_disk
+    );
 
     for missing in [
         "/api/recordings/rec_9f1c2a/200/screenshare.zip",

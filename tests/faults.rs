@@ -152,15 +152,7 @@ async fn a_slow_disk_makes_senders_wait_within_the_memory_budget() {
     // Every frame landed, byte for byte.
     for (b, frames) in frames.iter().enumerate() {
         for frame in frames {
-            let path = server
-                .stream_dir(RECORDING, &(b + 1).to_string(), frame.kind)
-                .join(frame.file_name());
-            assert_eq!(
-                std::fs::read(&path).ok().as_ref(),
-                Some(&frame.png),
-                "{}",
-                path.display()
-            );
+            server.assert_saved(&(b + 1).to_string(), frame);
         }
     }
 }
@@ -306,11 +298,10 @@ fn recording_stops_below_the_watermark_and_resumes_by_itself() {
         bot.send_frame(&TestFrame::new(3.0)).await;
         bot.close().await;
         server.stop().await.unwrap();
-        let files: Vec<_> = read_jsonl(&data.join(ALICE_WEBCAM).join("frames.jsonl"))
-            .iter()
-            .map(|l| l["file"].clone())
-            .collect();
-        assert_eq!(files, [json!("000001000.png"), json!("000003000.png")]);
+        assert_eq!(
+            listed_files(&data.join(ALICE_WEBCAM)),
+            ["000001000.png", "000003000.png"]
+        );
     });
 }
 
@@ -376,11 +367,7 @@ fn a_full_disk_costs_the_frames_it_refuses_and_nothing_else() {
         for t in ["000002000.png", "000003000.png", "000004000.png"] {
             assert!(!dir.join(t).exists(), "{t} was refused by the disk");
         }
-        let files: Vec<_> = read_jsonl(&dir.join("frames.jsonl"))
-            .iter()
-            .map(|l| l["file"].clone())
-            .collect();
-        assert_eq!(files, [json!("000001000.png"), json!("000005000.png")]);
+        assert_eq!(listed_files(&dir), ["000001000.png", "000005000.png"]);
         assert!(
             server
                 .stream_dir(RECORDING, "200", "webcam")
@@ -424,11 +411,7 @@ async fn a_write_error_is_logged_with_its_path_and_the_stream_goes_on_once_clear
     wait_for_file(&dir.join("000004000.png")).await;
     bot.close().await;
     server.stop().await.unwrap();
-    let files: Vec<_> = read_jsonl(&dir.join("frames.jsonl"))
-        .iter()
-        .map(|l| l["file"].clone())
-        .collect();
-    assert_eq!(files, [json!("000001000.png"), json!("000004000.png")]);
+    assert_eq!(listed_files(&dir), ["000001000.png", "000004000.png"]);
     assert_eq!(temp_files(&server.data_dir), Vec::<PathBuf>::new());
 }
 
@@ -503,11 +486,7 @@ fn check_recording(root: &Path, sent: &HashMap<(u64, &'static str, u64), Vec<u8>
             if !dir.exists() {
                 continue;
             }
-            let lines = read_jsonl(&dir.join("frames.jsonl"));
-            let listed: Vec<String> = lines
-                .iter()
-                .map(|l| l["file"].as_str().unwrap().to_string())
-                .collect();
+            let listed = listed_files(&dir);
             let unique: HashSet<_> = listed.iter().collect();
             assert_eq!(
                 unique.len(),

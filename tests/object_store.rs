@@ -10,7 +10,6 @@ mod common;
 mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 
 use common::*;
 use recall_frames::Config;
@@ -400,22 +399,7 @@ async fn any_instance_browses_the_bucket_index_recording_frames_and_zip() {
     // A fresh instance that never saw these frames.
     let reader = start(&s3, None, &[]).await;
     let index = reader.get_json("/api/recordings").await;
-    assert_eq!(
-        index,
-        json!({"recordings": [{
-            "id": "rec_9f1c2a",
-            "bot_id": "bot_1",
-            "started_at": "2026-11-21T10:00:00Z",
-            "first_frame": {"relative": 0.5, "absolute": "2026-11-21T10:00:00.5Z"},
-            "last_frame": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.5Z"},
-            "duration": 12.0,
-            "frames": 6,
-            "participants": 2,
-            "thumbnail": "/api/recordings/rec_9f1c2a/100/webcam/000012500.png",
-            "url": "/api/recordings/rec_9f1c2a",
-            "page": "/recordings/rec_9f1c2a"
-        }]})
-    );
+    assert_eq!(index, json!({"recordings": [recording_entry(6)]}));
 
     let recording = reader.get_json("/api/recordings/rec_9f1c2a").await;
     assert_eq!(recording["metadata"], json!({"team": "research"}));
@@ -477,13 +461,9 @@ async fn any_instance_browses_the_bucket_index_recording_frames_and_zip() {
         .bytes()
         .await
         .unwrap();
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
-    let names: Vec<String> = archive
-        .file_names()
-        .map(|name| name.unwrap().into_owned())
-        .collect();
+    let archive = Unzipped::new(&body);
     assert_eq!(
-        names,
+        archive.names(),
         [
             "rec_9f1c2a-100-webcam/000000500.png",
             "rec_9f1c2a-100-webcam/000000750.png",
@@ -496,21 +476,12 @@ async fn any_instance_browses_the_bucket_index_recording_frames_and_zip() {
         .iter()
         .filter(|f| f.participant == 100 && f.kind == "webcam")
     {
-        let mut bytes = Vec::new();
-        archive
-            .by_name(&format!("rec_9f1c2a-100-webcam/{}", frame.file_name()))
-            .unwrap()
-            .read_to_end(&mut bytes)
-            .unwrap();
-        assert_eq!(bytes, frame.png);
+        let name = format!("rec_9f1c2a-100-webcam/{}", frame.file_name());
+        assert_eq!(archive.file(&name).bytes, frame.png, "{name}");
     }
-    let mut manifest = String::new();
-    archive
-        .by_name("rec_9f1c2a-100-webcam/frames.jsonl")
+    let manifest = &archive.file("rec_9f1c2a-100-webcam/frames.jsonl").bytes;
+    let files: Vec<Value> = std::str::from_utf8(manifest)
         .unwrap()
-        .read_to_string(&mut manifest)
-        .unwrap();
-    let files: Vec<Value> = manifest
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["file"].clone())
         .collect();
@@ -755,20 +726,8 @@ async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
     resent.png = png(64, 36, 424_242);
     bot.send_frame(&resent).await;
     bot.send_frame(&TestFrame::new(2.0)).await;
-    let page_url = second.url(&format!("{ALICE_WEBCAM}/frames"));
-    eventually(
-        "the frames before and after the kill are listed",
-        || async {
-            let Ok(response) = reqwest::get(&page_url).await else {
-                return false;
-            };
-            response
-                .json::<Value>()
-                .await
-                .is_ok_and(|page| page["total"] == 4)
-        },
-    )
-    .await;
+    // Listed: the three frames saved before the kill and the one sent after it.
+    second.wait_for_frames(ALICE_WEBCAM, 4).await;
     assert_eq!(
         s3.get(&format!("{stream}/000001000.png")).await.unwrap(),
         early[1].png
@@ -798,17 +757,8 @@ async fn a_restart_carries_on_in_the_bucket_even_after_kill_9() {
     let mut third = spawn(logging_all);
     let mut bot = Bot::connect(&third.ws_url(WS_TOKEN)).await;
     bot.send_frame(&TestFrame::new(2.5)).await;
-    let page_url = third.url(&format!("{ALICE_WEBCAM}/frames"));
-    eventually("the frame after the restart is listed", || async {
-        let Ok(response) = reqwest::get(&page_url).await else {
-            return false;
-        };
-        response
-            .json::<Value>()
-            .await
-            .is_ok_and(|page| page["total"] == 5)
-    })
-    .await;
+    // Listed: the frame sent after the restart, with the four before it.
+    third.wait_for_frames(ALICE_WEBCAM, 5).await;
     bot.close().await;
     assert!(third.terminate());
     let lines = chunk_lines(&s3, &format!("{stream}/frames")).await;

@@ -64,15 +64,7 @@ async fn frames_land_byte_identical_in_the_documented_layout() {
         _ => "300-bob-o-brien",
     };
     for frame in &frames {
-        let path = server
-            .stream_dir(&frame.recording, folder(frame), frame.kind)
-            .join(frame.file_name());
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            frame.png,
-            "{} is the exact PNG sent",
-            path.display()
-        );
+        server.assert_saved(folder(frame), frame);
     }
     let screenshare =
         std::fs::read(root.join("rec_9f1c2a/100-alice-smith/screenshare/000001000.png")).unwrap();
@@ -289,17 +281,9 @@ async fn a_restart_continues_without_overwriting() {
         TestFrame::new(6.0).png
     );
     assert!(dir.join("000007000.png").exists());
-    let files: Vec<_> = read_jsonl(&dir.join("frames.jsonl"))
-        .iter()
-        .map(|l| l["file"].clone())
-        .collect();
     assert_eq!(
-        files,
-        [
-            json!("000005000.png"),
-            json!("000006000.png"),
-            json!("000007000.png")
-        ]
+        listed_files(&dir),
+        ["000005000.png", "000006000.png", "000007000.png"]
     );
     let recording = read_json(&data.path().join("rec_9f1c2a/recording.json"));
     assert_eq!(
@@ -430,24 +414,18 @@ async fn bad_messages_are_refused_and_the_connection_goes_on() {
     wait_for_file(&server.data_dir.join(ALICE_WEBCAM).join("000002000.png")).await;
 
     let metrics = server.metrics().await;
-    let refused = |reason: &str| {
-        metric_value(
-            &metrics,
-            &format!("recall_frames_messages_refused_total{{reason=\"{reason}\"}}"),
-        )
-    };
     for reason in [
         "invalid_json",
         "invalid_base64",
         "bad_dimensions",
         "unknown_stream_type",
     ] {
-        assert_eq!(refused(reason), 1.0, "{reason}");
+        assert_eq!(refused(&metrics, reason), 1.0, "{reason}");
     }
-    assert_eq!(refused("wrong_shape"), 2.0);
-    assert_eq!(refused("invalid_png"), 2.0);
-    assert_eq!(refused("bad_timestamp"), 3.0);
-    assert_eq!(refused("unsafe_id"), 5.0);
+    assert_eq!(refused(&metrics, "wrong_shape"), 2.0);
+    assert_eq!(refused(&metrics, "invalid_png"), 2.0);
+    assert_eq!(refused(&metrics, "bad_timestamp"), 3.0);
+    assert_eq!(refused(&metrics, "unsafe_id"), 5.0);
     assert_eq!(
         metric_value(&metrics, "recall_frames_events_ignored_total"),
         2.0
@@ -527,11 +505,7 @@ async fn a_quiet_stream_closes_and_reopens_on_its_next_frame() {
     bot.close().await;
     server.stop().await.unwrap();
     let dir = server.data_dir.join(ALICE_WEBCAM);
-    let files: Vec<_> = read_jsonl(&dir.join("frames.jsonl"))
-        .iter()
-        .map(|l| l["file"].clone())
-        .collect();
-    assert_eq!(files, [json!("000001000.png"), json!("000002000.png")]);
+    assert_eq!(listed_files(&dir), ["000001000.png", "000002000.png"]);
 }
 
 #[tokio::test]
@@ -578,15 +552,7 @@ async fn shutdown_with_frames_in_flight_loses_none() {
 
     for (b, frames) in frames.iter().enumerate() {
         for frame in frames {
-            let path = server
-                .stream_dir(RECORDING, &(b + 1).to_string(), frame.kind)
-                .join(frame.file_name());
-            assert_eq!(
-                std::fs::read(&path).ok().as_ref(),
-                Some(&frame.png),
-                "{} saved whole",
-                path.display()
-            );
+            server.assert_saved(&(b + 1).to_string(), frame);
         }
         for kind in ["webcam", "screenshare"] {
             let manifest = read_jsonl(

@@ -53,10 +53,7 @@ fn assert_on_disk_as_sent(data_dir: &Path, simulation: &Simulation, report: &Rep
             .iter()
             .map(|&ms| layout::frame_file_name(ms))
             .collect();
-        let manifest: Vec<String> = read_jsonl(&dir.join("frames.jsonl"))
-            .iter()
-            .map(|line| line["file"].as_str().unwrap().to_string())
-            .collect();
+        let manifest = listed_files(&dir);
         assert_eq!(
             manifest,
             expected,
@@ -315,8 +312,9 @@ async fn frames_from_a_folder_are_sent_byte_for_byte() {
     assert!(refused.to_string().contains("shot-9.png"), "{refused}");
 }
 
-/// Runs the real binary's `simulate` and returns its exit code and stderr.
-async fn simulate_command(args: &[&str]) -> (Option<i32>, String) {
+/// Runs the real binary's `simulate` (with no token or secret from the environment) to
+/// its end.
+async fn run_simulate(args: &[&str]) -> std::process::Output {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall-frames"))
         .arg("simulate")
         .args(args)
@@ -324,10 +322,15 @@ async fn simulate_command(args: &[&str]) -> (Option<i32>, String) {
         .env_remove("RECALL_VERIFICATION_SECRET")
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(PATIENCE, output)
+    tokio::time::timeout(PATIENCE, output)
         .await
         .expect("simulate exits in time")
-        .expect("simulate runs");
+        .expect("simulate runs")
+}
+
+/// Runs the real binary's `simulate` and returns its exit code and stderr.
+async fn simulate_command(args: &[&str]) -> (Option<i32>, String) {
+    let output = run_simulate(args).await;
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -404,18 +407,18 @@ async fn a_close_for_a_message_too_big_exits_non_zero() {
 #[tokio::test]
 async fn a_clean_run_of_the_binary_exits_zero_with_a_summary() {
     let mut server = TestServer::start().await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall-frames"))
-        .args(["simulate", &server.ws_url(WS_TOKEN)])
-        .args(["--frames", "3", "--fps", "50", "--size", SMALL])
-        .args(["--recording", "cli_run"])
-        .env_remove("WS_TOKEN")
-        .env_remove("RECALL_VERIFICATION_SECRET")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(PATIENCE, output)
-        .await
-        .unwrap()
-        .unwrap();
+    let output = run_simulate(&[
+        &server.ws_url(WS_TOKEN),
+        "--frames",
+        "3",
+        "--fps",
+        "50",
+        "--size",
+        SMALL,
+        "--recording",
+        "cli_run",
+    ])
+    .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(

@@ -244,20 +244,7 @@ impl TestServer {
     /// Waits until the API lists `frames` frames in the stream at `stream_path`
     /// (`/api/recordings/<recording>/<participant>/<type>`).
     pub async fn wait_for_frames(&self, stream_path: &str, frames: u64) {
-        let url = self.url(&format!("{stream_path}/frames?limit=1"));
-        eventually(&format!("{stream_path} lists {frames} frames"), || async {
-            match reqwest::get(&url).await {
-                Ok(r) if r.status() == 200 => {
-                    r.json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v["total"].as_u64())
-                        == Some(frames)
-                }
-                _ => false,
-            }
-        })
-        .await;
+        wait_for_frames_at(&self.url(stream_path), frames).await;
     }
 
     /// The folder of one stream, given the participant folder name.
@@ -267,6 +254,38 @@ impl TestServer {
             .join(participant_folder)
             .join(kind)
     }
+
+    /// Asserts that `frame` is saved byte for byte in its stream under `participant_folder`
+    /// (`100-alice-smith`, or the bare id of a participant with no name).
+    pub fn assert_saved(&self, participant_folder: &str, frame: &TestFrame) {
+        let path = self
+            .stream_dir(&frame.recording, participant_folder, frame.kind)
+            .join(frame.file_name());
+        assert_eq!(
+            std::fs::read(&path).ok().as_ref(),
+            Some(&frame.png),
+            "{} is the exact PNG sent",
+            path.display()
+        );
+    }
+}
+
+/// Waits until the API lists `frames` frames in the stream at `stream_url`.
+async fn wait_for_frames_at(stream_url: &str, frames: u64) {
+    let url = format!("{stream_url}/frames?limit=1");
+    eventually(&format!("{stream_url} lists {frames} frames"), || async {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["total"].as_u64())
+                    == Some(frames)
+            }
+            _ => false,
+        }
+    })
+    .await;
 }
 
 pub fn metric_value(text: &str, sample: &str) -> f64 {
@@ -280,6 +299,14 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
                 .ok()
         })
         .unwrap_or(0.0)
+}
+
+/// How many messages the Prometheus text `metrics` counts as refused for `reason`.
+pub fn refused(metrics: &str, reason: &str) -> f64 {
+    metric_value(
+        metrics,
+        &format!("recall_frames_messages_refused_total{{reason=\"{reason}\"}}"),
+    )
 }
 
 /// A bot's side of the websocket.
@@ -513,6 +540,24 @@ impl TestEvent {
     }
 }
 
+/// The `/api/recordings` entry of [`RECORDING`] once it holds `frames` frames of two
+/// participants, the first at 0.5 s and the last, Alice's webcam frame, at 12.5 s.
+pub fn recording_entry(frames: u64) -> Value {
+    json!({
+        "id": "rec_9f1c2a",
+        "bot_id": "bot_1",
+        "started_at": "2026-11-21T10:00:00Z",
+        "first_frame": {"relative": 0.5, "absolute": "2026-11-21T10:00:00.5Z"},
+        "last_frame": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.5Z"},
+        "duration": 12.0,
+        "frames": frames,
+        "participants": 2,
+        "thumbnail": "/api/recordings/rec_9f1c2a/100/webcam/000012500.png",
+        "url": "/api/recordings/rec_9f1c2a",
+        "page": "/recordings/rec_9f1c2a"
+    })
+}
+
 /// The absolute time of a frame `relative` seconds into a meeting that began at a fixed time.
 pub fn absolute_time(relative: f64) -> String {
     let start: jiff::Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
@@ -568,10 +613,60 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The file names a stream's `frames.jsonl` lists, in its order.
+pub fn listed_files(stream_dir: &Path) -> Vec<String> {
+    read_jsonl(&stream_dir.join("frames.jsonl"))
+        .iter()
+        .map(|line| line["file"].as_str().expect("a file name").to_owned())
+        .collect()
+}
+
 pub fn read_json(path: &Path) -> Value {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("JSON")
+}
+
+/// A ZIP archive read whole, to check what a download holds.
+pub struct Unzipped(Vec<ZipFile>);
+
+pub struct ZipFile {
+    pub name: String,
+    pub compression: zip::CompressionMethod,
+    pub bytes: Vec<u8>,
+}
+
+impl Unzipped {
+    pub fn new(body: &[u8]) -> Self {
+        use std::io::Read as _;
+        let mut archive = zip::ZipArchive::new(Cursor::new(body)).expect("a ZIP archive");
+        let files = (0..archive.len())
+            .map(|i| {
+                let mut file = archive.by_index(i).expect("a file in the archive");
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).expect("the file reads whole");
+                ZipFile {
+                    name: file.name().expect("a file name").into_owned(),
+                    compression: file.compression(),
+                    bytes,
+                }
+            })
+            .collect();
+        Unzipped(files)
+    }
+
+    /// The names of its files, in the archive's order.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|file| file.name.as_str()).collect()
+    }
+
+    /// The file called `name`; fails the test if there is none.
+    pub fn file(&self, name: &str) -> &ZipFile {
+        self.0
+            .iter()
+            .find(|file| file.name == name)
+            .unwrap_or_else(|| panic!("{name} is not in the archive"))
+    }
 }
 
 /// Every file below `root`, as sorted relative paths, leaving out dot-files at the top.
@@ -677,6 +772,11 @@ impl BinaryServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// As [`TestServer::wait_for_frames`].
+    pub async fn wait_for_frames(&self, stream_path: &str, frames: u64) {
+        wait_for_frames_at(&self.url(stream_path), frames).await;
     }
 
     /// `kill -9`: no chance to finish anything.
