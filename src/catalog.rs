@@ -1,6 +1,7 @@
 //! Reading saved recordings back: the [`Catalog`] trait that the browse UI and the JSON API
 //! read through, with one implementation per storage backend (`catalog/fs.rs` for
-//! `DATA_DIR`).
+//! `DATA_DIR`, `catalog/object.rs` for a bucket), and what the two share: the index of a
+//! stream's frames and the cache that holds those indexes.
 //!
 //! A catalog speaks in the domain's names ([`RecordingId`], [`StreamKey`], milliseconds)
 //! and in the keys of [`crate::layout`]; it never takes a path or a key from a client.
@@ -27,11 +28,11 @@ use serde::Serialize;
 use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKey};
 use crate::layout::{EventRecord, FrameRecord, RecordingSummary};
 
-/// Reads saved recordings. Every method answers [`CatalogError::NotFound`] for a recording,
-/// participant, stream or frame that is not saved.
 /// Reads in flight at once while a listing fans out (recordings, participants, chunks).
 const PARALLEL: usize = 8;
 
+/// Reads saved recordings. Every method answers [`CatalogError::NotFound`] for a recording,
+/// participant, stream or frame that is not saved.
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
     /// Every recording, newest first.
