@@ -723,6 +723,8 @@ impl Server {
             .arg("--data-dir")
             .arg(data.path())
             .args(["--ws-token", WS_TOKEN])
+            // The benchmark measures the server, not its cap on connections.
+            .args(["--max-connections", "65536"])
             .env_clear()
             .stdout(Stdio::null())
             .stderr(log)

@@ -105,8 +105,10 @@ pub struct Config {
           value_parser = SecretParser(SigningSecret::parse))]
     pub recall_verification_secret: Option<SigningSecret>,
 
-    /// Most websocket connections open at once; an upgrade past it gets 503.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 32,
+    /// Most websocket connections open at once; an upgrade past it gets 503. Each bot holds
+    /// one for its whole meeting, and a bot refused 30 times gives up, so the default is
+    /// fly.toml's hard limit: a machine that takes 1,000 bots idle takes them here too.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1000,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub max_connections: usize,
 
