@@ -25,7 +25,7 @@ use super::{
     Catalog, CatalogError, FrameIndex, FramePage, FrameSource, IndexCache, Indexed, PARALLEL,
     ParticipantDetail, RecordingDetail, RecordingOverview, complete_lines,
 };
-use crate::bucket::{Bucket, BucketError};
+use crate::bucket::{Bucket, BucketError, Fetched};
 use crate::frame::{Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
 use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 
@@ -189,6 +189,19 @@ impl ObjectCatalog {
         })
     }
 
+    /// One frame's object.
+    async fn frame_object(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<Fetched, CatalogError> {
+        let path = self.stream_path(stream).await?;
+        self.bucket
+            .get(&path.join(layout::frame_file_name(relative_ms)))
+            .await?
+            .ok_or(CatalogError::NotFound)
+    }
+
     /// The complete lines of every chunk under `dir`, each chunk's in order, chunks in name
     /// (creation) order.
     async fn chunk_lines(&self, dir: &Path) -> Result<Vec<Bytes>, CatalogError> {
@@ -199,15 +212,8 @@ impl ObjectCatalog {
             .into_iter()
             .map(|object| object.location)
             .collect();
-        let bucket = &self.bucket;
-        let texts: Vec<Result<Option<Bytes>, BucketError>> = futures_util::stream::iter(chunks)
-            .map(|key| async move { bucket.get_from(&key, 0).await })
-            .buffered(PARALLEL)
-            .collect()
-            .await;
         let mut lines = Vec::new();
-        for text in texts {
-            let Some(text) = text? else { continue };
+        for text in self.bucket.get_each(chunks).await? {
             lines.extend(complete_lines(&text).map(|line| text.slice_ref(line)));
         }
         Ok(lines)
@@ -265,12 +271,7 @@ impl Catalog for ObjectCatalog {
         stream: &StreamKey,
         relative_ms: u64,
     ) -> Result<FrameSource, CatalogError> {
-        let path = self.stream_path(stream).await?;
-        let found = self
-            .bucket
-            .get(&path.clone().join(layout::frame_file_name(relative_ms)))
-            .await?
-            .ok_or(CatalogError::NotFound)?;
+        let found = self.frame_object(stream, relative_ms).await?;
         Ok(FrameSource::Bytes {
             bytes: found.bytes,
             etag: found.version.e_tag,
@@ -282,13 +283,7 @@ impl Catalog for ObjectCatalog {
         stream: &StreamKey,
         relative_ms: u64,
     ) -> Result<Bytes, CatalogError> {
-        let path = self.stream_path(stream).await?;
-        Ok(self
-            .bucket
-            .get(&path.clone().join(layout::frame_file_name(relative_ms)))
-            .await?
-            .ok_or(CatalogError::NotFound)?
-            .bytes)
+        Ok(self.frame_object(stream, relative_ms).await?.bytes)
     }
 
     async fn manifest(&self, stream: &StreamKey) -> Result<Bytes, CatalogError> {

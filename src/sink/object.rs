@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use lru::LruCache;
 use object_store::path::Path;
@@ -53,8 +52,6 @@ const REMEMBERED: NonZeroUsize = NonZeroUsize::new(1024).expect("non-zero");
 /// Recordings whose open event chunk is kept between events (each up to a few tens of KB);
 /// one dropped starts a new chunk at its next event.
 const EVENT_CHUNKS_KEPT: NonZeroUsize = NonZeroUsize::new(64).expect("non-zero");
-/// Chunks read at once while a stream opens.
-const PARALLEL_READS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
@@ -234,15 +231,8 @@ impl Shared {
                 _ => {}
             }
         }
-        let bucket = &self.bucket;
-        let read: Vec<Result<Option<Bytes>, BucketError>> = futures_util::stream::iter(chunks)
-            .map(|key| async move { bucket.get_from(&key, 0).await })
-            .buffer_unordered(PARALLEL_READS)
-            .collect()
-            .await;
         let mut listed = HashSet::new();
-        for chunk in read {
-            let Some(text) = chunk? else { continue };
+        for text in self.bucket.get_each(chunks).await? {
             for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 if let Ok(record) = serde_json::from_slice::<FrameRecord>(line) {
                     listed.extend(layout::parse_frame_file_name(&record.file));
