@@ -219,7 +219,10 @@ async fn a_reconnect_continues_the_same_folders() {
     let mut bot = server.connect().await;
     bot.send_frame(&TestFrame::new(1.0)).await;
     bot.send_frame(&TestFrame::new(1.5)).await;
-    // The network drops: no close handshake.
+    // Both frames are saved before the network drops (no close handshake); otherwise the
+    // resend below could reach the stream first and be the copy kept.
+    let dir = server.data_dir.join(ALICE_WEBCAM);
+    wait_for_file(&dir.join("000001500.png")).await;
     drop(bot);
     let mut bot = server.connect().await;
     // The participant was renamed meanwhile: the folder keeps its first name.
@@ -229,7 +232,6 @@ async fn a_reconnect_continues_the_same_folders() {
     bot.close().await;
     server.stop().await.unwrap();
 
-    let dir = server.data_dir.join(ALICE_WEBCAM);
     assert_eq!(
         std::fs::read(dir.join("000001500.png")).unwrap(),
         TestFrame::new(1.5).png,
