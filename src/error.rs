@@ -71,12 +71,23 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
         let mut body = json!({ "error": self.to_string() });
-        if let ApiError::Bot(BotError::Recall(RecallError::Refused { body: recall, .. })) = &self {
-            // Recall's own answer too, for clients that act on its fields.
+        let mut retry_after = None;
+        if let ApiError::Bot(BotError::Recall(RecallError::Refused {
+            body: recall,
+            retry_after: wait,
+            ..
+        })) = &self
+        {
+            // Recall's own answer and wait too, for clients that act on them.
             body["recall"] = recall.clone();
+            retry_after = *wait;
         }
-        let body = Json(body);
-        let mut response = (self.status(), body).into_response();
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
         if let ApiError::Unauthorized = self {
             // Lets a browser ask for the token as a password.
             response.headers_mut().insert(

@@ -243,12 +243,14 @@ pub enum RecallError {
     Connection(#[source] reqwest::Error),
     #[error("Recall's API did not answer within {}", humantime::format_duration(*.0))]
     TimedOut(Duration),
-    #[error("Recall refused the request ({status}): {message}{}", hint(*status))]
+    #[error("Recall refused the request ({status}): {message}{}", hint(*status, *retry_after))]
     Refused {
         status: StatusCode,
         message: String,
         /// Recall's answer, as JSON when it was JSON.
         body: Value,
+        /// Recall's `Retry-After` in seconds (it sends one with 429), passed on to the caller.
+        retry_after: Option<u64>,
     },
     #[error("Recall's API failed ({status}); the details are in this server's log")]
     Failed { status: StatusCode, body: String },
@@ -256,12 +258,13 @@ pub enum RecallError {
     BadAnswer { status: StatusCode, detail: String },
 }
 
-fn hint(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            " (check RECALL_API_KEY and RECALL_REGION: keys belong to one region)"
+fn hint(status: StatusCode, retry_after: Option<u64>) -> String {
+    match (status, retry_after) {
+        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+            " (check RECALL_API_KEY and RECALL_REGION: keys belong to one region)".into()
         }
-        _ => "",
+        (_, Some(seconds)) => format!(" (try again in {seconds} s)"),
+        _ => String::new(),
     }
 }
 
@@ -343,6 +346,11 @@ impl RecallClient {
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
+        // Delta-seconds, the form Recall uses; an HTTP date is not passed on.
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.trim().parse().ok());
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -374,6 +382,7 @@ impl RecallClient {
                 status,
                 message: refusal_message(status, &body),
                 body,
+                retry_after,
             });
         }
         if status.is_server_error() {

@@ -392,6 +392,42 @@ async fn recalls_refusals_come_back_with_recalls_status_and_words() {
 }
 
 #[tokio::test]
+async fn recalls_throttling_comes_back_as_a_429_with_its_retry_after() {
+    let recall = RecallStandIn::start().await;
+    let server = server_for(&recall, &["--public-url", "https://f.example"]).await;
+    recall.throttle(12);
+    let response = reqwest::Client::new()
+        .post(server.url("/api/bots"))
+        .json(&json!({"meeting_url": MEETING}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()[reqwest::header::RETRY_AFTER], "12");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        error_of(&body),
+        "Recall refused the request (429 Too Many Requests): Request was throttled. \
+         Expected available in 12 seconds. (try again in 12 s)"
+    );
+
+    // Other refusals carry no Retry-After.
+    recall.answer_everything_with(reqwest::StatusCode::BAD_REQUEST, "{}");
+    let response = reqwest::Client::new()
+        .get(server.url("/api/bots/some-bot"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn recall_failing_is_a_502_that_keeps_its_details_to_the_log() {
     let recall = RecallStandIn::start().await;
     let server = server_for(&recall, &["--public-url", "https://f.example"]).await;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,7 +44,7 @@ struct Inner {
     received: Vec<Received>,
     bots: HashMap<String, Value>,
     /// When set, every request gets this answer instead.
-    forced: Option<(StatusCode, String)>,
+    forced: Option<(StatusCode, HeaderMap, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -98,7 +98,26 @@ impl RecallStandIn {
 
     /// From now on, answers every request with `status` and `body`.
     pub fn answer_everything_with(&self, status: StatusCode, body: &str) {
-        self.shared.0.lock().unwrap().forced = Some((status, body.to_owned()));
+        self.force(status, HeaderMap::new(), body);
+    }
+
+    /// From now on, throttles every request as Recall does: 429 with `Retry-After`.
+    pub fn throttle(&self, retry_after_secs: u32) {
+        let headers = HeaderMap::from_iter([
+            (header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ]);
+        let body = json!({
+            "detail": format!("Request was throttled. Expected available in {retry_after_secs} seconds.")
+        });
+        self.force(StatusCode::TOO_MANY_REQUESTS, headers, &body.to_string());
+    }
+
+    fn force(&self, status: StatusCode, headers: HeaderMap, body: &str) {
+        self.shared.0.lock().unwrap().forced = Some((status, headers, body.to_owned()));
     }
 }
 
@@ -133,8 +152,8 @@ async fn receive(State(shared): State<Shared>, request: Request, next: Next) -> 
         inner.received.push(received);
         inner.forced.clone()
     };
-    if let Some((status, body)) = forced {
-        return (status, body).into_response();
+    if let Some((status, headers, body)) = forced {
+        return (status, headers, body).into_response();
     }
     let key = authorization
         .as_deref()
