@@ -148,12 +148,24 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
                 ApiError::InvalidRequest(rejection.body_text())
             }
+            JsonRejection::BytesRejection(ref failed) if is_timeout(failed) => {
+                ApiError::UnreadableBody {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: "the request body did not arrive within REQUEST_TIMEOUT".into(),
+                }
+            }
             other => ApiError::UnreadableBody {
                 status: other.status(),
                 message: other.body_text(),
             },
         }
     }
+}
+
+/// Whether `error` comes from the body deadline (REQUEST_TIMEOUT) running out.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>())
 }
 
 impl From<InvalidBotRequest> for ApiError {

@@ -78,7 +78,8 @@ async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Counts and logs requests refused for a body over MAX_BODY_BYTES.
+/// Counts and logs requests refused for their body: over MAX_BODY_BYTES, or not received
+/// within REQUEST_TIMEOUT.
 async fn count_body_refusals(
     State(state): State<AppState>,
     request: Request,
@@ -86,9 +87,19 @@ async fn count_body_refusals(
 ) -> axum::response::Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        state.metrics.refuse_http("body_too_large");
-        tracing::warn!(path, "request body over MAX_BODY_BYTES refused (413)");
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            state.metrics.refuse_http("body_too_large");
+            tracing::warn!(path, "request body over MAX_BODY_BYTES refused (413)");
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            state.metrics.refuse_http("body_timeout");
+            tracing::warn!(
+                path,
+                "request body not received within REQUEST_TIMEOUT (408)"
+            );
+        }
+        _ => {}
     }
     response
 }

@@ -82,8 +82,8 @@ pub struct Metrics {
 /// Why a websocket upgrade was refused (`ws_upgrades_refused{reason}`).
 pub const UPGRADE_REFUSALS: [&str; 4] = ["token", "signature", "connection_limit", "shutting_down"];
 
-/// Why an HTTP request was refused before any handler saw it (`http_refused{reason}`).
-pub const HTTP_REFUSALS: [&str; 2] = ["header_timeout", "body_too_large"];
+/// Why an HTTP request was refused for its head or body (`http_refused{reason}`).
+pub const HTTP_REFUSALS: [&str; 3] = ["header_timeout", "body_too_large", "body_timeout"];
 
 /// The storage backends (`sink_write_seconds{backend}`, `storage_failures{backend}`).
 pub const STORAGE_BACKENDS: [&str; 2] = ["fs", "bucket"];

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::recall_api::{RECALL_API_KEY, RecallStandIn};
 use common::*;
 use futures_util::StreamExt as _;
 use recall_frames::auth::signature::{SigningSecret, sign};
@@ -349,6 +350,52 @@ async fn slow_and_silent_requests_are_cut_off_and_others_are_served() {
     bot.send_frame(&TestFrame::new(2.0)).await;
     wait_for_file(&server.data_dir.join(ALICE_WEBCAM).join("000002000.png")).await;
     bot.close().await;
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_within_the_request_timeout_is_cut_off() {
+    let recall = RecallStandIn::start().await;
+    let mut server = TestServer::start_with(&[
+        "--request-timeout",
+        "300ms",
+        "--recall-api-key",
+        RECALL_API_KEY,
+        "--recall-api-base",
+        &recall.url(),
+        "--public-url",
+        "https://f.example",
+    ])
+    .await;
+    // The head in time, then half the promised body, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/bots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 60\r\n\r\n{\"meeting_url\": ",
+    )
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut slow).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"error":"the request body did not arrive within REQUEST_TIMEOUT"}"#),
+        "{answer}"
+    );
+    assert!(recall.received().is_empty(), "nothing reached Recall");
+    assert_eq!(
+        server
+            .metric("recall_frames_http_refused_total{reason=\"body_timeout\"}")
+            .await,
+        1.0
+    );
+    // A whole body in time still creates a bot.
+    let created = reqwest::Client::new()
+        .post(server.url("/api/bots"))
+        .json(&serde_json::json!({"meeting_url": "https://meet.google.com/abc-defg-hij"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
     server.stop().await.expect("clean shutdown");
 }
 
