@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use crate::frame::{Frame, ParticipantEvent, RecordingId};
+use crate::frame::{Frame, Participant, ParticipantEvent, RecordingId};
 
 /// What became of a frame handed to a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,9 +141,59 @@ impl<R> Drop for Lease<R> {
     }
 }
 
+/// What a sink last wrote to a participant's `participant.json`, and the meeting time
+/// (relative seconds) of the newest frame or event that described the participant so.
+#[derive(Debug)]
+struct Described {
+    participant: Participant,
+    as_of: f64,
+}
+
+impl Described {
+    fn new(participant: &Participant, as_of: f64) -> Self {
+        Described {
+            participant: participant.clone(),
+            as_of,
+        }
+    }
+
+    /// Notes how a frame or event at meeting time `as_of` describes the participant, and
+    /// says whether `participant.json` must be rewritten: when the description differs and
+    /// is no older. A frame that waited in its stream's queue while a newer `update` event
+    /// was recorded, or one Recall resent after a reconnect, describes the participant as
+    /// they were, and must not bring that back.
+    fn is_superseded_by(&mut self, participant: &Participant, as_of: f64) -> bool {
+        if as_of < self.as_of {
+            return false;
+        }
+        if self.participant == *participant {
+            self.as_of = as_of;
+            return false;
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_description_never_replaces_a_newer_one() {
+        let named = |name: &str| Participant {
+            name: Some(name.into()),
+            ..Participant::unknown(crate::frame::ParticipantId(100))
+        };
+        let mut written = Described::new(&named("Alice"), 2.0);
+        assert!(!written.is_superseded_by(&named("Alice"), 3.0), "the same");
+        assert!(!written.is_superseded_by(&named("Al"), 1.0), "older");
+        assert!(
+            !written.is_superseded_by(&named("Al"), 2.5),
+            "older than the same description seen at 3.0"
+        );
+        assert!(written.is_superseded_by(&named("Al"), 3.0));
+        assert!(written.is_superseded_by(&named("Al"), 9.0));
+    }
 
     #[test]
     fn a_recording_is_forgotten_when_its_last_lease_goes() {

@@ -66,6 +66,18 @@ fn as_disk_path(key: &str) -> Option<String> {
     }
 }
 
+#[tokio::test]
+async fn participant_json_in_the_bucket_follows_the_newest_description_by_meeting_time() {
+    let s3 = S3Server::start().await;
+    let mut server = start(&s3, None, &[]).await;
+    let key = "rec_9f1c2a/200-bob/participant.json";
+    let participant_json =
+        || async { serde_json::from_slice(&s3.get(key).await.expect("participant.json")).unwrap() };
+    renames_follow_meeting_time(&server, participant_json).await;
+    server.stop().await.unwrap();
+    assert_eq!(participant_json().await["name"], "Robert");
+}
+
 fn frames_with_events() -> (Vec<TestFrame>, Vec<TestEvent>) {
     let frames = vec![
         TestFrame::new(0.5),

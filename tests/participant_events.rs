@@ -126,6 +126,15 @@ async fn events_are_recorded_in_order_and_keep_participant_json_current() {
 }
 
 #[tokio::test]
+async fn participant_json_follows_the_newest_description_by_meeting_time() {
+    let mut server = TestServer::start().await;
+    let path = server.data_dir.join("rec_9f1c2a/200-bob/participant.json");
+    renames_follow_meeting_time(&server, || async { read_json(&path) }).await;
+    server.stop().await.unwrap();
+    assert_eq!(read_json(&path)["name"], "Robert");
+}
+
+#[tokio::test]
 async fn a_recording_with_events_only_still_has_its_summary() {
     let server = TestServer::start().await;
     let mut bot = server.connect().await;

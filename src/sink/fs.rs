@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{FrameSink, Lease, Recordings, SinkError, StreamWriter, WriteOutcome};
+use super::{Described, FrameSink, Lease, Recordings, SinkError, StreamWriter, WriteOutcome};
 use crate::files::{FsError, IoContext as _, blocking};
 use crate::frame::{
     Frame, Participant, ParticipantEvent, ParticipantId, RecordingId, RecordingInfo,
@@ -148,7 +148,7 @@ struct RecordingState {
 struct ParticipantDir {
     folder: String,
     /// What `participant.json` holds, if this run wrote it.
-    written: Option<Participant>,
+    written: Option<Described>,
 }
 
 impl RecordingDir {
@@ -173,7 +173,7 @@ impl RecordingDir {
             .participant_folder(&self.path, &first.participant)
             .await?;
         state
-            .note_participant(&self.path, &first.participant)
+            .note_participant(&self.path, &first.participant, first.time.relative)
             .await?;
         Ok(folder)
     }
@@ -192,7 +192,9 @@ impl RecordingDir {
             .get(&participant.id)
             .is_some_and(|dir| dir.written.is_none());
         if event.kind.describes_participant() || unwritten {
-            state.note_participant(&self.path, participant).await?;
+            state
+                .note_participant(&self.path, participant, event.time.relative)
+                .await?;
         }
         let log = state.event_log(&self.path).await?;
         let path = self.path.join(layout::EVENTS_LOG);
@@ -207,34 +209,38 @@ impl RecordingDir {
 }
 
 impl RecordingState {
-    /// Keeps `participant.json` what Recall last said of the participant.
+    /// Keeps `participant.json` what Recall last said of the participant, as a frame or
+    /// event at meeting time `as_of` describes them.
     async fn note_participant(
         &mut self,
         recording_path: &Path,
         participant: &Participant,
+        as_of: f64,
     ) -> Result<(), FsError> {
         if let Some(dir) = self.participants.get_mut(&participant.id)
-            && dir.written.as_ref() != Some(participant)
+            && dir
+                .written
+                .as_mut()
+                .is_none_or(|written| written.is_superseded_by(participant, as_of))
         {
             let path = recording_path
                 .join(&dir.folder)
                 .join(layout::PARTICIPANT_FILE);
             write_json_atomic(path, participant).await?;
-            dir.written = Some(participant.clone());
+            dir.written = Some(Described::new(participant, as_of));
         }
         Ok(())
     }
 
     /// Notes a saved frame: the participant, the recording's context and its frame times.
     async fn note_frame(&mut self, recording_path: &Path, frame: &Frame) -> Result<(), FsError> {
-        self.note_participant(recording_path, &frame.participant)
-            .await?;
-
         let never_written = self.written_at.is_none();
         let (summary, changed) = self.note_recording(&frame.recording);
         let urgent = never_written || changed;
         summary.note_frame_time(frame.time);
         self.dirty = true;
+        self.note_participant(recording_path, &frame.participant, frame.time.relative)
+            .await?;
         if urgent
             || self
                 .written_at

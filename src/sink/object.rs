@@ -10,8 +10,9 @@
 //!   version it wrote last. No writer can replace another's lines.
 //! - A participant's folder is claimed once per recording with a create-only object naming
 //!   it; every instance that sees the participant uses the folder in the claim.
-//! - `participant.json` is rewritten by whoever saw the participant last (as on disk);
-//!   `recording.json` is read, merged and written back with `If-Match`, so that first and
+//! - `participant.json` follows the newest description by meeting time, as on disk; between
+//!   instances the last writer wins.
+//! - `recording.json` is read, merged and written back with `If-Match`, so that first and
 //!   last frame times cover every instance's frames.
 //! - A stream opening finds frames whose manifest lines were lost (an instance killed before
 //!   it flushed) and writes their lines, rebuilt from the PNG, into its own chunk.
@@ -33,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::{FrameSink, Lease, Recordings, SinkError, StreamWriter, WriteOutcome};
+use super::{Described, FrameSink, Lease, Recordings, SinkError, StreamWriter, WriteOutcome};
 use crate::bucket::{Bucket, BucketError, Created, Version};
 use crate::frame::{Frame, Participant, ParticipantEvent, ParticipantId, RecordingId};
 use crate::layout::{self, EventRecord, FrameRecord, ParticipantClaim, RecordingSummary};
@@ -343,7 +344,7 @@ impl FrameSink for ObjectSink {
     async fn open_stream(&self, first: &Frame) -> Result<Box<dyn StreamWriter>, SinkError> {
         let shared = &self.shared;
         let recording = shared.recording(&first.key.recording);
-        let folder = recording.prepare(shared, &first.participant).await?;
+        let folder = recording.prepare(shared, first).await?;
         let stream = shared
             .bucket
             .stream_key(&first.key.recording, &folder, first.key.kind);
@@ -370,6 +371,7 @@ impl FrameSink for ObjectSink {
         Ok(Box::new(ObjectStreamWriter {
             shared: shared.clone(),
             recording,
+            folder,
             stream,
             known: survey.known,
             manifest,
@@ -547,7 +549,7 @@ struct RecordingEntry {
 #[derive(Default)]
 struct RecordingState {
     /// What this run last wrote to each participant's `participant.json`.
-    written: HashMap<ParticipantId, Participant>,
+    written: HashMap<ParticipantId, Described>,
     summary: Option<RecordingSummary>,
     /// The summary holds what `recording.json` may not.
     dirty: bool,
@@ -556,15 +558,12 @@ struct RecordingState {
 
 impl RecordingEntry {
     /// Readies the participant for a stream's first frame and returns its folder.
-    async fn prepare(
-        &self,
-        shared: &Shared,
-        participant: &Participant,
-    ) -> Result<String, ObjectError> {
+    async fn prepare(&self, shared: &Shared, first: &Frame) -> Result<String, ObjectError> {
+        let participant = &first.participant;
         let folder = shared.participant_folder(&self.id, participant).await?;
         let mut state = self.state.lock().await;
         state
-            .note_participant(shared, &self.key, &folder, participant)
+            .note_participant(shared, &self.key, &folder, participant, first.time.relative)
             .await?;
         Ok(folder)
     }
@@ -581,7 +580,7 @@ impl RecordingEntry {
         // only for a participant without a participant.json from this run.
         if event.kind.describes_participant() || !state.written.contains_key(&participant.id) {
             state
-                .note_participant(shared, &self.key, &folder, participant)
+                .note_participant(shared, &self.key, &folder, participant, event.time.relative)
                 .await?;
         }
         let line = json_line(&EventRecord::from(event), "a participant event")?;
@@ -603,15 +602,19 @@ impl RecordingEntry {
 }
 
 impl RecordingState {
-    /// Keeps `participant.json` what Recall last said of the participant.
+    /// Keeps `participant.json` what Recall last said of the participant, as a frame or
+    /// event at meeting time `as_of` describes them.
     async fn note_participant(
         &mut self,
         shared: &Shared,
         recording: &Path,
         folder: &str,
         participant: &Participant,
+        as_of: f64,
     ) -> Result<(), ObjectError> {
-        if self.written.get(&participant.id) == Some(participant) {
+        if let Some(written) = self.written.get_mut(&participant.id)
+            && !written.is_superseded_by(participant, as_of)
+        {
             return Ok(());
         }
         let key = recording
@@ -621,22 +624,33 @@ impl RecordingState {
             .join(layout::PARTICIPANT_FILE);
         let body = pretty_json(participant, "participant.json")?;
         shared.bucket.overwrite(&key, body).await?;
-        self.written.insert(participant.id, participant.clone());
+        self.written
+            .insert(participant.id, Described::new(participant, as_of));
         Ok(())
     }
 
-    /// Notes a saved frame's recording context and time; writes the summary when it is new,
-    /// its context changed, or it was last written [`SUMMARY_EVERY`] ago.
+    /// Notes a saved frame: the participant, the recording's context and its frame times.
+    /// Writes the summary when it is new, its context changed, or it was last written
+    /// [`SUMMARY_EVERY`] ago.
     async fn note_frame(
         &mut self,
         shared: &Shared,
         recording: &Path,
+        folder: &str,
         frame: &Frame,
     ) -> Result<(), ObjectError> {
         let never_written = self.written_at.is_none();
         let (summary, changed) = RecordingSummary::note(&mut self.summary, &frame.recording);
         summary.note_frame_time(frame.time);
         self.dirty = true;
+        self.note_participant(
+            shared,
+            recording,
+            folder,
+            &frame.participant,
+            frame.time.relative,
+        )
+        .await?;
         if never_written
             || changed
             || self
@@ -695,6 +709,8 @@ impl RecordingState {
 struct ObjectStreamWriter {
     shared: Arc<Shared>,
     recording: Lease<RecordingEntry>,
+    /// The participant's folder in the recording.
+    folder: String,
     stream: Path,
     /// Milliseconds known to have a frame: no request is needed to call them duplicates.
     known: HashSet<u64>,
@@ -731,16 +747,17 @@ impl StreamWriter for ObjectStreamWriter {
                 tracing::warn!(%error, "could not add saved frames to the manifest; trying again later");
             }
         }
-        // The frame is saved: a summary that cannot be written now is written later.
+        // The frame is saved: a summary that cannot be written now is written later, and
+        // participant.json with the participant's next frame.
         let noted = self
             .recording
             .state
             .lock()
             .await
-            .note_frame(&self.shared, &self.recording.key, frame)
+            .note_frame(&self.shared, &self.recording.key, &self.folder, frame)
             .await;
         if let Err(error) = noted {
-            tracing::warn!(%error, "could not update recording.json; trying again later");
+            tracing::warn!(%error, "could not update participant.json or recording.json; trying again later");
         }
         Ok(WriteOutcome::Saved {
             bytes: frame.png.len() as u64,

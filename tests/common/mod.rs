@@ -580,6 +580,58 @@ pub fn png(width: u32, height: u32, seed: u32) -> Vec<u8> {
     bytes
 }
 
+/// Renames participant 200 ("Bob") by event and by frame, with a late frame that still
+/// carries the old name in between, and checks after each step that `participant.json`
+/// (read by `participant_json`, from whichever backend) follows the newest description.
+pub async fn renames_follow_meeting_time<F, Fut>(server: &TestServer, participant_json: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Value>,
+{
+    let mut bot = server.connect().await;
+    let bob = |t: f64, name: &str| TestFrame::new(t).participant(200, Some(name));
+    let saved = |frames: f64| async move {
+        eventually(&format!("{frames} frames are saved"), || async {
+            server
+                .metric("recall_frames_frames_saved_total{kind=\"webcam\"}")
+                .await
+                == frames
+        })
+        .await;
+    };
+    let named = |name: &str| TestEvent::new("update", 0.0).participant(200, Some(name));
+
+    bot.send_frame(&bob(1.0, "Bob")).await;
+    saved(1.0).await;
+    assert_eq!(participant_json().await, named("Bob").participant_value());
+
+    let update = TestEvent::new("update", 3.0).participant(200, Some("Bob Jones"));
+    bot.send_text(update.event()).await;
+    eventually("the update is recorded", || async {
+        server
+            .metric("recall_frames_participant_events_recorded_total")
+            .await
+            == 1.0
+    })
+    .await;
+    assert_eq!(participant_json().await, update.participant_value());
+
+    // A frame from before the update, saved after it (it waited in its stream's queue, or
+    // Recall resent it): its older name does not come back.
+    bot.send_frame(&bob(2.5, "Bob")).await;
+    saved(2.0).await;
+    assert_eq!(participant_json().await, update.participant_value());
+
+    // A later frame renames him on its own.
+    bot.send_frame(&bob(4.0, "Robert")).await;
+    saved(3.0).await;
+    assert_eq!(
+        participant_json().await,
+        named("Robert").participant_value()
+    );
+    bot.close().await;
+}
+
 /// Polls `condition` until it holds, failing the test after [`PATIENCE`].
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
