@@ -360,7 +360,7 @@ fn complete_lines_len(text: &[u8]) -> usize {
 }
 
 /// The non-empty complete lines of `text`.
-fn complete_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn complete_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     text[..complete_lines_len(text)]
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())

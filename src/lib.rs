@@ -11,6 +11,7 @@ pub mod auth;
 pub mod bucket;
 pub mod catalog;
 pub mod config;
+pub mod copy;
 pub mod disk;
 pub mod error;
 pub mod event;
@@ -97,16 +98,16 @@ pub async fn run(
 }
 
 /// Where recordings are written and read: DATA_DIR, or a bucket.
-struct Storage {
-    sink: Arc<dyn FrameSink>,
-    catalog: Arc<dyn Catalog>,
-    bucket: Option<Bucket>,
+pub(crate) struct Storage {
+    pub(crate) sink: Arc<dyn FrameSink>,
+    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) bucket: Option<Bucket>,
     metrics: Arc<Metrics>,
 }
 
 impl Storage {
     /// What the configuration names: a bucket when BUCKET_NAME is set, DATA_DIR otherwise.
-    async fn open(config: &Config) -> anyhow::Result<Self> {
+    pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
         if config.bucket_name.is_none() {
             let sink = FsSink::new(config.data_dir.clone())
                 .await

@@ -1,5 +1,5 @@
 //! The `recall-frames` command: parse the configuration, then bind and run the server, or
-//! run one of the subcommands (`bot`, `simulate`).
+//! run one of the subcommands (`bot`, `simulate`, `copy-to-bucket`).
 
 #![warn(clippy::unwrap_used)]
 
@@ -27,6 +27,17 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Simulate(args)) => simulate(*args).await,
+        Some(Command::CopyToBucket) => {
+            init_logs(&cli.config.log, std::io::stderr)?;
+            let report = recall_frames::copy::copy_to_bucket(&cli.config).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            let skipped = report.skipped();
+            if skipped > 0 {
+                eprintln!("{skipped} frames or events could not be copied: see \"skipped\"");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -529,20 +529,6 @@ async fn a_bot_can_be_read_and_asked_to_leave() {
     );
 }
 
-/// Runs the real `recall-frames` binary with only the given environment.
-async fn recall_frames(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall-frames"))
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(PATIENCE, run)
-        .await
-        .expect("the command finishes")
-        .expect("the command runs")
-}
-
 #[tokio::test]
 async fn the_command_line_creates_a_bot_as_the_route_does() {
     let recall = RecallStandIn::start().await;

@@ -78,6 +78,151 @@ async fn participant_json_in_the_bucket_follows_the_newest_description_by_meetin
     assert_eq!(participant_json().await["name"], "Robert");
 }
 
+/// Runs `recall-frames copy-to-bucket` from `data_dir` into `s3`; returns whether it
+/// succeeded and its JSON report.
+async fn copy_to_bucket(s3: &S3Server, data_dir: &std::path::Path) -> (bool, Value) {
+    // The settings go before the subcommand, as the server's do.
+    let mut args = vec![
+        "--data-dir".to_owned(),
+        data_dir.to_str().unwrap().to_owned(),
+    ];
+    args.extend(s3.flags(None));
+    args.push("copy-to-bucket".to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = recall_frames(&[], &args).await;
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "a JSON report; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), report)
+}
+
+#[tokio::test]
+async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
+    let s3 = S3Server::start().await;
+    let mut on_disk = TestServer::start().await;
+    let (mut frames, events) = frames_with_events();
+    // Participant 200 gets a name after his folder was named "200": the copy keeps the
+    // folder's name, and participant.json's.
+    frames.push(TestFrame::new(1.0).participant(200, Some("Bob")));
+    send_all(&on_disk, &frames, &events).await;
+    on_disk.wait_for_frames(ALICE_WEBCAM, 4).await;
+    on_disk
+        .wait_for_frames("/api/recordings/rec_9f1c2a/200/webcam", 2)
+        .await;
+    on_disk.stop().await.unwrap();
+    let data_dir = on_disk.data_dir.clone();
+    assert_eq!(
+        read_json(&data_dir.join("rec_9f1c2a/200/participant.json"))["name"],
+        "Bob"
+    );
+
+    let (succeeded, report) = copy_to_bucket(&s3, &data_dir).await;
+    assert!(succeeded, "{report}");
+    assert_eq!(
+        report,
+        json!({"recordings": [{
+            "id": "rec_9f1c2a", "frames": 7, "frames_already_there": 0,
+            "events": 2, "events_already_there": 0, "skipped": [],
+        }]})
+    );
+
+    // The bucket holds the disk's layout, with the same folder names and the same bytes.
+    let disk_files: BTreeSet<String> = tree(&data_dir).into_iter().collect();
+    let keys = s3.keys().await;
+    let in_bucket: BTreeSet<String> = keys.iter().filter_map(|k| as_disk_path(k)).collect();
+    assert_eq!(in_bucket, disk_files);
+    for file in disk_files.iter().filter(|f| f.ends_with(".png")) {
+        let copied = s3.get(file).await.unwrap();
+        assert_eq!(
+            copied,
+            std::fs::read(data_dir.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // Manifest lines and events as on disk, receipt times included.
+    assert_eq!(
+        chunk_lines(&s3, "rec_9f1c2a/100-alice-smith/webcam/frames").await,
+        read_jsonl(&data_dir.join("rec_9f1c2a/100-alice-smith/webcam/frames.jsonl"))
+    );
+    assert_eq!(
+        chunk_lines(&s3, "rec_9f1c2a/events").await,
+        read_jsonl(&data_dir.join("rec_9f1c2a/events.jsonl"))
+    );
+    let participant = s3.get("rec_9f1c2a/200/participant.json").await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&participant).unwrap(),
+        read_json(&data_dir.join("rec_9f1c2a/200/participant.json"))
+    );
+
+    // Both storages answer the API alike.
+    let mut from_disk = TestServer::start_in(&data_dir, &[]).await;
+    let mut from_bucket = start(&s3, None, &[]).await;
+    for path in [
+        "/api/recordings",
+        "/api/recordings/rec_9f1c2a",
+        "/api/recordings/rec_9f1c2a/100/webcam/frames",
+        "/api/recordings/rec_9f1c2a/100/screenshare/frames",
+        "/api/recordings/rec_9f1c2a/200/webcam/frames",
+    ] {
+        assert_eq!(
+            from_bucket.get_json(path).await,
+            from_disk.get_json(path).await,
+            "{path}"
+        );
+    }
+    from_bucket.stop().await.unwrap();
+    from_disk.stop().await.unwrap();
+
+    // Again, with a frame damaged on disk since: nothing is added twice or replaced, and
+    // the damaged frame is reported.
+    let damaged = data_dir.join("rec_9f1c2a/100-alice-smith/webcam/000001000.png");
+    std::fs::write(&damaged, b"not the PNG the manifest describes").unwrap();
+    let (succeeded, report) = copy_to_bucket(&s3, &data_dir).await;
+    assert!(!succeeded, "a frame was skipped: {report}");
+    let recording = &report["recordings"][0];
+    assert_eq!(
+        (
+            &recording["frames"],
+            &recording["frames_already_there"],
+            &recording["events"],
+            &recording["events_already_there"]
+        ),
+        (&json!(0), &json!(6), &json!(0), &json!(2))
+    );
+    let skipped = recording["skipped"][0].as_str().unwrap();
+    assert!(skipped.contains("000001000.png"), "{skipped}");
+    assert_eq!(chunk_lines(&s3, "rec_9f1c2a/events").await.len(), 2);
+    assert_eq!(
+        s3.get("rec_9f1c2a/100-alice-smith/webcam/000001000.png")
+            .await
+            .unwrap(),
+        frames[2].png
+    );
+}
+
+#[tokio::test]
+async fn copy_to_bucket_without_a_bucket_says_what_is_missing() {
+    let data = tempfile::tempdir().unwrap();
+    let output = recall_frames(
+        &[],
+        &[
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "copy-to-bucket",
+        ],
+    )
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("copy-to-bucket needs BUCKET_NAME"),
+        "{stderr}"
+    );
+}
+
 fn frames_with_events() -> (Vec<TestFrame>, Vec<TestEvent>) {
     let frames = vec![
         TestFrame::new(0.5),

@@ -161,36 +161,13 @@ impl Shared {
         if let Some(folder) = self.folders.lock().get(&cache_key) {
             return Ok(folder.clone());
         }
-        let key = self.bucket.key([
-            recording.as_str(),
-            layout::PARTICIPANT_CLAIMS,
-            &layout::claim_name(participant.id),
-        ]);
-        let proposed = ParticipantClaim {
-            folder: layout::participant_folder_name(participant),
-        };
-        let body = Bytes::from(json(&proposed, "a participant claim")?);
-        let folder = match self.bucket.create(&key, body).await? {
-            Created::New(_) => proposed.folder,
-            Created::Existed => {
-                let found = self.bucket.get(&key).await?;
-                let claim = found
-                    .and_then(|found| serde_json::from_slice::<ParticipantClaim>(&found.bytes).ok())
-                    .filter(|claim| claim.is_valid_for(participant.id))
-                    .ok_or_else(|| BucketError::Unexpected {
-                        key: key.to_string(),
-                        why: "not a claim naming a folder of this participant".into(),
-                    })?;
-                if claim != proposed {
-                    tracing::debug!(
-                        participant = participant.id.0,
-                        folder = claim.folder,
-                        "participant folder claimed by another writer"
-                    );
-                }
-                claim.folder
-            }
-        };
+        let folder = claim_folder(
+            &self.bucket,
+            recording,
+            participant.id,
+            layout::participant_folder_name(participant),
+        )
+        .await?;
         self.folders.lock().put(cache_key, folder.clone());
         Ok(folder)
     }
@@ -329,6 +306,44 @@ impl Shared {
             received_at: Timestamp::from_millisecond(modified_ms).unwrap_or(Timestamp::UNIX_EPOCH),
             recovered: true,
         }))
+    }
+}
+
+/// Claims `proposed` as the folder of `participant` in `recording`, unless a claim names
+/// one already; returns the folder the claim names.
+pub async fn claim_folder(
+    bucket: &Bucket,
+    recording: &RecordingId,
+    participant: ParticipantId,
+    proposed: String,
+) -> Result<String, ObjectError> {
+    let key = bucket.key([
+        recording.as_str(),
+        layout::PARTICIPANT_CLAIMS,
+        &layout::claim_name(participant),
+    ]);
+    let proposed = ParticipantClaim { folder: proposed };
+    let body = Bytes::from(json(&proposed, "a participant claim")?);
+    match bucket.create(&key, body).await? {
+        Created::New(_) => Ok(proposed.folder),
+        Created::Existed => {
+            let found = bucket.get(&key).await?;
+            let claim = found
+                .and_then(|found| serde_json::from_slice::<ParticipantClaim>(&found.bytes).ok())
+                .filter(|claim| claim.is_valid_for(participant))
+                .ok_or_else(|| BucketError::Unexpected {
+                    key: key.to_string(),
+                    why: "not a claim naming a folder of this participant".into(),
+                })?;
+            if claim != proposed {
+                tracing::debug!(
+                    participant = participant.0,
+                    folder = claim.folder,
+                    "participant folder claimed by another writer"
+                );
+            }
+            Ok(claim.folder)
+        }
     }
 }
 

@@ -632,6 +632,20 @@ where
     bot.close().await;
 }
 
+/// Runs the real `recall-frames` binary with only the given environment.
+pub async fn recall_frames(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall-frames"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the command finishes")
+        .expect("the command runs")
+}
+
 /// Polls `condition` until it holds, failing the test after [`PATIENCE`].
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where

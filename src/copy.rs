@@ -1,0 +1,240 @@
+//! `recall-frames copy-to-bucket`: copies the recordings saved in DATA_DIR into the bucket
+//! that BUCKET_NAME names, for a server moving from a volume to a bucket.
+//!
+//! Every frame and event goes through the bucket's own sink, as if its bot were streaming
+//! it again: the same keys, manifests and summaries, no frame ever replaced (one already in
+//! the bucket is a duplicate), and events already in the bucket are not added twice. A copy
+//! that stops half-way is finished by running it again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use crate::Config;
+use crate::bucket::Bucket;
+use crate::catalog::fs::FsCatalog;
+use crate::catalog::{Catalog, ParticipantDetail, RecordingOverview, complete_lines};
+use crate::frame::{Frame, FrameTime, ParticipantEvent, ParticipantEventKind, RecordingInfo};
+use crate::layout::{self, FrameRecord, ParticipantClaim};
+use crate::sink::object::claim_folder;
+use crate::sink::{FrameSink, WriteOutcome};
+
+/// What a copy did, recording by recording.
+#[derive(Debug, Default, Serialize)]
+pub struct CopyReport {
+    pub recordings: Vec<RecordingCopied>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RecordingCopied {
+    pub id: String,
+    /// Frames written to the bucket.
+    pub frames: u64,
+    /// Frames the bucket already had at their millisecond (an earlier copy, or the bot).
+    pub frames_already_there: u64,
+    pub events: u64,
+    pub events_already_there: u64,
+    /// Manifest lines or events that could not be copied, each with the reason; these are
+    /// also logged. The copy goes on without them.
+    pub skipped: Vec<String>,
+}
+
+impl CopyReport {
+    pub fn skipped(&self) -> usize {
+        self.recordings.iter().map(|r| r.skipped.len()).sum()
+    }
+}
+
+/// Copies every recording in `config.data_dir` into the configured bucket.
+pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
+    if config.bucket_name.is_none() {
+        bail!("copy-to-bucket needs BUCKET_NAME (and the bucket's AWS_* settings)");
+    }
+    config.check().map_err(anyhow::Error::msg)?;
+    let from = FsCatalog::new(config.data_dir.clone(), config.catalog_cache_frames);
+    let to = crate::Storage::open(config).await?;
+    let bucket = to
+        .bucket
+        .as_ref()
+        .context("BUCKET_NAME is set, so the storage is a bucket")?;
+    let mut report = CopyReport::default();
+    let recordings = from
+        .recordings()
+        .await
+        .with_context(|| format!("cannot list DATA_DIR {}", config.data_dir.display()))?;
+    for overview in recordings {
+        let copied = copy_recording(&from, bucket, &to.sink, to.catalog.as_ref(), &overview)
+            .await
+            .with_context(|| format!("copying recording {}", overview.id))?;
+        tracing::info!(
+            recording = %copied.id,
+            frames = copied.frames,
+            frames_already_there = copied.frames_already_there,
+            events = copied.events,
+            events_already_there = copied.events_already_there,
+            skipped = copied.skipped.len(),
+            "recording copied"
+        );
+        report.recordings.push(copied);
+    }
+    to.sink.flush().await?;
+    Ok(report)
+}
+
+/// Copies one recording: its participants' folder names first, so that the bucket names
+/// them as DATA_DIR does (unless it knows them already); then its events, in order; then
+/// its frames, each carrying `participant.json`, which they leave as it is on disk.
+async fn copy_recording(
+    from: &FsCatalog,
+    bucket: &Bucket,
+    sink: &Arc<dyn FrameSink>,
+    catalog: &dyn Catalog,
+    overview: &RecordingOverview,
+) -> anyhow::Result<RecordingCopied> {
+    let id = &overview.id;
+    let detail = from.recording(id).await?;
+    let recording = recording_info(overview);
+    let mut copied = RecordingCopied {
+        id: id.to_string(),
+        ..RecordingCopied::default()
+    };
+    for participant in &detail.participants {
+        let folder = ParticipantClaim {
+            folder: participant.folder.clone(),
+        };
+        if folder.is_valid_for(participant.participant.id) {
+            claim_folder(bucket, id, participant.participant.id, folder.folder).await?;
+        }
+    }
+
+    // Events are told apart by their whole line: the bucket's copy of an event is
+    // identical, down to its receipt time.
+    let existing: HashSet<String> = catalog
+        .events(id)
+        .await?
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    for record in from.events(id).await? {
+        if existing.contains(&serde_json::to_string(&record)?) {
+            copied.events_already_there += 1;
+            continue;
+        }
+        let Some(kind) = ParticipantEventKind::parse(&record.event) else {
+            copied.skip(format!(
+                "event {:?} is not a participant event",
+                record.event
+            ));
+            continue;
+        };
+        let event = ParticipantEvent {
+            kind,
+            participant: record.participant,
+            time: record.timestamp,
+            data: record.data,
+            recording: recording.clone(),
+            received_at: record.received_at,
+        };
+        sink.record_event(&event).await?;
+        copied.events += 1;
+    }
+
+    for participant in &detail.participants {
+        copy_streams(from, sink, participant, &recording, &mut copied).await?;
+    }
+    Ok(copied)
+}
+
+/// Copies each of a participant's streams, frame by frame in manifest order, with the
+/// times, sizes and receipt times its manifest lines give.
+async fn copy_streams(
+    from: &FsCatalog,
+    sink: &Arc<dyn FrameSink>,
+    participant: &ParticipantDetail,
+    recording: &RecordingInfo,
+    copied: &mut RecordingCopied,
+) -> anyhow::Result<()> {
+    for stream in &participant.streams {
+        let key = &stream.key;
+        let manifest = from.manifest(key).await?;
+        let mut writer = None;
+        for line in complete_lines(&manifest) {
+            let record = match serde_json::from_slice::<FrameRecord>(line) {
+                Ok(record) => record,
+                Err(error) => {
+                    copied.skip(format!("{key}: an unreadable manifest line ({error})"));
+                    continue;
+                }
+            };
+            let Some(relative_ms) = layout::parse_frame_file_name(&record.file) else {
+                copied.skip(format!("{key}: {:?} is not a frame file", record.file));
+                continue;
+            };
+            let png = match from.frame_bytes(key, relative_ms).await {
+                Ok(png) if png.len() as u64 == record.bytes => png,
+                Ok(png) => {
+                    copied.skip(format!(
+                        "{key}/{}: {} bytes where the manifest says {}",
+                        record.file,
+                        png.len(),
+                        record.bytes
+                    ));
+                    continue;
+                }
+                Err(error) => {
+                    copied.skip(format!("{key}/{}: {error}", record.file));
+                    continue;
+                }
+            };
+            let frame = Frame {
+                key: key.clone(),
+                time: FrameTime {
+                    relative: record.relative,
+                    absolute: record.absolute,
+                },
+                relative_ms,
+                png,
+                width: record.width,
+                height: record.height,
+                participant: participant.participant.clone(),
+                recording: recording.clone(),
+                received_at: record.received_at,
+                received: std::time::Instant::now(),
+            };
+            let writer = match &mut writer {
+                Some(writer) => writer,
+                None => writer.insert(sink.open_stream(&frame).await?),
+            };
+            match writer.write(&frame).await? {
+                WriteOutcome::Saved { .. } => copied.frames += 1,
+                WriteOutcome::Duplicate => copied.frames_already_there += 1,
+            }
+        }
+        if let Some(writer) = writer {
+            writer.close().await?;
+        }
+    }
+    Ok(())
+}
+
+impl RecordingCopied {
+    fn skip(&mut self, why: String) {
+        tracing::warn!(recording = %self.id, "not copied: {why}");
+        self.skipped.push(why);
+    }
+}
+
+/// The recording's context as its `recording.json` has it (only its id without one).
+fn recording_info(overview: &RecordingOverview) -> RecordingInfo {
+    let summary = overview.summary.as_ref();
+    RecordingInfo {
+        id: overview.id.clone(),
+        metadata: summary.map_or(serde_json::Value::Null, |s| s.recording.metadata.clone()),
+        bot: summary.and_then(|s| s.bot.clone()),
+        realtime_endpoint: summary.and_then(|s| s.realtime_endpoint.clone()),
+        video_separate: summary.and_then(|s| s.video_separate.clone()),
+        participant_events: summary.and_then(|s| s.participant_events.clone()),
+    }
+}
