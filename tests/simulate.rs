@@ -315,17 +315,8 @@ async fn frames_from_a_folder_are_sent_byte_for_byte() {
 /// Runs the real binary's `simulate` (with no token or secret from the environment) to
 /// its end.
 async fn run_simulate(args: &[&str]) -> std::process::Output {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_recall-frames"))
-        .arg("simulate")
-        .args(args)
-        .env_remove("WS_TOKEN")
-        .env_remove("RECALL_VERIFICATION_SECRET")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(PATIENCE, output)
-        .await
-        .expect("simulate exits in time")
-        .expect("simulate runs")
+    let args: Vec<&str> = ["simulate"].iter().chain(args).copied().collect();
+    recall_frames(&[], &args).await
 }
 
 /// Runs the real binary's `simulate` and returns its exit code and stderr.
