@@ -37,9 +37,12 @@ pub enum Command {
     /// Stream realistic frames to a server as Recall bots would.
     #[command(long_about = crate::simulate::LONG_ABOUT)]
     Simulate(Box<crate::simulate::SimulateArgs>),
-    /// Copy the recordings in DATA_DIR into the bucket BUCKET_NAME names, for a move from a
-    /// volume to a bucket. Nothing in the bucket is replaced; running it again finishes an
-    /// interrupted copy. Prints a JSON report; exits 1 if anything could not be copied.
+    /// Copy the recordings in DATA_DIR into the bucket BUCKET_NAME names
+    ///
+    /// For a move from a volume to a bucket. Nothing in the bucket is replaced; running it
+    /// again finishes an interrupted copy. Prints a JSON report; exits 1 if anything could
+    /// not be copied. DATA_DIR and the bucket's settings come from the environment, or from
+    /// the options before the subcommand (`recall-frames --data-dir ./frames copy-to-bucket`).
     CopyToBucket,
 }
 
