@@ -27,7 +27,6 @@ use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
 use futures_util::StreamExt as _;
 use procfs::Current as _;
-use recall_frames::frame::Participant;
 use recall_frames::layout;
 use recall_frames::simulate::{Output, Report, SimulateArgs, Simulation};
 use tokio_util::sync::CancellationToken;
@@ -603,18 +602,7 @@ fn check_on_disk(
     let mut latencies = Vec::with_capacity(report.frames as usize);
     let mut steady = Vec::with_capacity(report.frames as usize);
     for stream in &report.streams {
-        let folder = layout::participant_folder_name(&Participant {
-            id: stream.participant,
-            name: stream.name.clone(),
-            is_host: stream.is_host,
-            platform: None,
-            email: None,
-            extra_data: serde_json::Value::Null,
-        });
-        let dir = data_dir
-            .join(&stream.recording)
-            .join(folder)
-            .join(stream.kind.as_str());
+        let dir = stream.dir_in(data_dir);
         let manifest =
             std::fs::read_to_string(dir.join(layout::FRAMES_MANIFEST)).unwrap_or_default();
         let mut received: BTreeMap<String, jiff::Timestamp> = BTreeMap::new();

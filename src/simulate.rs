@@ -29,7 +29,7 @@ use self::source::{FrameSource, StreamLook};
 use self::wire::{BotResources, WireParticipant};
 use crate::config::parse_duration;
 use crate::event::Refusal;
-use crate::frame::{ParticipantId, RecordingId, Resource, StreamKind};
+use crate::frame::{Participant, ParticipantId, RecordingId, Resource, StreamKind};
 
 /// Names given to participants when `--names` runs out.
 const DEFAULT_NAMES: [&str; 8] = [
@@ -674,6 +674,21 @@ pub struct StreamReport {
     /// Relative times, in milliseconds, of the frames sent, in sending order; frame `i` of
     /// the stream is `sent_ms[i]`.
     pub sent_ms: Vec<u64>,
+}
+
+impl StreamReport {
+    /// The folder a server writing to `data_dir` saves this stream's frames in.
+    pub fn dir_in(&self, data_dir: &std::path::Path) -> PathBuf {
+        let participant = Participant {
+            name: self.name.clone(),
+            is_host: self.is_host,
+            ..Participant::unknown(self.participant)
+        };
+        data_dir
+            .join(&self.recording)
+            .join(crate::layout::participant_folder_name(&participant))
+            .join(self.kind.as_str())
+    }
 }
 
 impl Report {

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use recall_frames::frame::{Participant, StreamKind};
+use recall_frames::frame::StreamKind;
 use recall_frames::layout;
-use recall_frames::simulate::{Output, Report, SimulateArgs, Simulation, StreamReport};
+use recall_frames::simulate::{Output, Report, SimulateArgs, Simulation};
 use tokio_util::sync::CancellationToken;
 
 /// Small frames keep the debug-build tests quick; the size itself is a unit test's concern.
@@ -28,26 +28,11 @@ async fn simulate(url: &str, args: &[&str]) -> (Simulation, Report) {
     (simulation, report)
 }
 
-fn stream_dir(data_dir: &Path, stream: &StreamReport) -> std::path::PathBuf {
-    let folder = layout::participant_folder_name(&Participant {
-        id: stream.participant,
-        name: stream.name.clone(),
-        is_host: stream.is_host,
-        platform: None,
-        email: None,
-        extra_data: serde_json::Value::Null,
-    });
-    data_dir
-        .join(&stream.recording)
-        .join(folder)
-        .join(stream.kind.as_str())
-}
-
 /// Every frame the report says was sent is a file holding exactly the PNG sent, listed once
 /// in its manifest, and there is nothing else.
 fn assert_on_disk_as_sent(data_dir: &Path, simulation: &Simulation, report: &Report) {
     for stream in &report.streams {
-        let dir = stream_dir(data_dir, stream);
+        let dir = stream.dir_in(data_dir);
         let mut expected: Vec<String> = stream
             .sent_ms
             .iter()
