@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod recall_api;
+pub mod s3;
 
 use std::future::Future;
 use std::io::Cursor;

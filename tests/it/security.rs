@@ -2,12 +2,10 @@
 //! stream, body, request-time and idle caps against the real server, and secrets kept out
 //! of the real binary's logs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::recall_api::{RECALL_API_KEY, RecallStandIn};
-use common::*;
+use crate::common::recall_api::{RECALL_API_KEY, RecallStandIn};
+use crate::common::*;
 use futures_util::StreamExt as _;
 use recall_frames::auth::signature::{SigningSecret, sign};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

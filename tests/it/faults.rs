@@ -2,15 +2,13 @@
 //! disk refuses new frames and recovers by itself, write errors cost one frame and nothing
 //! else, and `kill -9` mid-stream loses nothing saved and corrupts nothing.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use async_trait::async_trait;
-use common::*;
 use recall_frames::frame::{Frame, ParticipantEvent};
 use recall_frames::sink::{FrameSink, SinkError, StreamWriter, WriteOutcome};
 use serde_json::json;

@@ -5,12 +5,10 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them
 //! the test fails under `CI=true` and is skipped elsewhere, saying so.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::FutureExt as _;
 use serde_json::json;
 use thirtyfour::prelude::*;

@@ -1,8 +1,6 @@
 //! The core receiver end to end: frames over a real websocket into the layout on disk.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{self, Message};

@@ -1,10 +1,8 @@
 //! Creating Recall bots that stream to this server, through `/api/bots` and through
 //! `recall-frames bot create`, against a local stand-in for Recall's API.
 
-mod common;
-
-use common::recall_api::{RECALL_API_KEY, RecallStandIn, SilentServer, closed_port_url};
-use common::*;
+use crate::common::recall_api::{RECALL_API_KEY, RecallStandIn, SilentServer, closed_port_url};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const MEETING: &str = "https://meet.google.com/abc-defg-hij";

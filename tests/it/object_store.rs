@@ -4,16 +4,11 @@
 //! loss and no overwrite; any instance browses the bucket; an unreachable bucket is retried
 //! and reported; a restart, even after kill -9, carries on.
 
-mod common;
-// Declared here rather than in common/mod.rs, so that only this test binary links s3s.
-#[path = "common/s3.rs"]
-mod s3;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
+use crate::common::s3::{self, S3Server};
+use crate::common::*;
 use recall_frames::Config;
-use s3::S3Server;
 use serde_json::{Value, json};
 
 const ALICE_WEBCAM: &str = "/api/recordings/rec_9f1c2a/100/webcam";

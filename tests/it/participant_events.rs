@@ -1,11 +1,9 @@
 //! Participant events (join, leave, update, speech, chat...) over a real websocket into
 //! `<recording>/events.jsonl`, with `participant.json` kept current.
 
-mod common;
-
 use std::io::Write as _;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const EVENTS: &str = "rec_9f1c2a/events.jsonl";

@@ -1,9 +1,7 @@
 //! Browsing saved frames over HTTP: the JSON API, the frames themselves, the ZIP download,
 //! traversal attempts, the guard, and live updates over server-sent events.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -1,12 +1,10 @@
 //! `recall-frames simulate` against the real server: what it sends lands on disk as sent,
 //! it resumes after a server restart, and its exit code tells a user when something is wrong.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use recall_frames::frame::StreamKind;
 use recall_frames::layout;
 use recall_frames::simulate::{Output, Report, SimulateArgs, Simulation};

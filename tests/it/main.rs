@@ -1,0 +1,17 @@
+//! The integration tests, as one test binary: a change to the crate relinks one binary, not
+//! one per file. Each module is a concern (`receiver`, `bots`, `object_store`...), and a test
+//! is named by its module: `cargo nextest run -E 'test(/^receiver::/)'`. Shared set-up is in
+//! `common/`.
+
+mod bad_input;
+mod bots;
+mod browse;
+mod browser;
+mod common;
+mod deploy;
+mod faults;
+mod object_store;
+mod participant_events;
+mod receiver;
+mod security;
+mod simulate;
