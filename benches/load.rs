@@ -31,6 +31,11 @@ use recall_frames::layout;
 use recall_frames::simulate::{Output, Report, SimulateArgs, Simulation};
 use tokio_util::sync::CancellationToken;
 
+// The tests' Prometheus text parser, one copy for both.
+#[path = "../tests/it/common/metrics.rs"]
+mod metrics;
+use metrics::metric_value;
+
 const WS_TOKEN: &str = "load-bench-token-0123456789";
 
 #[derive(Debug, Parser)]
@@ -527,15 +532,15 @@ async fn phase(
     let deadline = Instant::now() + Duration::from_secs(120);
     let (saved, bytes_saved) = loop {
         let metrics = server.metrics().await?;
-        let saved = metric(
+        let saved = metric_value(
             &metrics,
             "recall_frames_frames_saved_total{kind=\"webcam\"}",
-        ) + metric(
+        ) + metric_value(
             &metrics,
             "recall_frames_frames_saved_total{kind=\"screenshare\"}",
         );
         if saved as u64 >= report.frames || Instant::now() > deadline {
-            let bytes = metric(&metrics, "recall_frames_bytes_saved_total");
+            let bytes = metric_value(&metrics, "recall_frames_bytes_saved_total");
             break (saved as u64, bytes as u64);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -672,7 +677,7 @@ async fn idle(binary: &Path, count: usize) -> anyhow::Result<(u64, u64)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let metrics = server.metrics().await?;
-        if metric(&metrics, "recall_frames_connections_open") as usize >= count {
+        if metric_value(&metrics, "recall_frames_connections_open") as usize >= count {
             break;
         }
         ensure!(
@@ -814,19 +819,6 @@ fn own_cpu() -> anyhow::Result<f64> {
 }
 
 // ---- metrics ----
-
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
 
 /// The cumulative buckets of `recall_frames_save_seconds`: (upper bound, count).
 fn histogram(text: &str) -> anyhow::Result<Vec<(f64, f64)>> {
