@@ -544,54 +544,6 @@ impl Bots {
     }
 }
 
-/// `recall-frames bot create`: creates a bot exactly as `POST /api/bots` does, for the server
-/// this configuration describes, and returns Recall's bot JSON.
-///
-/// The websocket token must be the server's: `WS_TOKEN`, or the one the server keeps in
-/// `DATA_DIR`. None is ever generated here, since a bot given a token the server does not
-/// know could never connect.
-pub async fn create_bot_command(config: &Config, args: &CreateBotArgs) -> anyhow::Result<Value> {
-    let request = BotRequest::new(
-        &args.meeting_url,
-        args.bot_name.clone(),
-        args.join_at.as_deref(),
-    )?;
-    let (token, _) = crate::auth::existing_ws_token(config.ws_token.clone(), &config.data_dir)
-        .await?
-        .with_context(|| {
-            format!(
-                "no websocket token: set WS_TOKEN to the server's token, or run this where \
-                 DATA_DIR ({}) holds the server's {}",
-                config.data_dir.display(),
-                crate::auth::WS_TOKEN_FILE
-            )
-        })?;
-    let bots = Bots::new(config, &token)?;
-    Ok(bots.create(&request).await?)
-}
-
-/// The `bot` subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum BotCommand {
-    /// Create a Recall bot that joins a meeting and streams its frames to this server (as
-    /// `POST /api/bots` does). Reads the server's settings (RECALL_API_KEY, PUBLIC_URL,
-    /// WS_TOKEN...) from the environment or from flags given before `bot`.
-    Create(CreateBotArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct CreateBotArgs {
-    /// The meeting link (Zoom, Google Meet, Teams, Webex...).
-    #[arg(long)]
-    pub meeting_url: String,
-    /// The name the bot shows in the meeting.
-    #[arg(long)]
-    pub bot_name: Option<String>,
-    /// When the bot joins, as an ISO-8601 time (e.g. 2026-11-21T10:00:00Z); now if absent.
-    #[arg(long)]
-    pub join_at: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
