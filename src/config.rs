@@ -12,7 +12,6 @@ use url::Url;
 
 use crate::auth::Secret;
 use crate::auth::signature::SigningSecret;
-use crate::recall::Region;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -192,6 +191,30 @@ pub struct Config {
     /// How often the bucket is checked with a one-key listing, for /healthz and the metrics.
     #[arg(long, env = "BUCKET_CHECK_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub bucket_check_interval: Duration,
+}
+
+/// The region a Recall workspace lives in. API keys are per region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Region {
+    #[value(name = "us-east-1")]
+    UsEast1,
+    #[value(name = "us-west-2")]
+    UsWest2,
+    #[value(name = "eu-central-1")]
+    EuCentral1,
+    #[value(name = "ap-northeast-1")]
+    ApNortheast1,
+}
+
+impl Region {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Region::UsEast1 => "us-east-1",
+            Region::UsWest2 => "us-west-2",
+            Region::EuCentral1 => "eu-central-1",
+            Region::ApNortheast1 => "ap-northeast-1",
+        }
+    }
 }
 
 /// Parses a secret like any value, but with an error that does not repeat it: clap's own

@@ -15,7 +15,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::auth::Secret;
-use crate::config::Config;
+use crate::config::{Config, Region};
 
 /// Longest wait for a connection to Recall's API (the request timeout caps it too).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,29 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read from Recall's API. A bot's JSON is a few kilobytes.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
-/// The region a Recall workspace lives in. API keys are per region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Region {
-    #[value(name = "us-east-1")]
-    UsEast1,
-    #[value(name = "us-west-2")]
-    UsWest2,
-    #[value(name = "eu-central-1")]
-    EuCentral1,
-    #[value(name = "ap-northeast-1")]
-    ApNortheast1,
-}
-
+// Recall's URLs for a region are Recall's business; the region itself is a setting.
 impl Region {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Region::UsEast1 => "us-east-1",
-            Region::UsWest2 => "us-west-2",
-            Region::EuCentral1 => "eu-central-1",
-            Region::ApNortheast1 => "ap-northeast-1",
-        }
-    }
-
     /// The region's API base, `https://<region>.recall.ai/`.
     pub fn api_base(self) -> Url {
         Url::parse(&format!("https://{}.recall.ai/", self.as_str()))
