@@ -1,50 +1,17 @@
-//! Configuration: one clap `Config` read from flags and environment variables, checked at
-//! start-up so that a mistake stops the server with a clear message.
+//! The server's configuration: one clap `Config` read from flags and environment variables,
+//! checked at start-up so that a mistake stops the server with a clear message. The command
+//! line around it is in `cli.rs`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Args;
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
-
 use url::Url;
 
 use crate::auth::Secret;
 use crate::auth::signature::SigningSecret;
-use crate::recall::Region;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "recall-frames",
-    version,
-    about = "Records the per-participant PNG frames that Recall.ai bots stream over a websocket"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server (what running with no subcommand does).
-    Serve,
-    /// Manage Recall bots from the command line, as the /api/bots routes do.
-    #[command(subcommand)]
-    Bot(crate::recall::BotCommand),
-    /// Stream realistic frames to a server as Recall bots would.
-    #[command(long_about = crate::simulate::LONG_ABOUT)]
-    Simulate(Box<crate::simulate::SimulateArgs>),
-    /// Copy the recordings in DATA_DIR into the bucket BUCKET_NAME names
-    ///
-    /// For a move from a volume to a bucket. Nothing in the bucket is replaced; running it
-    /// again finishes an interrupted copy. Prints a JSON report; exits 1 if anything could
-    /// not be copied. DATA_DIR and the bucket's settings come from the environment, or from
-    /// the options before the subcommand (`recall-frames --data-dir ./frames copy-to-bucket`).
-    CopyToBucket,
-}
 
 const MIB: u64 = 1024 * 1024;
 
@@ -226,6 +193,30 @@ pub struct Config {
     pub bucket_check_interval: Duration,
 }
 
+/// The region a Recall workspace lives in. API keys are per region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Region {
+    #[value(name = "us-east-1")]
+    UsEast1,
+    #[value(name = "us-west-2")]
+    UsWest2,
+    #[value(name = "eu-central-1")]
+    EuCentral1,
+    #[value(name = "ap-northeast-1")]
+    ApNortheast1,
+}
+
+impl Region {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Region::UsEast1 => "us-east-1",
+            Region::UsWest2 => "us-west-2",
+            Region::EuCentral1 => "eu-central-1",
+            Region::ApNortheast1 => "ap-northeast-1",
+        }
+    }
+}
+
 /// Parses a secret like any value, but with an error that does not repeat it: clap's own
 /// errors quote the rejected value, and a near-miss of a secret is as good as the secret
 /// once it is in a deployment's logs.
@@ -385,19 +376,5 @@ impl Config {
             ),
             (None, _) => Ok(()),
         }
-    }
-
-    /// Parses server flags as the command line would, but with no environment variables:
-    /// what tests and embedders use to get a configuration that nothing outside can change.
-    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        let program = std::iter::once(std::ffi::OsString::from("recall-frames"));
-        let matches = Cli::command()
-            .mut_args(|arg| arg.env(None))
-            .try_get_matches_from(program.chain(args.into_iter().map(Into::into)))?;
-        Ok(Cli::from_arg_matches(&matches)?.config)
     }
 }

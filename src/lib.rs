@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod bucket;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod disk;

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use recall_frames::config::{Cli, Command};
-use recall_frames::recall::BotCommand;
+use recall_frames::cli::{BotCommand, Cli, Command};
 use recall_frames::simulate::{Output, SimulateArgs, Simulation};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -22,7 +21,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some(Command::Bot(BotCommand::Create(args))) => {
             // Logs go to stderr: stdout is the bot's JSON, for scripts to read.
             init_logs(&cli.config.log, std::io::stderr)?;
-            let bot = recall_frames::recall::create_bot_command(&cli.config, &args).await?;
+            let bot = recall_frames::cli::create_bot(&cli.config, &args).await?;
             println!("{}", serde_json::to_string_pretty(&bot)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -357,3 +357,294 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The pipeline driven with paused time and a sink that records what it is asked to do.
+
+    use bytes::Bytes;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::frame::{
+        FrameTime, Participant, ParticipantId, RecordingId, RecordingInfo, StreamKind,
+    };
+    use crate::sink::SinkError;
+
+    /// What the sink was asked to do. Writers are numbered in the order they were opened.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Call {
+        Open { writer: usize, first_ms: u64 },
+        Write { writer: usize, relative_ms: u64 },
+        Closing { writer: usize },
+        Closed { writer: usize },
+        Event,
+    }
+
+    /// A `FrameSink` that keeps every call with the (paused) time it was made at. Closing a
+    /// writer takes `close_takes`, as flushing a manifest might.
+    #[derive(Clone, Default)]
+    pub(crate) struct RecordingSink {
+        calls: Arc<Mutex<Vec<(Instant, Call)>>>,
+        writers: Arc<Mutex<usize>>,
+        close_takes: Duration,
+    }
+
+    impl RecordingSink {
+        pub(crate) fn closing_in(close_takes: Duration) -> Self {
+            RecordingSink {
+                close_takes,
+                ..RecordingSink::default()
+            }
+        }
+
+        /// The calls so far, each with how long after `start` it was made.
+        pub(crate) fn calls_since(&self, start: Instant) -> Vec<(Duration, Call)> {
+            let calls = self.calls.lock();
+            calls
+                .iter()
+                .map(|(at, call)| (*at - start, call.clone()))
+                .collect()
+        }
+
+        fn record(&self, call: Call) {
+            self.calls.lock().push((Instant::now(), call));
+        }
+    }
+
+    struct RecordingWriter {
+        sink: RecordingSink,
+        id: usize,
+    }
+
+    #[async_trait::async_trait]
+    impl FrameSink for RecordingSink {
+        async fn open_stream(&self, first: &Frame) -> Result<Box<dyn StreamWriter>, SinkError> {
+            let id = {
+                let mut writers = self.writers.lock();
+                *writers += 1;
+                *writers - 1
+            };
+            self.record(Call::Open {
+                writer: id,
+                first_ms: first.relative_ms,
+            });
+            Ok(Box::new(RecordingWriter {
+                sink: self.clone(),
+                id,
+            }))
+        }
+
+        async fn record_event(&self, _event: &ParticipantEvent) -> Result<(), SinkError> {
+            self.record(Call::Event);
+            Ok(())
+        }
+
+        async fn flush(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl StreamWriter for RecordingWriter {
+        async fn write(&mut self, frame: &Frame) -> Result<WriteOutcome, SinkError> {
+            self.sink.record(Call::Write {
+                writer: self.id,
+                relative_ms: frame.relative_ms,
+            });
+            Ok(WriteOutcome::Saved {
+                bytes: frame.png.len() as u64,
+            })
+        }
+
+        async fn close(self: Box<Self>) -> Result<(), SinkError> {
+            self.sink.record(Call::Closing { writer: self.id });
+            tokio::time::sleep(self.sink.close_takes).await;
+            self.sink.record(Call::Closed { writer: self.id });
+            Ok(())
+        }
+    }
+
+    /// A frame of the one stream these tests feed (`rec/1/webcam`), `relative_ms` into it.
+    pub(crate) fn frame(relative_ms: u64) -> Box<Frame> {
+        let recording = RecordingId::parse("rec").expect("a safe id");
+        let participant = Participant::unknown(ParticipantId(1));
+        Box::new(Frame {
+            key: StreamKey {
+                recording: recording.clone(),
+                participant: participant.id,
+                kind: StreamKind::Webcam,
+            },
+            time: FrameTime {
+                relative: relative_ms as f64 / 1000.0,
+                absolute: None,
+            },
+            relative_ms,
+            png: Bytes::from_static(b"not decoded here"),
+            width: 1,
+            height: 1,
+            participant,
+            recording: RecordingInfo {
+                id: recording,
+                metadata: serde_json::Value::Null,
+                bot: None,
+                realtime_endpoint: None,
+                video_separate: None,
+                participant_events: None,
+            },
+            received_at: jiff::Timestamp::now(),
+            received: std::time::Instant::now(),
+        })
+    }
+
+    const IDLE: Duration = Duration::from_secs(60);
+
+    fn pipeline(sink: &RecordingSink) -> Pipeline {
+        Pipeline::new(
+            PipelineConfig {
+                queue_frames: 4,
+                buffer_bytes: 1 << 20,
+                idle_timeout: IDLE,
+            },
+            Arc::new(sink.clone()),
+            Arc::new(Metrics::default()),
+            Live::default(),
+        )
+    }
+
+    fn tally() -> Arc<Tally> {
+        Arc::new(Tally::new(tracing::Span::none()))
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_is_closed_after_the_idle_timeout_and_its_next_frame_reopens_it() {
+        let sink = RecordingSink::default();
+        let pipeline = pipeline(&sink);
+        let (start, tally) = (Instant::now(), tally());
+
+        pipeline.submit(frame(0), tally.clone()).await.unwrap();
+        tokio::time::sleep(secs(30)).await;
+        // A frame restarts the idle clock: the stream stays open past 60 s.
+        pipeline.submit(frame(500), tally.clone()).await.unwrap();
+        tokio::time::sleep_until(start + secs(89)).await;
+        assert!(
+            !sink
+                .calls_since(start)
+                .iter()
+                .any(|(_, call)| matches!(call, Call::Closing { .. })),
+            "closed before the stream was quiet for the idle timeout"
+        );
+        tokio::time::sleep_until(start + secs(100)).await;
+        pipeline.submit(frame(1000), tally.clone()).await.unwrap();
+        assert!(pipeline.close(secs(1)).await, "the pipeline drained");
+
+        use Call::*;
+        assert_eq!(
+            sink.calls_since(start),
+            [
+                (
+                    secs(0),
+                    Open {
+                        writer: 0,
+                        first_ms: 0
+                    }
+                ),
+                (
+                    secs(0),
+                    Write {
+                        writer: 0,
+                        relative_ms: 0
+                    }
+                ),
+                (
+                    secs(30),
+                    Write {
+                        writer: 0,
+                        relative_ms: 500
+                    }
+                ),
+                (secs(90), Closing { writer: 0 }),
+                (secs(90), Closed { writer: 0 }),
+                (
+                    secs(100),
+                    Open {
+                        writer: 1,
+                        first_ms: 1000
+                    }
+                ),
+                (
+                    secs(100),
+                    Write {
+                        writer: 1,
+                        relative_ms: 1000
+                    }
+                ),
+                (secs(100), Closing { writer: 1 }),
+                (secs(100), Closed { writer: 1 }),
+            ]
+        );
+        assert_eq!(tally.saved.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_that_arrive_while_an_idle_stream_closes_are_saved_in_order_by_a_new_writer() {
+        // Closing takes 10 s: frames come in the middle of it.
+        let sink = RecordingSink::closing_in(secs(10));
+        let pipeline = pipeline(&sink);
+        let (start, tally) = (Instant::now(), tally());
+
+        pipeline.submit(frame(0), tally.clone()).await.unwrap();
+        tokio::time::sleep_until(start + secs(65)).await;
+        // The old writer is closing (60 s to 70 s). These go to a new channel at once, more
+        // of them than it holds, and must wait for the old writer to be closed before a
+        // new one writes them: one stream never has two writers.
+        for ms in [1000, 1500, 2000, 2500, 3000, 3500] {
+            pipeline.submit(frame(ms), tally.clone()).await.unwrap();
+        }
+        assert!(pipeline.close(secs(60)).await, "the pipeline drained");
+
+        use Call::*;
+        let mut expected = vec![
+            (
+                secs(0),
+                Open {
+                    writer: 0,
+                    first_ms: 0,
+                },
+            ),
+            (
+                secs(0),
+                Write {
+                    writer: 0,
+                    relative_ms: 0,
+                },
+            ),
+            (secs(60), Closing { writer: 0 }),
+            (secs(70), Closed { writer: 0 }),
+            (
+                secs(70),
+                Open {
+                    writer: 1,
+                    first_ms: 1000,
+                },
+            ),
+        ];
+        for ms in [1000, 1500, 2000, 2500, 3000, 3500] {
+            expected.push((
+                secs(70),
+                Write {
+                    writer: 1,
+                    relative_ms: ms,
+                },
+            ));
+        }
+        expected.push((secs(70), Closing { writer: 1 }));
+        expected.push((secs(80), Closed { writer: 1 }));
+        assert_eq!(sink.calls_since(start), expected);
+        assert_eq!(tally.saved.load(Ordering::Relaxed), 7, "nothing lost");
+    }
+}

@@ -46,21 +46,6 @@ const DEFAULT_NAMES: [&str; 8] = [
 /// Frames rendered per stream before a `--fps max` run when `--ring` is not given.
 const DEFAULT_MAX_RING: usize = 20;
 
-/// The long help of `recall-frames simulate`.
-pub const LONG_ABOUT: &str = "Stream realistic frames to a server as Recall bots would: one \
-websocket per bot, each bot one recording whose participants send webcam (and some screenshare) \
-PNG frames as video_separate_png.data events. Bots reconnect as Recall's do (--retries \
-attempts, --retry-delay apart) and resume where they were. Exits non-zero if the server refuses \
-the upgrade or any message, closes a connection for a reason a reconnect cannot fix (such as \
-1009, message too big), or cannot be reached again.
-
-Frames are camera-like PNGs made on the fly: a room, a swaying person, something moving, sensor \
-noise, and the participant's name and a frame counter, about 330 KB at 640x360 like real webcam \
-frames. Encoding one takes several milliseconds of CPU, more than the server spends on it, so for \
-load runs (--fps max, or many streams) frames are pre-rendered in a ring of --ring frames per \
-participant and sent again in turn with new timestamps: the counter on the picture then counts \
-around the ring. With --pngs, a folder's PNG files are sent instead.";
-
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     /// The websocket URL the server printed, e.g. ws://localhost:8080/ws?token=...

@@ -19,8 +19,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, Sink, SinkExt as _, Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
@@ -105,6 +104,7 @@ pub async fn accept_ws(
 }
 
 /// Why a connection ended, for the log.
+#[derive(Debug)]
 enum End {
     PeerClosed,
     PeerGone,
@@ -134,10 +134,20 @@ impl std::fmt::Display for End {
 }
 
 async fn serve_socket(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit) {
+    let (sender, receiver) = socket.split();
+    serve_connection(sender, receiver, state).await;
+}
+
+/// One connection, from the bot's first message to its close. Generic over the socket's two
+/// halves, as axum's `testing-websockets` example is, so that tests drive it without one.
+async fn serve_connection<W, R>(sender: W, receiver: R, state: AppState) -> End
+where
+    W: Sink<Message, Error = axum::Error> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     state.metrics.connections_open.inc();
     state.metrics.connections_total.inc();
     tracing::info!("bot connected");
-    let (sender, receiver) = socket.split();
     let mut connection = Connection {
         tally: Arc::new(Tally::new(tracing::Span::current())),
         state: state.clone(),
@@ -150,19 +160,26 @@ async fn serve_socket(socket: WebSocket, state: AppState, _slot: OwnedSemaphoreP
     state.metrics.connections_open.dec();
     tracing::info!(end = %end, "connection closed");
     // The summary is logged when the last of this connection's frames is saved.
+    end
 }
 
-struct Connection {
+struct Connection<W> {
     state: AppState,
     tally: Arc<Tally>,
-    sender: SplitSink<WebSocket, Message>,
+    sender: W,
     /// The streams this connection feeds, with when each last had a frame: at most
     /// `MAX_STREAMS_PER_CONNECTION`.
     streams: HashMap<StreamKey, Instant>,
 }
 
-impl Connection {
-    async fn read(&mut self, mut receiver: SplitStream<WebSocket>) -> End {
+impl<W> Connection<W>
+where
+    W: Sink<Message, Error = axum::Error> + Unpin,
+{
+    async fn read<R>(&mut self, mut receiver: R) -> End
+    where
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
         let period = self.state.config.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         let shutdown = self.state.shutdown.clone();
@@ -357,4 +374,258 @@ fn is_too_large(error: &axum::Error) -> bool {
             tungstenite::error::CapacityError::MessageTooLong { .. }
         ))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! The read loop driven through channels in place of a socket, with paused time: pings,
+    //! the idle close and the closing handshake at shutdown happen at exact instants.
+
+    use std::io::Cursor;
+
+    use base64::Engine as _;
+    use parking_lot::Mutex;
+    use tokio::sync::{Semaphore, mpsc};
+    use tokio::task::JoinHandle;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::Config;
+    use crate::catalog::fs::FsCatalog;
+    use crate::disk::DiskWatch;
+    use crate::live::Live;
+    use crate::metrics::Metrics;
+    use crate::pipeline::tests::{Call, RecordingSink};
+    use crate::pipeline::{Pipeline, PipelineConfig};
+
+    /// The bot's side of a connection served without a socket.
+    struct Bot {
+        /// What the bot sends; dropping it is the connection dropping.
+        send: mpsc::Sender<Result<Message, axum::Error>>,
+        /// What the server sent, each with when.
+        received: Arc<Mutex<Vec<(Instant, Message)>>>,
+        /// The connection's end, and when it came.
+        end: JoinHandle<(End, Instant)>,
+        start: Instant,
+        /// DATA_DIR, kept for the test's length.
+        _dir: tempfile::TempDir,
+    }
+
+    impl Bot {
+        /// Serves one connection with the server's defaults, changed by `flags`; frames go
+        /// to `sink`.
+        async fn connect(sink: &RecordingSink, flags: &[&str]) -> (Bot, AppState) {
+            let dir = tempfile::tempdir().unwrap();
+            let data_dir = dir.path().to_str().unwrap().to_owned();
+            let args = ["--data-dir", data_dir.as_str()].into_iter();
+            let config = Config::from_args(args.chain(flags.iter().copied())).unwrap();
+            let metrics = Arc::new(Metrics::default());
+            let live = Live::default();
+            let pipeline = Pipeline::new(
+                PipelineConfig {
+                    queue_frames: config.stream_queue_frames,
+                    buffer_bytes: config.buffer_bytes,
+                    idle_timeout: config.stream_idle_timeout,
+                },
+                Arc::new(sink.clone()),
+                metrics.clone(),
+                live.clone(),
+            );
+            // Measured once, with no watermark: never low, and no task left ticking.
+            let stopped = CancellationToken::new();
+            stopped.cancel();
+            let (disk, _) = DiskWatch::start(
+                dir.path().to_path_buf(),
+                0,
+                config.disk_check_interval,
+                metrics.clone(),
+                stopped,
+            )
+            .await;
+            let state = AppState {
+                catalog: Arc::new(FsCatalog::new(dir.path().to_path_buf(), 1000)),
+                config: Arc::new(config),
+                ws_token: crate::auth::Secret::parse_url_safe("test-ws-token-0123456789").unwrap(),
+                pipeline,
+                metrics,
+                live,
+                connections: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                bots: crate::recall::Bots::default(),
+                connection_ids: Arc::default(),
+                ws_slots: Arc::new(Semaphore::new(1)),
+                disk,
+                bucket: None,
+            };
+
+            let received = Arc::new(Mutex::new(Vec::new()));
+            let sender = Box::pin(futures_util::sink::unfold(
+                received.clone(),
+                |received, message: Message| async move {
+                    received.lock().push((Instant::now(), message));
+                    Ok::<_, axum::Error>(received)
+                },
+            ));
+            let (send, from_bot) = mpsc::channel(16);
+            let receiver = Box::pin(futures_util::stream::unfold(
+                from_bot,
+                |mut from_bot| async move { from_bot.recv().await.map(|m| (m, from_bot)) },
+            ));
+            let start = Instant::now();
+            let serving = serve_connection(sender, receiver, state.clone());
+            let end = tokio::spawn(async move { (serving.await, Instant::now()) });
+            let bot = Bot {
+                send,
+                received,
+                end,
+                start,
+                _dir: dir,
+            };
+            (bot, state)
+        }
+
+        /// Sends as a bot would: into the void, once the server has ended the connection.
+        async fn send(&self, message: Message) {
+            let _ = self.send.send(Ok(message)).await;
+        }
+
+        async fn sleep_until(&self, seconds: u64) {
+            tokio::time::sleep_until(self.start + secs(seconds)).await;
+        }
+
+        /// How the connection ended, and how long after it started.
+        async fn end(&mut self) -> (End, Duration) {
+            let (end, at) = (&mut self.end).await.unwrap();
+            (end, at - self.start)
+        }
+
+        /// What the server sent, each with how long after the start: `ping`, or
+        /// `close <code>`, or the text.
+        fn received(&self) -> Vec<(Duration, String)> {
+            let received = self.received.lock();
+            received
+                .iter()
+                .map(|(at, message)| {
+                    let shown = match message {
+                        Message::Ping(_) => "ping".to_owned(),
+                        Message::Close(Some(frame)) => format!("close {}", frame.code),
+                        other => format!("{other:?}"),
+                    };
+                    (*at - self.start, shown)
+                })
+                .collect()
+        }
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn pings(from: u64, to: u64, every: u64) -> Vec<(Duration, String)> {
+        (from..=to)
+            .step_by(every as usize)
+            .map(|s| (secs(s), "ping".to_owned()))
+            .collect()
+    }
+
+    /// A frame event, as Recall sends one, of an 8x8 PNG at `relative` seconds.
+    fn frame_message(relative: f64) -> Message {
+        let mut png = Vec::new();
+        image::RgbImage::new(8, 8)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let event = json!({
+            "event": event::FRAME_EVENT,
+            "data": {
+                "data": {
+                    "buffer": base64::engine::general_purpose::STANDARD.encode(&png),
+                    "timestamp": {"relative": relative, "absolute": null},
+                    "type": "webcam",
+                    "participant": {"id": 1, "name": "Alice"}
+                },
+                "recording": {"id": "rec", "metadata": {}}
+            }
+        });
+        Message::Text(event.to_string().into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_bot_is_pinged_every_interval_then_closed_when_idle() {
+        let flags = ["--ping-interval", "20s", "--ws-idle-timeout", "110s"];
+        let (mut bot, state) = Bot::connect(&RecordingSink::default(), &flags).await;
+
+        let (end, at) = bot.end().await;
+        assert!(matches!(end, End::Idle), "{end:?}");
+        assert_eq!(at, secs(110));
+        let mut expected = pings(20, 100, 20);
+        expected.push((secs(110), format!("close {}", close_code::POLICY)));
+        assert_eq!(bot.received(), expected);
+        assert_eq!(state.metrics.ws_closed_idle.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn anything_from_the_bot_even_a_pong_restarts_the_idle_clock() {
+        let flags = ["--ping-interval", "20s", "--ws-idle-timeout", "110s"];
+        let (mut bot, _state) = Bot::connect(&RecordingSink::default(), &flags).await;
+
+        bot.sleep_until(100).await;
+        bot.send(Message::Pong(Default::default())).await;
+        let (end, at) = bot.end().await;
+        assert!(matches!(end, End::Idle), "{end:?}");
+        assert_eq!(at, secs(210), "idle for 110 s after the pong");
+        let mut expected = pings(20, 200, 20);
+        expected.push((secs(210), format!("close {}", close_code::POLICY)));
+        assert_eq!(bot.received(), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_a_bot_that_does_not_answer_is_given_the_close_grace_then_dropped() {
+        let (mut bot, state) = Bot::connect(&RecordingSink::default(), &[]).await;
+
+        bot.sleep_until(30).await;
+        state.shutdown.cancel();
+        let (end, at) = bot.end().await;
+        assert!(matches!(end, End::ShutdownHandshakeTimedOut), "{end:?}");
+        assert_eq!(at, secs(30) + CLOSE_GRACE);
+        // Pinged at the default 20 s; nothing but the close after shutdown started.
+        assert_eq!(
+            bot.received(),
+            [
+                (secs(20), "ping".to_owned()),
+                (secs(30), format!("close {}", close_code::AWAY)),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_what_the_bot_sends_before_its_close_is_still_saved() {
+        let sink = RecordingSink::default();
+        let (mut bot, state) = Bot::connect(&sink, &[]).await;
+
+        bot.sleep_until(30).await;
+        state.shutdown.cancel();
+        bot.sleep_until(32).await;
+        bot.send(frame_message(12.5)).await;
+        bot.sleep_until(34).await;
+        bot.send(Message::Close(None)).await;
+        let (end, at) = bot.end().await;
+        assert!(matches!(end, End::ShutdownHandshakeDone), "{end:?}");
+        assert_eq!(at, secs(34), "the bot's close ends the wait");
+
+        assert!(state.pipeline.close(secs(1)).await);
+        let written: Vec<Call> = sink
+            .calls_since(bot.start)
+            .into_iter()
+            .map(|(_, call)| call)
+            .filter(|call| matches!(call, Call::Write { .. }))
+            .collect();
+        assert_eq!(
+            written,
+            [Call::Write {
+                writer: 0,
+                relative_ms: 12_500
+            }]
+        );
+    }
 }

@@ -1,0 +1,124 @@
+//! The command line: the `recall-frames` command, its subcommands and their flags. The one
+//! module that knows every part the commands drive (the server's [`Config`], Recall's bots,
+//! the simulator), so that none of them knows the command line.
+
+use anyhow::Context as _;
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::recall::{BotRequest, Bots};
+use crate::simulate::SimulateArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "recall-frames",
+    version,
+    about = "Records the per-participant PNG frames that Recall.ai bots stream over a websocket"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (what running with no subcommand does).
+    Serve,
+    /// Manage Recall bots from the command line, as the /api/bots routes do.
+    #[command(subcommand)]
+    Bot(BotCommand),
+    /// Stream realistic frames to a server as Recall bots would.
+    #[command(long_about = SIMULATE_LONG_ABOUT)]
+    Simulate(Box<SimulateArgs>),
+    /// Copy the recordings in DATA_DIR into the bucket BUCKET_NAME names
+    ///
+    /// For a move from a volume to a bucket. Nothing in the bucket is replaced; running it
+    /// again finishes an interrupted copy. Prints a JSON report; exits 1 if anything could
+    /// not be copied. DATA_DIR and the bucket's settings come from the environment, or from
+    /// the options before the subcommand (`recall-frames --data-dir ./frames copy-to-bucket`).
+    CopyToBucket,
+}
+
+/// The long help of `recall-frames simulate`.
+const SIMULATE_LONG_ABOUT: &str = "Stream realistic frames to a server as Recall bots would: one \
+websocket per bot, each bot one recording whose participants send webcam (and some screenshare) \
+PNG frames as video_separate_png.data events. Bots reconnect as Recall's do (--retries \
+attempts, --retry-delay apart) and resume where they were. Exits non-zero if the server refuses \
+the upgrade or any message, closes a connection for a reason a reconnect cannot fix (such as \
+1009, message too big), or cannot be reached again.
+
+Frames are camera-like PNGs made on the fly: a room, a swaying person, something moving, sensor \
+noise, and the participant's name and a frame counter, about 330 KB at 640x360 like real webcam \
+frames. Encoding one takes several milliseconds of CPU, more than the server spends on it, so for \
+load runs (--fps max, or many streams) frames are pre-rendered in a ring of --ring frames per \
+participant and sent again in turn with new timestamps: the counter on the picture then counts \
+around the ring. With --pngs, a folder's PNG files are sent instead.";
+
+/// The `bot` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BotCommand {
+    /// Create a Recall bot that joins a meeting and streams its frames to this server (as
+    /// `POST /api/bots` does). Reads the server's settings (RECALL_API_KEY, PUBLIC_URL,
+    /// WS_TOKEN...) from the environment or from flags given before `bot`.
+    Create(CreateBotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateBotArgs {
+    /// The meeting link (Zoom, Google Meet, Teams, Webex...).
+    #[arg(long)]
+    pub meeting_url: String,
+    /// The name the bot shows in the meeting.
+    #[arg(long)]
+    pub bot_name: Option<String>,
+    /// When the bot joins, as an ISO-8601 time (e.g. 2026-11-21T10:00:00Z); now if absent.
+    #[arg(long)]
+    pub join_at: Option<String>,
+}
+
+/// `recall-frames bot create`: creates a bot exactly as `POST /api/bots` does, for the server
+/// this configuration describes, and returns Recall's bot JSON.
+///
+/// The websocket token must be the server's: `WS_TOKEN`, or the one the server keeps in
+/// `DATA_DIR`. None is ever generated here, since a bot given a token the server does not
+/// know could never connect.
+pub async fn create_bot(config: &Config, args: &CreateBotArgs) -> anyhow::Result<Value> {
+    let request = BotRequest::new(
+        &args.meeting_url,
+        args.bot_name.clone(),
+        args.join_at.as_deref(),
+    )?;
+    let (token, _) = crate::auth::existing_ws_token(config.ws_token.clone(), &config.data_dir)
+        .await?
+        .with_context(|| {
+            format!(
+                "no websocket token: set WS_TOKEN to the server's token, or run this where \
+                 DATA_DIR ({}) holds the server's {}",
+                config.data_dir.display(),
+                crate::auth::WS_TOKEN_FILE
+            )
+        })?;
+    let bots = Bots::new(config, &token)?;
+    Ok(bots.create(&request).await?)
+}
+
+// Here rather than in `config.rs`: it parses through the whole command line, which the
+// configuration does not know.
+impl Config {
+    /// Parses server flags as the command line would, but with no environment variables:
+    /// what tests and embedders use to get a configuration that nothing outside can change.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let program = std::iter::once(std::ffi::OsString::from("recall-frames"));
+        let matches = Cli::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(program.chain(args.into_iter().map(Into::into)))?;
+        Ok(Cli::from_arg_matches(&matches)?.config)
+    }
+}

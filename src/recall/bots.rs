@@ -1,0 +1,272 @@
+//! Creating and managing bots: the checked request that both `POST /api/bots` and
+//! `recall-frames bot create` build, the body Recall is sent for it, and [`Bots`], the
+//! client and endpoint set up once at start-up.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+use url::Url;
+
+use super::client::{BotId, RecallClient, RecallError};
+use super::endpoint::{EndpointUrl, public_url};
+use crate::auth::Secret;
+use crate::config::Config;
+
+/// A bot to create, checked: what the route's JSON body and the command's flags both become.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotRequest {
+    meeting_url: String,
+    bot_name: Option<String>,
+    join_at: Option<Timestamp>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidBotRequest {
+    #[error("meeting_url {0:?} is not a URL: {1}")]
+    MeetingUrl(String, url::ParseError),
+    #[error("meeting_url must be an http:// or https:// meeting link, not a {0}: URL")]
+    MeetingUrlScheme(String),
+    #[error("bot_name must not be empty")]
+    EmptyBotName,
+    #[error(
+        "join_at {0:?} is not an ISO-8601 time with an offset (for example 2026-11-21T10:00:00Z)"
+    )]
+    JoinAt(String),
+}
+
+impl BotRequest {
+    pub fn new(
+        meeting_url: &str,
+        bot_name: Option<String>,
+        join_at: Option<&str>,
+    ) -> Result<Self, InvalidBotRequest> {
+        let meeting_url = meeting_url.trim();
+        let parsed = Url::parse(meeting_url)
+            .map_err(|e| InvalidBotRequest::MeetingUrl(meeting_url.to_owned(), e))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(InvalidBotRequest::MeetingUrlScheme(parsed.scheme().into()));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(InvalidBotRequest::MeetingUrl(
+                meeting_url.to_owned(),
+                url::ParseError::EmptyHost,
+            ));
+        }
+        if bot_name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err(InvalidBotRequest::EmptyBotName);
+        }
+        let join_at = join_at
+            .map(|text| {
+                text.trim()
+                    .parse::<Timestamp>()
+                    .map_err(|_| InvalidBotRequest::JoinAt(text.to_owned()))
+            })
+            .transpose()?;
+        Ok(BotRequest {
+            // Sent as given: meeting links carry passwords and ids a rewrite could disturb.
+            meeting_url: meeting_url.to_owned(),
+            bot_name,
+            join_at,
+        })
+    }
+
+    /// The body of Recall's create-bot request: per-participant PNG frames and participant
+    /// events, streamed to `endpoint`.
+    pub fn body(&self, endpoint: &EndpointUrl) -> Value {
+        let body = CreateBotBody {
+            meeting_url: &self.meeting_url,
+            bot_name: self.bot_name.as_deref(),
+            join_at: self.join_at,
+            recording_config: RecordingConfig {
+                video_mixed_layout: "gallery_view_v2",
+                video_separate_png: Empty {},
+                realtime_endpoints: [RealtimeEndpoint {
+                    kind: "websocket",
+                    url: endpoint.expose(),
+                    events: crate::event::recorded_events().collect(),
+                }],
+            },
+        };
+        serde_json::to_value(body).expect("the body is plain JSON")
+    }
+}
+
+#[derive(Serialize)]
+struct CreateBotBody<'a> {
+    meeting_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bot_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_at: Option<Timestamp>,
+    recording_config: RecordingConfig<'a>,
+}
+
+#[derive(Serialize)]
+struct RecordingConfig<'a> {
+    video_mixed_layout: &'static str,
+    video_separate_png: Empty,
+    realtime_endpoints: [RealtimeEndpoint<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct RealtimeEndpoint<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
+    events: Vec<&'static str>,
+}
+
+/// Creating and managing bots, as set up once at start-up: the Recall client (when
+/// `RECALL_API_KEY` is set) and the websocket URL bots are given (when the public URL is
+/// known).
+#[derive(Clone, Default)]
+pub struct Bots {
+    client: Option<RecallClient>,
+    endpoint: Option<EndpointUrl>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    #[error("RECALL_API_KEY is not set: set it to a Recall API key to create and manage bots")]
+    NoApiKey,
+    #[error(
+        "this server does not know its public URL, so it cannot tell a bot where to stream: \
+         set PUBLIC_URL (for example https://frames.example.com)"
+    )]
+    NoPublicUrl,
+    #[error("Recall's bot answer has no id")]
+    NoBotId(Value),
+    #[error(transparent)]
+    Recall(#[from] RecallError),
+}
+
+impl Bots {
+    pub fn new(config: &Config, ws_token: &Secret) -> anyhow::Result<Self> {
+        let client = match &config.recall_api_key {
+            Some(key) => {
+                let base = config
+                    .recall_api_base
+                    .clone()
+                    .unwrap_or_else(|| config.recall_region.api_base());
+                Some(RecallClient::new(base, key, config.recall_timeout)?)
+            }
+            None => None,
+        };
+        let endpoint = public_url(config).map(|url| EndpointUrl::new(&url, ws_token));
+        Ok(Bots { client, endpoint })
+    }
+
+    /// The websocket URL bots are given, if the public URL is known.
+    pub fn endpoint(&self) -> Option<&EndpointUrl> {
+        self.endpoint.as_ref()
+    }
+
+    fn client(&self) -> Result<&RecallClient, BotError> {
+        self.client.as_ref().ok_or(BotError::NoApiKey)
+    }
+
+    /// Creates a bot that streams to this server, and returns Recall's bot JSON (which has
+    /// its `id`).
+    pub async fn create(&self, request: &BotRequest) -> Result<Value, BotError> {
+        let client = self.client()?;
+        let endpoint = self.endpoint.as_ref().ok_or(BotError::NoPublicUrl)?;
+        let bot = client.create_bot(&request.body(endpoint)).await?;
+        match bot.get("id") {
+            Some(Value::String(id)) => {
+                tracing::info!(bot = id, endpoint = %endpoint, "bot created");
+                Ok(bot)
+            }
+            _ => Err(BotError::NoBotId(bot)),
+        }
+    }
+
+    /// Recall's bot JSON: its status, recordings and so on.
+    pub async fn get(&self, id: &BotId) -> Result<Value, BotError> {
+        Ok(self.client()?.get_bot(id).await?)
+    }
+
+    /// Asks the bot to leave its call; it stops recording, and its websocket closes.
+    pub async fn leave(&self, id: &BotId) -> Result<Value, BotError> {
+        let answer = self.client()?.leave_call(id).await?;
+        tracing::info!(bot = %id, "bot asked to leave its call");
+        Ok(answer)
+    }
+
+    /// Says at start-up what creating bots will do.
+    pub fn log_startup(&self) {
+        match (&self.client, &self.endpoint) {
+            (Some(client), Some(endpoint)) => tracing::info!(
+                recall = %client.base(),
+                "POST /api/bots creates bots that stream to {endpoint}"
+            ),
+            (Some(_), None) => tracing::info!(
+                "PUBLIC_URL unset (and not on Fly.io): POST /api/bots answers 503 until it is set"
+            ),
+            (None, _) => {
+                tracing::info!("RECALL_API_KEY unset: the /api/bots routes answer 503")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn token() -> Secret {
+        Secret::parse_url_safe("test-ws-token-0123456789").unwrap()
+    }
+
+    #[test]
+    fn a_request_becomes_recalls_create_bot_body() {
+        let request = BotRequest::new(
+            " https://meet.google.com/abc-defg-hij ",
+            Some("Recorder".into()),
+            Some("2026-11-21T10:00:00+01:00"),
+        )
+        .unwrap();
+        let url = EndpointUrl::new(&Url::parse("https://f.example").unwrap(), &token());
+        // The whole body is checked against a stand-in for Recall in tests/bots.rs.
+        let body = request.body(&url);
+        assert_eq!(body["meeting_url"], "https://meet.google.com/abc-defg-hij");
+        assert_eq!(body["bot_name"], "Recorder");
+        assert_eq!(body["join_at"], "2026-11-21T09:00:00Z", "normalised to UTC");
+        let config = &body["recording_config"];
+        assert_eq!(config["video_separate_png"], json!({}));
+        let endpoint = &config["realtime_endpoints"][0];
+        assert_eq!(
+            endpoint["url"],
+            "wss://f.example/ws?token=test-ws-token-0123456789"
+        );
+        let events = endpoint["events"].as_array().unwrap();
+        assert_eq!(events[0], crate::event::FRAME_EVENT);
+        assert_eq!(
+            events.len(),
+            1 + crate::frame::ParticipantEventKind::ALL.len()
+        );
+        let minimal = BotRequest::new("https://zoom.us/j/1", None, None).unwrap();
+        let body = minimal.body(&url);
+        assert!(body.get("bot_name").is_none() && body.get("join_at").is_none());
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let error = |url: &str, name: Option<&str>, join_at: Option<&str>| {
+            BotRequest::new(url, name.map(str::to_owned), join_at)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error("meet.google.com/abc", None, None).contains("not a URL"));
+        assert!(error("ftp://meet.example/abc", None, None).contains("http:// or https://"));
+        assert!(error("https://zoom.us/j/1", Some("  "), None).contains("bot_name"));
+        assert!(error("https://zoom.us/j/1", None, Some("tomorrow")).contains("join_at"));
+    }
+}
