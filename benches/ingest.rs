@@ -12,10 +12,10 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use recall_frames::event::{self, Inbound};
 use recall_frames::frame::{Frame, ParticipantId, Resource, StreamKind};
+use recall_frames::recorder::Recorder;
 use recall_frames::simulate::picture::{self, Look};
 use recall_frames::simulate::wire::{self, BotResources, EncodedPng, WireParticipant};
 use recall_frames::sink::FrameSink as _;
-use recall_frames::sink::fs::FsSink;
 
 /// A frame event as a bot sends it, and the PNG in it.
 fn real_event() -> (String, Vec<u8>) {
@@ -143,7 +143,7 @@ fn write(c: &mut Criterion) {
         })
     });
     let mut participant = 0;
-    group.bench_function("sink::fs StreamWriter::write", |b| {
+    group.bench_function("recorder StreamWriter::write", |b| {
         b.iter_custom(|iters| {
             // A new stream each sample, in a data folder of its own.
             participant += 1;
@@ -152,7 +152,7 @@ fn write(c: &mut Criterion) {
             first.participant.id = ParticipantId(participant);
             first.key.participant = ParticipantId(participant);
             runtime.block_on(async {
-                let sink = Arc::new(FsSink::new(data).await.unwrap());
+                let sink = Arc::new(Recorder::in_folder(data).await.unwrap());
                 let mut writer = sink.open_stream(&first).await.unwrap();
                 let mut frames: Vec<Frame> = (0..iters)
                     .map(|i| {

@@ -9,10 +9,12 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use recall_frames::catalog::Catalog as _;
-use recall_frames::catalog::fs::FsCatalog;
+use std::sync::Arc;
+
+use recall_frames::catalog::Catalog;
 use recall_frames::frame::{ParticipantId, RecordingId, StreamKey, StreamKind};
 use recall_frames::layout::{FrameRecord, frame_file_name};
+use recall_frames::store::fs::FsStore;
 
 const FRAMES: u64 = 20_000;
 const PAGES: u32 = 2_000;
@@ -49,7 +51,10 @@ async fn main() -> anyhow::Result<()> {
         text.len() as f64 / 1e6
     );
 
-    let catalog = FsCatalog::new(root.path().to_owned(), 1_000_000);
+    let catalog = Catalog::new(
+        Arc::new(FsStore::open(root.path().to_owned()).await?),
+        1_000_000,
+    );
     let key = StreamKey {
         recording: RecordingId::parse("rec_bench").expect("an id"),
         participant: ParticipantId(100),

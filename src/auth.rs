@@ -104,7 +104,7 @@ pub async fn ws_token(
     let (file, contents) = (path.clone(), format!("{}\n", token.expose()));
     // A temporary file is created readable by its owner only; the rename keeps that.
     tokio::task::spawn_blocking(move || {
-        crate::sink::fs::write_file_atomic(&file, contents.as_bytes())
+        crate::files::write_file_atomic(&file, contents.as_bytes())
     })
     .await?
     .with_context(|| format!("cannot store the websocket token in {}", path.display()))?;

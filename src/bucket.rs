@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::frame::{RecordingId, StreamKind};
 use crate::metrics::{KindLabel, Metrics};
+use crate::store::{Created, Fetched, Version};
 
 /// The first wait before a retry; each further wait doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -170,20 +171,6 @@ pub enum StartupError {
     },
 }
 
-/// An object's bytes with the version the store gave them.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub bytes: Bytes,
-    pub version: Version,
-}
-
-/// The version of an object, for compare-and-swap writes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Version {
-    pub e_tag: Option<String>,
-    pub version: Option<String>,
-}
-
 impl From<&Version> for UpdateVersion {
     fn from(version: &Version) -> Self {
         UpdateVersion {
@@ -191,15 +178,6 @@ impl From<&Version> for UpdateVersion {
             version: version.version.clone(),
         }
     }
-}
-
-/// What a create-only write found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Created {
-    /// The object is the one sent, written by this request.
-    New(Version),
-    /// Another object was there already; nothing was written.
-    Existed,
 }
 
 /// What the bucket holds, as a handle shared by the sink, the catalog and `/healthz`.
@@ -559,6 +537,20 @@ impl Bucket {
             key: key.to_string(),
             why: format!("an unconditional write answered {answer:?}"),
         })
+    }
+
+    /// Removes the object at `key`; none there is not an error.
+    pub async fn delete(&self, key: &Path) -> Result<(), BucketError> {
+        let (result, _) = self
+            .request("delete", key, || self.inner.store.delete(key))
+            .await?;
+        match result {
+            Ok(()) | Err(Answer::NotFound) => Ok(()),
+            Err(answer) => Err(BucketError::Unexpected {
+                key: key.to_string(),
+                why: format!("a delete answered {answer:?}"),
+            }),
+        }
     }
 
     /// The object at `key`, or `None` when there is none.

@@ -1,75 +1,53 @@
-//! Reading saved recordings back: the [`Catalog`] trait that the browse UI and the JSON API
-//! read through, with one implementation per storage backend (`catalog/fs.rs` for
-//! `DATA_DIR`, `catalog/object.rs` for a bucket), and what the two share: the index of a
+//! Reading saved recordings back, through the same [`Store`] the recorder writes, for every
+//! backend: the [`Catalog`] that the browse UI and the JSON API read through, the index of a
 //! stream's frames and the cache that holds those indexes.
 //!
 //! A catalog speaks in the domain's names ([`RecordingId`], [`StreamKey`], milliseconds)
 //! and in the keys of [`crate::layout`]; it never takes a path or a key from a client.
-//! Frames are listed in pages that start after a time, which the zero-padded frame names
-//! make a plain "start after" listing on any store.
+//!
+//! Each stream's frames are listed from an in-memory index of its manifest. A manifest only
+//! grows, so bringing an index up to date reads only what each part gained since the last
+//! read ([`read_log`]): never a read of every frame. Indexes are kept in a least recently
+//! used cache bounded by the number of frames they hold. A frame listed twice (a writer
+//! that went on in a new chunk) is indexed once; a line rebuilt after a crash gives way to
+//! the writer's own.
 
-pub mod fs;
-pub mod object;
-
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use lru::LruCache;
+use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKey};
-use crate::layout::{EventRecord, FrameRecord, RecordingSummary};
+use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
+use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
+use crate::store::{Key, LogCursor, Store, StoreError, read_log, read_whole_log};
 
-/// Reads in flight at once while a listing fans out (recordings, participants, chunks).
+/// Reads in flight at once while a listing fans out (recordings, participants).
 const PARALLEL: usize = 8;
+/// Participant folders remembered: a folder's name never changes once chosen.
+const REMEMBERED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
 /// Reads saved recordings. Every method answers [`CatalogError::NotFound`] for a recording,
 /// participant, stream or frame that is not saved.
-#[async_trait]
-pub trait Catalog: Send + Sync + 'static {
-    /// Every recording, newest first.
-    async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError>;
-
-    /// One recording: its participants and their streams.
-    async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError>;
-
-    /// A recording's participant events (`events.jsonl`), in the order they were recorded;
-    /// empty when it has none.
-    async fn events(&self, id: &RecordingId) -> Result<Vec<EventRecord>, CatalogError>;
-
-    /// Up to `limit` of a stream's frames in time order, starting after `after_ms` (from
-    /// the first frame when `None`).
-    async fn frames(
-        &self,
-        stream: &StreamKey,
-        after_ms: Option<u64>,
-        limit: usize,
-    ) -> Result<FramePage, CatalogError>;
-
-    /// How to serve one frame's PNG.
-    async fn frame(
-        &self,
-        stream: &StreamKey,
-        relative_ms: u64,
-    ) -> Result<FrameSource, CatalogError>;
-
-    /// One frame's PNG bytes, exactly as the bot sent them.
-    async fn frame_bytes(
-        &self,
-        stream: &StreamKey,
-        relative_ms: u64,
-    ) -> Result<Bytes, CatalogError>;
-
-    /// The stream's manifest (`frames.jsonl`) as saved, up to its last complete line.
-    async fn manifest(&self, stream: &StreamKey) -> Result<Bytes, CatalogError>;
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    /// How long an index just brought up to date is used as it is: with a store whose logs
+    /// are written in batches, a page of frames, a recording's streams and the list of
+    /// recordings asked for at once need not list every chunk again.
+    fresh_for: Duration,
+    streams: Mutex<IndexCache<CachedStream>>,
+    folders: Mutex<LruCache<(RecordingId, ParticipantId), String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +55,7 @@ pub enum CatalogError {
     #[error("not found")]
     NotFound,
     #[error(transparent)]
-    Fs(#[from] crate::files::FsError),
-    #[error(transparent)]
-    Object(#[from] crate::bucket::BucketError),
+    Store(#[from] StoreError),
 }
 
 /// Where a frame's bytes come from, so the HTTP layer can serve each the best way.
@@ -107,23 +83,16 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
-    /// A manifest line as a catalog lists it; `None` when the line names no frame file.
-    pub fn from_record(record: &crate::layout::FrameRecord) -> Option<FrameInfo> {
-        let Some(relative_ms) = crate::layout::parse_frame_file_name(&record.file) else {
-            tracing::warn!(
-                file = record.file,
-                "manifest line names no frame file; skipped"
-            );
-            return None;
-        };
-        Some(FrameInfo {
+    /// A manifest line as a catalog lists it.
+    pub fn from_record(relative_ms: u64, record: &FrameRecord) -> FrameInfo {
+        FrameInfo {
             relative_ms,
             relative: record.relative,
             absolute: record.absolute,
             width: record.width,
             height: record.height,
             bytes: record.bytes,
-        })
+        }
     }
 }
 
@@ -247,6 +216,310 @@ impl RecordingOverview {
     }
 }
 
+/// A stream whose index is cached.
+struct CachedStream {
+    index: tokio::sync::Mutex<StreamIndex>,
+    /// Frames in `index`, readable without its lock, for the cache budget.
+    frames: AtomicUsize,
+}
+
+impl Indexed for CachedStream {
+    fn frames(&self) -> usize {
+        self.frames.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream's frames, indexed from its manifest and kept current by reading only what the
+/// manifest gained since.
+#[derive(Default)]
+struct StreamIndex {
+    cursor: LogCursor,
+    frames: FrameIndex,
+    refreshed_at: Option<Instant>,
+}
+
+impl StreamIndex {
+    async fn refresh(&mut self, store: &dyn Store, manifest: &Key) -> Result<(), StoreError> {
+        let read = read_log(store, manifest, &mut self.cursor).await?;
+        if read.restarted {
+            // Manifests only grow, but crash repair cuts a torn last line: start over.
+            self.frames = FrameIndex::default();
+        }
+        self.frames.add_lines(&read.lines, manifest);
+        self.refreshed_at = Some(Instant::now());
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// A catalog of `store`, holding stream indexes of at most `frame_budget` frames in all.
+    pub fn new(store: Arc<dyn Store>, frame_budget: usize) -> Self {
+        Catalog {
+            // An index is read again at every request where each line is written as it
+            // comes; where lines come in batches, at most once per batch (and per second).
+            fresh_for: store.log_interval().map_or(Duration::ZERO, |interval| {
+                interval.min(Duration::from_secs(1))
+            }),
+            store,
+            streams: Mutex::new(IndexCache::new(frame_budget)),
+            folders: Mutex::new(LruCache::new(REMEMBERED)),
+        }
+    }
+
+    /// Every recording, newest first.
+    pub async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError> {
+        let ids: Vec<RecordingId> = self
+            .store
+            .list_folders(&Key::root())
+            .await?
+            .iter()
+            // Dot-folders at the top are the server's own (the websocket token...).
+            .filter(|name| !name.starts_with('.'))
+            .filter_map(|name| RecordingId::parse(name))
+            .collect();
+        newest_first(ids, |id| async move { self.recording(&id).await }).await
+    }
+
+    /// One recording: its participants and their streams.
+    pub async fn recording(&self, id: &RecordingId) -> Result<RecordingDetail, CatalogError> {
+        if id.as_str().starts_with('.') {
+            return Err(CatalogError::NotFound);
+        }
+        let summary_key = layout::recording_key(id).join(layout::RECORDING_FILE);
+        let (summary, folders) = futures_util::try_join!(
+            self.read_json::<RecordingSummary>(&summary_key),
+            self.participant_folders(id),
+        )?;
+        if summary.is_none() && folders.is_empty() {
+            return Err(CatalogError::NotFound);
+        }
+        let participants: Vec<ParticipantDetail> = futures_util::stream::iter(folders)
+            .map(|(participant, folder)| self.participant_detail(id, participant, folder))
+            .buffered(PARALLEL)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let overview = RecordingOverview::from_participants(id.clone(), summary, &participants);
+        Ok(RecordingDetail {
+            overview,
+            participants,
+        })
+    }
+
+    /// A recording's participant events (`events.jsonl`), in the order they were received;
+    /// empty when it has none.
+    pub async fn events(&self, id: &RecordingId) -> Result<Vec<EventRecord>, CatalogError> {
+        let log = layout::recording_key(id).join(layout::EVENTS_LOG);
+        let lines = read_whole_log(self.store.as_ref(), &log).await?;
+        let mut events = parse_events(&lines, &log);
+        // Several writers' lines interleave in time: arrival order across them. The sort is
+        // stable, so each writer's own order stands.
+        events.sort_by_key(|event| event.received_at);
+        Ok(events)
+    }
+
+    /// Up to `limit` of a stream's frames in time order, starting after `after_ms` (from
+    /// the first frame when `None`).
+    pub async fn frames(
+        &self,
+        stream: &StreamKey,
+        after_ms: Option<u64>,
+        limit: usize,
+    ) -> Result<FramePage, CatalogError> {
+        let key = self.stream_key(stream).await?;
+        let (page, found) = self
+            .read_index(stream, &key, |index| {
+                (index.frames.page(after_ms, limit), index.cursor.found_log())
+            })
+            .await?;
+        if !found {
+            return Err(CatalogError::NotFound);
+        }
+        Ok(page)
+    }
+
+    /// How to serve one frame's PNG.
+    pub async fn frame(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<FrameSource, CatalogError> {
+        let key = self.frame_key(stream, relative_ms).await?;
+        if let Some(path) = self.store.local_file(&key).await? {
+            return Ok(FrameSource::File(path));
+        }
+        let found = self.store.get(&key).await?.ok_or(CatalogError::NotFound)?;
+        Ok(FrameSource::Bytes {
+            bytes: found.bytes,
+            etag: found.version.e_tag,
+        })
+    }
+
+    /// One frame's PNG bytes, exactly as the bot sent them.
+    pub async fn frame_bytes(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<Bytes, CatalogError> {
+        let key = self.frame_key(stream, relative_ms).await?;
+        let found = self.store.get(&key).await?.ok_or(CatalogError::NotFound)?;
+        Ok(found.bytes)
+    }
+
+    /// The stream's manifest as `frames.jsonl` reads: one line per frame (the writer's own
+    /// over one rebuilt after a crash), in time order, each as saved.
+    pub async fn manifest(&self, stream: &StreamKey) -> Result<Bytes, CatalogError> {
+        let key = self.stream_key(stream).await?;
+        let manifest = key.join(layout::FRAMES_MANIFEST);
+        let mut cursor = LogCursor::default();
+        let lines = read_log(self.store.as_ref(), &manifest, &mut cursor)
+            .await?
+            .lines;
+        if !cursor.found_log() {
+            return Err(CatalogError::NotFound);
+        }
+        let mut records: BTreeMap<u64, (bool, Bytes)> = BTreeMap::new();
+        for line in lines {
+            match FrameRecord::parse_line(&line) {
+                Ok((ms, record)) => match records.get(&ms) {
+                    Some(&(rebuilt, _)) if !supersedes(&record, rebuilt) => {}
+                    _ => {
+                        records.insert(ms, (record.recovered, line));
+                    }
+                },
+                Err(error) => tracing::warn!(%manifest, %error, "skipping a manifest line"),
+            }
+        }
+        let mut text = Vec::new();
+        for (_, line) in records.values() {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        Ok(text.into())
+    }
+
+    /// The participant folders of a recording, by id (the first in name order should two
+    /// carry one id, as the recorder reads them).
+    async fn participant_folders(
+        &self,
+        recording: &RecordingId,
+    ) -> Result<BTreeMap<ParticipantId, String>, CatalogError> {
+        let folders: HashMap<ParticipantId, String> = crate::recorder::participant_folders(
+            self.store.as_ref(),
+            &layout::recording_key(recording),
+        )
+        .await?;
+        let mut cache = self.folders.lock();
+        for (id, folder) in &folders {
+            cache.put((recording.clone(), *id), folder.clone());
+        }
+        Ok(folders.into_iter().collect())
+    }
+
+    async fn stream_key(&self, stream: &StreamKey) -> Result<Key, CatalogError> {
+        let cached = (stream.recording.clone(), stream.participant);
+        let known = self.folders.lock().get(&cached).cloned();
+        let folder = match known {
+            Some(folder) => folder,
+            None => self
+                .participant_folders(&stream.recording)
+                .await?
+                .remove(&stream.participant)
+                .ok_or(CatalogError::NotFound)?,
+        };
+        Ok(layout::stream_key(&stream.recording, &folder, stream.kind))
+    }
+
+    async fn frame_key(&self, stream: &StreamKey, relative_ms: u64) -> Result<Key, CatalogError> {
+        Ok(self
+            .stream_key(stream)
+            .await?
+            .join(&layout::frame_file_name(relative_ms)))
+    }
+
+    /// Brings the stream's index up to date and reads from it.
+    async fn read_index<T>(
+        &self,
+        stream: &StreamKey,
+        key: &Key,
+        read: impl FnOnce(&StreamIndex) -> T,
+    ) -> Result<T, CatalogError> {
+        let cached = self.streams.lock().get_or_insert(stream, || CachedStream {
+            index: tokio::sync::Mutex::default(),
+            frames: AtomicUsize::new(0),
+        });
+        let result = {
+            let mut index = cached.index.lock().await;
+            let refreshed = match index.refreshed_at {
+                Some(at) if at.elapsed() < self.fresh_for => Ok(()),
+                _ => {
+                    index
+                        .refresh(self.store.as_ref(), &key.join(layout::FRAMES_MANIFEST))
+                        .await
+                }
+            };
+            cached.frames.store(index.frames.len(), Ordering::Relaxed);
+            refreshed.map(|()| read(&index))
+        };
+        self.streams.lock().keep_within_budget(stream);
+        Ok(result?)
+    }
+
+    async fn participant_detail(
+        &self,
+        recording: &RecordingId,
+        id: ParticipantId,
+        folder: String,
+    ) -> Result<ParticipantDetail, CatalogError> {
+        let file = layout::recording_key(recording)
+            .join(&folder)
+            .join(layout::PARTICIPANT_FILE);
+        let participant = self
+            .read_json::<Participant>(&file)
+            .await?
+            .filter(|p| p.id == id)
+            .unwrap_or_else(|| Participant::unknown(id));
+        let mut streams = Vec::new();
+        for kind in StreamKind::ALL {
+            let stream = StreamKey {
+                recording: recording.clone(),
+                participant: id,
+                kind,
+            };
+            let key = layout::stream_key(recording, &folder, kind);
+            let summary = self
+                .read_index(&stream, &key, |index| index.frames.summary(stream.clone()))
+                .await?;
+            if summary.frames > 0 {
+                streams.push(summary);
+            }
+        }
+        Ok(ParticipantDetail {
+            participant,
+            folder,
+            streams,
+        })
+    }
+
+    /// A small JSON object, or `None` when there is none or it cannot be read (logged).
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &Key,
+    ) -> Result<Option<T>, CatalogError> {
+        let Some(found) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&found.bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) => {
+                tracing::warn!(%key, %error, "unreadable JSON object; ignored");
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Loads the listed recordings, a few at a time, into the list of recordings: newest
 /// first by start time, then by id for those without one. A recording gone (or turned into
 /// something else) since it was listed is left out.
@@ -289,30 +562,22 @@ struct FrameIndex {
 }
 
 impl FrameIndex {
-    /// Indexes the complete lines of `text` (a manifest, or what it gained since the last
-    /// read) and returns the bytes they take: a line still being written is left for the
-    /// next read. Unreadable lines are logged and skipped.
-    fn add_lines(&mut self, text: &[u8], manifest: &dyn fmt::Display) -> usize {
-        for line in complete_lines(text) {
-            match serde_json::from_slice::<FrameRecord>(line) {
-                Ok(record) => self.insert(&record),
-                Err(error) => {
-                    tracing::warn!(%manifest, %error, "skipping an unreadable manifest line");
-                }
+    /// Indexes manifest lines; a bad line is skipped with a warning.
+    fn add_lines(&mut self, lines: &[Bytes], manifest: &dyn fmt::Display) {
+        for line in lines {
+            match FrameRecord::parse_line(line) {
+                Ok((ms, record)) => self.insert(ms, &record),
+                Err(error) => tracing::warn!(%manifest, %error, "skipping a manifest line"),
             }
         }
-        complete_lines_len(text)
     }
 
-    fn insert(&mut self, record: &FrameRecord) {
-        let Some(info) = FrameInfo::from_record(record) else {
-            return;
-        };
-        match self.frames.get(&info.relative_ms) {
+    fn insert(&mut self, ms: u64, record: &FrameRecord) {
+        match self.frames.get(&ms) {
             Some(&(_, rebuilt)) if !supersedes(record, rebuilt) => {}
             _ => {
                 self.frames
-                    .insert(info.relative_ms, (info, record.recovered));
+                    .insert(ms, (FrameInfo::from_record(ms, record), record.recovered));
             }
         }
     }
@@ -353,25 +618,9 @@ fn supersedes(line: &FrameRecord, kept_was_rebuilt: bool) -> bool {
     kept_was_rebuilt && !line.recovered
 }
 
-/// The length of `text` up to the end of its last complete line: a last line without its
-/// newline is still being written.
-fn complete_lines_len(text: &[u8]) -> usize {
-    text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
-}
-
-/// The non-empty complete lines of `text`.
-pub(crate) fn complete_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text[..complete_lines_len(text)]
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-}
-
 /// The participant events of `events.jsonl` lines; lines that do not parse are counted in
 /// a warning and skipped.
-fn parse_events<'a>(
-    lines: impl Iterator<Item = &'a [u8]>,
-    log: &dyn fmt::Display,
-) -> Vec<EventRecord> {
+fn parse_events(lines: &[Bytes], log: &dyn fmt::Display) -> Vec<EventRecord> {
     let mut events = Vec::new();
     let mut unreadable = 0_usize;
     for line in lines {
@@ -405,10 +654,6 @@ impl<S: Indexed> IndexCache<S> {
             streams: LruCache::unbounded(),
             frame_budget,
         }
-    }
-
-    fn get(&mut self, key: &StreamKey) -> Option<Arc<S>> {
-        self.streams.get(key).cloned()
     }
 
     fn get_or_insert(&mut self, key: &StreamKey, make: impl FnOnce() -> S) -> Arc<S> {
@@ -447,6 +692,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::frame::StreamKind;
     use crate::layout;
+    use crate::store::memory::MemoryStore;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A manifest line for the frame at `ms`; a rebuilt one has no wall-clock time.
@@ -480,12 +726,12 @@ pub(crate) mod tests {
     fn pages_continue_after_a_time_and_a_writers_line_beats_a_rebuilt_one() {
         let mut index = FrameIndex::default();
         for at in [2500, 500, 1500, 1000, 2000] {
-            index.insert(&record(at, at == 1500));
+            index.insert(at, &record(at, at == 1500));
         }
         // Listed twice (two chunks), and rebuilt then written: one frame each.
-        index.insert(&record(500, false));
-        index.insert(&record(1500, false));
-        index.insert(&record(1000, true));
+        index.insert(500, &record(500, false));
+        index.insert(1500, &record(1500, false));
+        index.insert(1000, &record(1000, true));
         let first = index.page(None, 2);
         assert_eq!(
             (ms(&first), first.total, first.next_after),
@@ -520,15 +766,86 @@ pub(crate) mod tests {
         );
     }
 
+    fn line(ms: u64) -> String {
+        format!("{}\n", serde_json::to_string(&record(ms, false)).unwrap())
+    }
+
     #[test]
-    fn only_complete_lines_are_indexed() {
+    fn bad_lines_are_skipped() {
         let mut index = FrameIndex::default();
-        let line = |ms| format!("{}\n", serde_json::to_string(&record(ms, false)).unwrap());
-        let whole = [line(500), "not json\n".into(), line(1000)].concat();
-        let torn = line(1500);
-        let text = format!("{whole}{}", &torn[..20]);
-        assert_eq!(index.add_lines(text.as_bytes(), &"test"), whole.len());
+        let lines: Vec<Bytes> = [
+            line(500).trim_end().to_owned(),
+            "not json".into(),
+            r#"{"file":"x.png","relative":1,"absolute":null,"width":1,"height":1,"bytes":1,"received_at":"2026-01-01T00:00:00Z"}"#.into(),
+            line(1000).trim_end().to_owned(),
+        ]
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
+        index.add_lines(&lines, &"test");
         assert_eq!(ms(&index.page(None, 10)), vec![500, 1000]);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_reads_only_what_was_appended() {
+        let store = MemoryStore::default();
+        let manifest = Key::of(["rec", "100", "webcam", layout::FRAMES_MANIFEST]);
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&line(i * 500));
+        }
+        store.append_raw(&manifest, text.as_bytes());
+        let mut index = StreamIndex::default();
+        index.refresh(&store, &manifest).await.unwrap();
+        assert_eq!(index.frames.len(), 20_000);
+        assert_eq!(index.cursor.bytes_read, text.len() as u64);
+
+        // Nothing new: nothing read.
+        index.refresh(&store, &manifest).await.unwrap();
+        assert_eq!(index.cursor.bytes_read, text.len() as u64);
+
+        // One more line, out of order, plus the start of another still being written.
+        let late = line(250);
+        let torn = line(99_999_000);
+        let (head, tail) = torn.split_at(20);
+        store.append_raw(&manifest, late.as_bytes());
+        store.append_raw(&manifest, head.as_bytes());
+        index.refresh(&store, &manifest).await.unwrap();
+        assert_eq!(index.frames.len(), 20_001);
+        assert_eq!(
+            ms(&index.frames.page(None, 2)),
+            vec![0, 250],
+            "kept in time order"
+        );
+        let read = text.len() + late.len() + head.len();
+        assert_eq!(index.cursor.bytes_read, read as u64);
+
+        // The torn line completes: only it is read, from its start.
+        store.append_raw(&manifest, tail.as_bytes());
+        index.refresh(&store, &manifest).await.unwrap();
+        assert_eq!(index.cursor.bytes_read, (read + torn.len()) as u64);
+        assert_eq!(index.frames.len(), 20_002);
+        assert_eq!(
+            ms(&index.frames.page(Some(99_998_000), 10)),
+            vec![99_999_000],
+            "the last frame"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_manifest_is_read_again_and_repeats_are_listed_once() {
+        let store = MemoryStore::default();
+        let manifest = Key::of(["rec", "100", "webcam", layout::FRAMES_MANIFEST]);
+        store.append_raw(
+            &manifest,
+            [line(1000), line(1000), line(2000)].concat().as_bytes(),
+        );
+        let mut index = StreamIndex::default();
+        index.refresh(&store, &manifest).await.unwrap();
+        assert_eq!(ms(&index.frames.page(None, 10)), vec![1000, 2000]);
+        store.replace_raw(&manifest, line(3000).as_bytes());
+        index.refresh(&store, &manifest).await.unwrap();
+        assert_eq!(ms(&index.frames.page(None, 10)), vec![3000]);
     }
 
     struct Counted(AtomicUsize);
@@ -551,7 +868,7 @@ pub(crate) mod tests {
         // The stream in use stays even when it alone is over budget.
         cache.get_or_insert(&key(9), || Counted(AtomicUsize::new(50)));
         cache.keep_within_budget(&key(9));
-        assert!(cache.get(&key(9)).is_some());
+        assert!(cache.streams.contains(&key(9)));
     }
 
     #[test]

@@ -13,13 +13,20 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::Config;
-use crate::bucket::Bucket;
-use crate::catalog::fs::FsCatalog;
-use crate::catalog::{Catalog, ParticipantDetail, RecordingOverview, complete_lines};
+use crate::catalog::{Catalog, ParticipantDetail, RecordingOverview};
 use crate::frame::{Frame, FrameTime, ParticipantEvent, ParticipantEventKind, RecordingInfo};
 use crate::layout::{self, FrameRecord, ParticipantClaim};
-use crate::sink::object::claim_folder;
+use crate::recorder::claim_folder;
 use crate::sink::{FrameSink, WriteOutcome};
+use crate::store::fs::FsStore;
+use crate::store::{Store, read_whole_log};
+
+/// DATA_DIR, read as the catalog reads it, and as its raw logs where the copy must keep
+/// every line as written.
+struct Source {
+    catalog: Catalog,
+    store: Arc<dyn Store>,
+}
 
 /// What a copy did, recording by recording.
 #[derive(Debug, Default, Serialize)]
@@ -53,19 +60,26 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
         bail!("copy-to-bucket needs BUCKET_NAME (and the bucket's AWS_* settings)");
     }
     config.check().map_err(anyhow::Error::msg)?;
-    let from = FsCatalog::new(config.data_dir.clone(), config.catalog_cache_frames);
+    let disk = FsStore::open(config.data_dir.clone())
+        .await
+        .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
+    let disk: Arc<dyn Store> = Arc::new(disk);
+    let from = Source {
+        catalog: Catalog::new(disk.clone(), config.catalog_cache_frames),
+        store: disk,
+    };
     let to = crate::Storage::open(config).await?;
-    let bucket = to
-        .bucket
-        .as_ref()
-        .context("BUCKET_NAME is set, so the storage is a bucket")?;
+    if !to.store.is_shared() {
+        bail!("BUCKET_NAME is set, so the storage should be a bucket");
+    }
     let mut report = CopyReport::default();
     let recordings = from
+        .catalog
         .recordings()
         .await
         .with_context(|| format!("cannot list DATA_DIR {}", config.data_dir.display()))?;
     for overview in recordings {
-        let copied = copy_recording(&from, bucket, &to.sink, to.catalog.as_ref(), &overview)
+        let copied = copy_recording(&from, to.store.as_ref(), &to.sink, &to.catalog, &overview)
             .await
             .with_context(|| format!("copying recording {}", overview.id))?;
         tracing::info!(
@@ -87,14 +101,14 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
 /// them as DATA_DIR does (unless it knows them already); then its events, in order; then
 /// its frames, each carrying `participant.json`, which they leave as it is on disk.
 async fn copy_recording(
-    from: &FsCatalog,
-    bucket: &Bucket,
+    from: &Source,
+    store: &dyn Store,
     sink: &Arc<dyn FrameSink>,
-    catalog: &dyn Catalog,
+    catalog: &Catalog,
     overview: &RecordingOverview,
 ) -> anyhow::Result<RecordingCopied> {
     let id = &overview.id;
-    let detail = from.recording(id).await?;
+    let detail = from.catalog.recording(id).await?;
     let recording = recording_info(overview);
     let mut copied = RecordingCopied {
         id: id.to_string(),
@@ -105,7 +119,7 @@ async fn copy_recording(
             folder: participant.folder.clone(),
         };
         if folder.is_valid_for(participant.participant.id) {
-            claim_folder(bucket, id, participant.participant.id, folder.folder).await?;
+            claim_folder(store, id, participant.participant.id, folder.folder).await?;
         }
     }
 
@@ -117,7 +131,7 @@ async fn copy_recording(
         .iter()
         .map(serde_json::to_string)
         .collect::<Result<_, _>>()?;
-    for record in from.events(id).await? {
+    for record in from.catalog.events(id).await? {
         if existing.contains(&serde_json::to_string(&record)?) {
             copied.events_already_there += 1;
             continue;
@@ -150,7 +164,7 @@ async fn copy_recording(
 /// Copies each of a participant's streams, frame by frame in manifest order, with the
 /// times, sizes and receipt times its manifest lines give.
 async fn copy_streams(
-    from: &FsCatalog,
+    from: &Source,
     sink: &Arc<dyn FrameSink>,
     participant: &ParticipantDetail,
     recording: &RecordingInfo,
@@ -158,21 +172,19 @@ async fn copy_streams(
 ) -> anyhow::Result<()> {
     for stream in &participant.streams {
         let key = &stream.key;
-        let manifest = from.manifest(key).await?;
+        // Every line as written, so that the bucket's lines are the disk's, in their order.
+        let manifest = layout::stream_key(&key.recording, &participant.folder, key.kind)
+            .join(layout::FRAMES_MANIFEST);
         let mut writer = None;
-        for line in complete_lines(&manifest) {
-            let record = match serde_json::from_slice::<FrameRecord>(line) {
-                Ok(record) => record,
+        for line in read_whole_log(from.store.as_ref(), &manifest).await? {
+            let (relative_ms, record) = match FrameRecord::parse_line(&line) {
+                Ok(parsed) => parsed,
                 Err(error) => {
-                    copied.skip(format!("{key}: an unreadable manifest line ({error})"));
+                    copied.skip(format!("{key}: {error}"));
                     continue;
                 }
             };
-            let Some(relative_ms) = layout::parse_frame_file_name(&record.file) else {
-                copied.skip(format!("{key}: {:?} is not a frame file", record.file));
-                continue;
-            };
-            let png = match from.frame_bytes(key, relative_ms).await {
+            let png = match from.catalog.frame_bytes(key, relative_ms).await {
                 Ok(png) if png.len() as u64 == record.bytes => png,
                 Ok(png) => {
                     copied.skip(format!(

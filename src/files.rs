@@ -1,8 +1,8 @@
-//! What the file-system sink and the file-system catalog share: an error that names the
+//! What the folder store and the rest of the server's own files share: an error that names the
 //! path and what was being done to it, and running blocking file work off the async
 //! workers.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,4 +55,16 @@ pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
 ) -> Result<T, FsError> {
     tokio::task::spawn_blocking(work).await?
+}
+
+/// Replaces `path` with `contents` atomically: readers see the old file or the new one.
+pub fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    temp.write_all(contents)?;
+    temp.persist(path)?;
+    Ok(())
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::frame::{
     FrameTime, Participant, ParticipantEvent, ParticipantId, RecordingId, StreamKind,
 };
+use crate::store::Key;
 
 pub const RECORDING_FILE: &str = "recording.json";
 pub const PARTICIPANT_FILE: &str = "participant.json";
@@ -42,6 +43,26 @@ pub fn stream_dir(
     recording_dir(root, recording)
         .join(participant_folder)
         .join(kind.as_str())
+}
+
+/// A recording's key in a store.
+pub fn recording_key(recording: &RecordingId) -> Key {
+    Key::of([recording.as_str()])
+}
+
+/// A stream's key in a store, from parts that are each one segment by construction, as for
+/// [`stream_dir`].
+pub fn stream_key(recording: &RecordingId, participant_folder: &str, kind: StreamKind) -> Key {
+    recording_key(recording)
+        .join(participant_folder)
+        .join(kind.as_str())
+}
+
+/// The key of a participant's claim on its folder (see [`ParticipantClaim`]).
+pub fn claim_key(recording: &RecordingId, participant: ParticipantId) -> Key {
+    recording_key(recording)
+        .join(PARTICIPANT_CLAIMS)
+        .join(&claim_name(participant))
 }
 
 /// `12.5 s` → `000012500.png`: zero-padded so that names sort in time order.
@@ -106,7 +127,27 @@ pub struct FrameRecord {
     pub recovered: bool,
 }
 
+/// Why a manifest line is not read. Every reader of a manifest skips such a line with a
+/// warning (`copy-to-bucket` also reports it), and goes on with the next.
+#[derive(Debug, thiserror::Error)]
+pub enum BadLine {
+    #[error("an unreadable manifest line ({0})")]
+    Unreadable(#[from] serde_json::Error),
+    #[error("{0:?} is not a frame file")]
+    NoFrameFile(String),
+}
+
 impl FrameRecord {
+    /// One line of a `frames.jsonl`, with the millisecond of the frame it lists: the one
+    /// parser of manifest lines, for every reader and every backend.
+    pub fn parse_line(line: &[u8]) -> Result<(u64, FrameRecord), BadLine> {
+        let record: FrameRecord = serde_json::from_slice(line)?;
+        match parse_frame_file_name(&record.file) {
+            Some(ms) => Ok((ms, record)),
+            None => Err(BadLine::NoFrameFile(record.file)),
+        }
+    }
+
     /// The manifest line of a frame the bot sent, as its writer saves it.
     pub fn of(frame: &crate::frame::Frame) -> Self {
         FrameRecord {

@@ -24,9 +24,11 @@ pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod recall;
+pub mod recorder;
 pub mod simulate;
 pub mod sink;
 pub mod state;
+pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,16 +47,16 @@ pub use config::Config;
 use crate::auth::TokenSource;
 use crate::bucket::Bucket;
 use crate::catalog::Catalog;
-use crate::catalog::fs::FsCatalog;
-use crate::catalog::object::ObjectCatalog;
 use crate::disk::DiskWatch;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::recorder::Recorder;
 use crate::sink::FrameSink;
-use crate::sink::fs::FsSink;
-use crate::sink::object::ObjectSink;
 use crate::state::AppState;
+use crate::store::Store;
+use crate::store::bucket::BucketStore;
+use crate::store::fs::FsStore;
 
 /// The signals on which the server drains and exits: a container's stop signal must be one
 /// of them.
@@ -101,7 +103,8 @@ pub async fn run(
 /// Where recordings are written and read: DATA_DIR, or a bucket.
 pub(crate) struct Storage {
     pub(crate) sink: Arc<dyn FrameSink>,
-    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) bucket: Option<Bucket>,
     metrics: Arc<Metrics>,
 }
@@ -109,39 +112,34 @@ pub(crate) struct Storage {
 impl Storage {
     /// What the configuration names: a bucket when BUCKET_NAME is set, DATA_DIR otherwise.
     pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
-        if config.bucket_name.is_none() {
-            let sink = FsSink::new(config.data_dir.clone())
+        let metrics = Arc::new(Metrics::default());
+        let (store, bucket): (Arc<dyn Store>, _) = if config.bucket_name.is_none() {
+            let store = FsStore::open(config.data_dir.clone())
                 .await
                 .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
-            return Ok(Storage::data_dir(config, Arc::new(sink)));
-        }
-        let metrics = Arc::new(Metrics::default());
-        let bucket = Bucket::connect(config, metrics.clone()).await?;
-        Ok(Storage {
-            sink: Arc::new(ObjectSink::new(
-                bucket.clone(),
-                config.bucket_manifest_interval,
-            )),
-            catalog: Arc::new(ObjectCatalog::new(
-                bucket.clone(),
-                config.catalog_cache_frames,
-                config.bucket_manifest_interval,
-            )),
-            bucket: Some(bucket),
-            metrics,
-        })
+            (Arc::new(store), None)
+        } else {
+            let bucket = Bucket::connect(config, metrics.clone()).await?;
+            let store = BucketStore::new(bucket.clone(), config.bucket_manifest_interval);
+            (Arc::new(store), Some(bucket))
+        };
+        let sink = Arc::new(Recorder::new(store.clone()));
+        Ok(Storage::with_sink(config, store, sink, bucket, metrics))
     }
 
-    /// Frames go to `sink`; the catalog reads DATA_DIR.
-    fn data_dir(config: &Config, sink: Arc<dyn FrameSink>) -> Self {
+    fn with_sink(
+        config: &Config,
+        store: Arc<dyn Store>,
+        sink: Arc<dyn FrameSink>,
+        bucket: Option<Bucket>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Storage {
             sink,
-            catalog: Arc::new(FsCatalog::new(
-                config.data_dir.clone(),
-                config.catalog_cache_frames,
-            )),
-            bucket: None,
-            metrics: Arc::new(Metrics::default()),
+            catalog: Arc::new(Catalog::new(store.clone(), config.catalog_cache_frames)),
+            store,
+            bucket,
+            metrics,
         }
     }
 }
@@ -156,7 +154,16 @@ pub async fn run_with_sink(
     sink: Arc<dyn FrameSink>,
 ) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
-    let storage = Storage::data_dir(&config, sink);
+    let store = FsStore::open(config.data_dir.clone())
+        .await
+        .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
+    let storage = Storage::with_sink(
+        &config,
+        Arc::new(store),
+        sink,
+        None,
+        Arc::new(Metrics::default()),
+    );
     serve(config, listener, shutdown, storage).await
 }
 
@@ -171,6 +178,7 @@ async fn serve(
         catalog,
         bucket,
         metrics,
+        ..
     } = storage;
     let local = listener
         .local_addr()

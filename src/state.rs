@@ -23,7 +23,7 @@ pub struct AppState {
     pub pipeline: Pipeline,
     pub metrics: Arc<Metrics>,
     /// Where the browse UI and the JSON API read saved recordings from.
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<Catalog>,
     /// Saved-frame events for live views.
     pub live: Live,
     /// Open websocket connections: shutdown waits for them to finish.

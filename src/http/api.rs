@@ -472,14 +472,9 @@ fn abort_on_shutdown(
 
 /// The frames a manifest lists, in time order, each once.
 fn listed_frames(manifest: &[u8]) -> Vec<(u64, Timestamp)> {
-    let mut frames: Vec<(u64, Timestamp)> = manifest
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-        .filter_map(|line| serde_json::from_slice::<FrameRecord>(line).ok())
-        .filter_map(|record| {
-            let ms = layout::parse_frame_file_name(&record.file)?;
-            Some((ms, record.absolute.unwrap_or(record.received_at)))
-        })
+    let mut frames: Vec<(u64, Timestamp)> = crate::store::complete_lines(manifest)
+        .filter_map(|line| FrameRecord::parse_line(line).ok())
+        .map(|(ms, record)| (ms, record.absolute.unwrap_or(record.received_at)))
         .collect();
     frames.sort_by_key(|(ms, _)| *ms);
     frames.dedup_by_key(|(ms, _)| *ms);
@@ -495,7 +490,7 @@ enum ZipStreamError {
 }
 
 async fn write_zip(
-    catalog: std::sync::Arc<dyn catalog::Catalog>,
+    catalog: std::sync::Arc<catalog::Catalog>,
     key: StreamKey,
     folder: String,
     frames: Vec<(u64, Timestamp)>,

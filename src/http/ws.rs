@@ -392,7 +392,7 @@ mod tests {
 
     use super::*;
     use crate::Config;
-    use crate::catalog::fs::FsCatalog;
+    use crate::catalog::Catalog;
     use crate::disk::DiskWatch;
     use crate::live::Live;
     use crate::metrics::Metrics;
@@ -444,7 +444,10 @@ mod tests {
             )
             .await;
             let state = AppState {
-                catalog: Arc::new(FsCatalog::new(dir.path().to_path_buf(), 1000)),
+                catalog: Arc::new(Catalog::new(
+                    Arc::new(crate::store::memory::MemoryStore::default()),
+                    1000,
+                )),
                 config: Arc::new(config),
                 ws_token: crate::auth::Secret::parse_url_safe("test-ws-token-0123456789").unwrap(),
                 pipeline,

@@ -16,9 +16,9 @@ use serde_json::json;
 const ALICE_WEBCAM: &str = "rec_9f1c2a/100-alice-smith/webcam";
 const MIB: usize = 1024 * 1024;
 
-/// A disk that takes `delay` for every frame, in front of the real file-system sink.
+/// A disk that takes `delay` for every frame, in front of the real recorder.
 struct SlowSink {
-    inner: recall_frames::sink::fs::FsSink,
+    inner: recall_frames::recorder::Recorder,
     delay: Duration,
 }
 

@@ -81,12 +81,12 @@ impl TestServer {
     }
 
     /// As [`TestServer::start_in`], with frames going to the sink `make_sink` builds around
-    /// a real file-system sink on the DATA_DIR (to put a fault, such as a slow disk, between
+    /// a real recorder into the DATA_DIR (to put a fault, such as a slow disk, between
     /// the pipeline and the disk).
     pub async fn start_with_sink(
         data_dir: &Path,
         args: &[&str],
-        make_sink: impl FnOnce(recall_frames::sink::fs::FsSink) -> Arc<dyn FrameSink>,
+        make_sink: impl FnOnce(recall_frames::recorder::Recorder) -> Arc<dyn FrameSink>,
     ) -> Self {
         let mut all: Vec<String> = vec![
             "--data-dir".into(),
@@ -96,9 +96,9 @@ impl TestServer {
         ];
         all.extend(args.iter().map(|a| a.to_string()));
         let config = Config::from_args(all).expect("test configuration");
-        let fs = recall_frames::sink::fs::FsSink::new(data_dir.to_owned())
+        let fs = recall_frames::recorder::Recorder::in_folder(data_dir.to_owned())
             .await
-            .expect("file-system sink");
+            .expect("a recorder into the data folder");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

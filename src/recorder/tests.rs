@@ -1,0 +1,244 @@
+//! The recorder against the in-memory store: what lands where, for an unshared store (as a
+//! folder) and a shared one (as a bucket, listing times in whole seconds).
+
+use std::io::Cursor;
+
+use serde_json::Value;
+
+use super::*;
+use crate::frame::{FrameTime, RecordingInfo, Resource, StreamKey, StreamKind};
+use crate::store::memory::MemoryStore;
+
+fn png(width: u32, height: u32) -> Bytes {
+    let mut out = Vec::new();
+    image::RgbImage::new(width, height)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out.into()
+}
+
+fn participant(name: &str) -> Participant {
+    Participant {
+        name: Some(name.into()),
+        ..Participant::unknown(ParticipantId(100))
+    }
+}
+
+fn frame(relative_ms: u64, name: &str) -> Frame {
+    let recording = RecordingId::parse("rec").unwrap();
+    Frame {
+        key: StreamKey {
+            recording: recording.clone(),
+            participant: ParticipantId(100),
+            kind: StreamKind::Webcam,
+        },
+        time: FrameTime {
+            relative: relative_ms as f64 / 1000.0,
+            absolute: None,
+        },
+        relative_ms,
+        png: png(4, 3),
+        width: 4,
+        height: 3,
+        participant: participant(name),
+        recording: RecordingInfo {
+            id: recording,
+            metadata: Value::Null,
+            bot: Some(Resource {
+                id: "bot_1".into(),
+                metadata: Value::Null,
+            }),
+            realtime_endpoint: None,
+            video_separate: None,
+            participant_events: None,
+        },
+        received_at: Timestamp::now(),
+        received: Instant::now(),
+    }
+}
+
+fn key(path: &str) -> Key {
+    Key::parse(path).unwrap()
+}
+
+fn json(store: &MemoryStore, path: &str) -> Value {
+    serde_json::from_slice(&store.bytes(&key(path)).expect(path)).unwrap()
+}
+
+fn manifest_files(store: &MemoryStore, path: &str) -> Vec<String> {
+    let text = store.bytes(&key(path)).unwrap_or_default();
+    crate::store::complete_lines(&text)
+        .map(|line| FrameRecord::parse_line(line).unwrap().1.file)
+        .collect()
+}
+
+const STREAM: &str = "rec/100-alice/webcam";
+
+#[tokio::test]
+async fn frames_their_lines_and_summaries_land_in_the_layout() {
+    let store = MemoryStore::default();
+    let recorder = Recorder::new(Arc::new(store.clone()));
+    let mut writer = recorder.open_stream(&frame(500, "Alice")).await.unwrap();
+    assert_eq!(
+        json(&store, "rec/100-alice/participant.json")["name"],
+        "Alice",
+        "written before the first frame"
+    );
+    for ms in [500, 1000, 500] {
+        writer.write(&frame(ms, "Alice")).await.unwrap();
+    }
+    writer.close().await.unwrap();
+    assert_eq!(
+        store.bytes(&key(&format!("{STREAM}/000000500.png"))),
+        Some(png(4, 3).to_vec())
+    );
+    assert_eq!(
+        manifest_files(&store, &format!("{STREAM}/frames.jsonl")),
+        ["000000500.png", "000001000.png"],
+        "one line per frame: the repeat is a duplicate"
+    );
+    let summary = json(&store, "rec/recording.json");
+    assert_eq!(summary["first_frame"]["relative"], 0.5);
+    assert_eq!(summary["last_frame"]["relative"], 1.0);
+    assert_eq!(summary["bot"]["id"], "bot_1");
+}
+
+#[tokio::test]
+async fn a_second_writer_of_a_millisecond_is_a_duplicate() {
+    let store = MemoryStore::default();
+    let first = Recorder::new(Arc::new(store.clone()));
+    let second = Recorder::new(Arc::new(store.clone()));
+    let mut a = first.open_stream(&frame(500, "Alice")).await.unwrap();
+    let mut b = second.open_stream(&frame(500, "Alice")).await.unwrap();
+    assert!(matches!(
+        a.write(&frame(500, "Alice")).await.unwrap(),
+        WriteOutcome::Saved { .. }
+    ));
+    assert_eq!(
+        b.write(&frame(500, "Alice")).await.unwrap(),
+        WriteOutcome::Duplicate
+    );
+}
+
+#[tokio::test]
+async fn an_older_description_never_replaces_a_newer_one() {
+    let store = MemoryStore::default();
+    let recorder = Recorder::new(Arc::new(store.clone()));
+    let mut writer = recorder.open_stream(&frame(500, "Alice")).await.unwrap();
+    writer.write(&frame(2000, "Alice B")).await.unwrap();
+    // Waited in its queue while the newer frame was saved: describes her as she was.
+    writer.write(&frame(1000, "Alice")).await.unwrap();
+    writer.close().await.unwrap();
+    recorder.flush().await.unwrap();
+    assert_eq!(
+        json(&store, "rec/100-alice/participant.json")["name"],
+        "Alice B"
+    );
+}
+
+#[tokio::test]
+async fn a_reopened_stream_rebuilds_the_lines_a_crash_lost() {
+    let store = MemoryStore::default();
+    let recorder = Recorder::new(Arc::new(store.clone()));
+    let mut writer = recorder.open_stream(&frame(500, "Alice")).await.unwrap();
+    writer.write(&frame(500, "Alice")).await.unwrap();
+    writer.close().await.unwrap();
+    // A frame saved without its line, and a torn line.
+    store.replace_raw(&key(&format!("{STREAM}/000001000.png")), &png(6, 5));
+    store.append_raw(&key(&format!("{STREAM}/frames.jsonl")), b"{\"file\":");
+
+    let mut writer = recorder.open_stream(&frame(1500, "Alice")).await.unwrap();
+    writer.write(&frame(1500, "Alice")).await.unwrap();
+    writer.close().await.unwrap();
+    let text = store
+        .bytes(&key(&format!("{STREAM}/frames.jsonl")))
+        .unwrap();
+    let lines: Vec<FrameRecord> = crate::store::complete_lines(&text)
+        .filter_map(|line| FrameRecord::parse_line(line).ok().map(|(_, r)| r))
+        .collect();
+    let rebuilt = lines.iter().find(|r| r.file == "000001000.png").unwrap();
+    assert!(rebuilt.recovered);
+    assert_eq!((rebuilt.width, rebuilt.height), (6, 5), "read from the PNG");
+    assert!(lines.iter().any(|r| r.file == "000001500.png"));
+}
+
+/// Two servers on one bucket: a frame that server A saved a moment ago, and will list at its
+/// next flush, must not get a rebuilt line from server B, although the listing says it was
+/// written at the start of its second (S3 keeps whole seconds).
+#[tokio::test]
+async fn a_shared_store_leaves_a_live_writers_frames_alone() {
+    let interval = Duration::from_millis(500);
+    let store = MemoryStore::shared(interval);
+    let young = key(&format!("{STREAM}/000005000.png"));
+    store.replace_raw(&young, &png(4, 3));
+    // Written 0.9 s into its second, 0.15 s ago: its listing says 0.9 s older than that,
+    // past the settling time of two intervals.
+    let into_second = Timestamp::now().as_millisecond().rem_euclid(1000) as u64;
+    tokio::time::sleep(Duration::from_millis((1050 - into_second) % 1000)).await;
+    let written = Timestamp::now() - jiff::SignedDuration::from_millis(150);
+    store.set_written(&young, written);
+    let old = key(&format!("{STREAM}/000004000.png"));
+    store.replace_raw(&old, &png(4, 3));
+    store.set_written(&old, Timestamp::now() - jiff::SignedDuration::from_secs(10));
+
+    let recorder = Recorder::new(Arc::new(store.clone()));
+    let mut writer = recorder.open_stream(&frame(5100, "Alice")).await.unwrap();
+    writer.write(&frame(5100, "Alice")).await.unwrap();
+    let listed: Vec<String> = {
+        let inner = &recorder.inner;
+        let survey = inner.survey(&key(STREAM), inner.settle()).await.unwrap();
+        assert!(
+            survey.young.contains(&5000),
+            "the live writer's frame is young, whatever second it fell in"
+        );
+        survey.recovered.iter().map(|r| r.file.clone()).collect()
+    };
+    assert_eq!(
+        listed,
+        Vec::<String>::new(),
+        "the old one was rebuilt at open"
+    );
+    drop(writer);
+    let chunks: Vec<Key> = store
+        .keys()
+        .into_iter()
+        .filter(|k| k.as_str().ends_with("frames.jsonl"))
+        .collect();
+    let files = manifest_files(&store, chunks[0].as_str());
+    assert_eq!(
+        files,
+        ["000004000.png"],
+        "rebuilt at open; the young one left alone"
+    );
+}
+
+#[test]
+fn a_description_is_replaced_only_by_a_newer_different_one() {
+    let named = |name: &str| Participant {
+        name: Some(name.into()),
+        ..Participant::unknown(ParticipantId(100))
+    };
+    let mut written = Described::new(&named("Alice"), 2.0);
+    assert!(!written.is_superseded_by(&named("Alice"), 3.0), "the same");
+    assert!(!written.is_superseded_by(&named("Al"), 1.0), "older");
+    assert!(
+        !written.is_superseded_by(&named("Al"), 2.5),
+        "older than the same description seen at 3.0"
+    );
+    assert!(written.is_superseded_by(&named("Al"), 3.0));
+    assert!(written.is_superseded_by(&named("Al"), 9.0));
+}
+
+#[test]
+fn a_recording_is_forgotten_when_its_last_lease_goes() {
+    let recordings = Recordings::default();
+    let id = RecordingId::parse("rec").unwrap();
+    let first = recordings.lease(&id, || 1);
+    let second = recordings.lease(&id, || 2);
+    assert_eq!((*first, *second), (1, 1), "one state for the recording");
+    drop(first);
+    assert_eq!(recordings.all().len(), 1);
+    drop(second);
+    assert!(recordings.all().is_empty());
+    assert_eq!(*recordings.lease(&id, || 3), 3, "started afresh");
+}

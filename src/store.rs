@@ -1,0 +1,384 @@
+//! The byte store under every recording: a small set of primitives that the recorder and
+//! the catalog are written against once, with one implementation per backend
+//! (`store/fs.rs` for `DATA_DIR`, `store/bucket.rs` for an S3-compatible bucket, and
+//! `store/memory.rs` for unit tests).
+//!
+//! A [`Key`] names an object by `/`-separated segments below the store's root, each made by
+//! the caller from checked values; a store never takes a key from a client. A log (a
+//! `frames.jsonl` or `events.jsonl`) is a sequence of whole lines that only grows: one file
+//! appended to on disk, chunks owned each by one writer in a bucket. Its readers go through
+//! [`read_log`], which reads only what each part gained since the last read.
+
+pub mod bucket;
+pub mod fs;
+#[cfg(test)]
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use jiff::Timestamp;
+
+/// Parts of a log read at once by [`read_log`].
+const PARALLEL_READS: usize = 8;
+
+/// An object's name below the store's root: `/`-separated segments, none empty, `.` or
+/// `..`, and none holding a `/`. Made only from checked values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    /// The store's root, under which recordings are listed.
+    pub fn root() -> Key {
+        Key::default()
+    }
+
+    /// This key with one more segment.
+    ///
+    /// # Panics
+    /// When `segment` is not one path segment: callers build segments from checked ids,
+    /// layout names and names the store listed itself, so this is a bug, not bad input.
+    pub fn join(&self, segment: &str) -> Key {
+        assert!(
+            is_segment(segment),
+            "{segment:?} is not a single key segment"
+        );
+        if self.0.is_empty() {
+            Key(segment.to_owned())
+        } else {
+            Key(format!("{}/{segment}", self.0))
+        }
+    }
+
+    /// The key of `segments` below the root.
+    pub fn of<'a>(segments: impl IntoIterator<Item = &'a str>) -> Key {
+        segments
+            .into_iter()
+            .fold(Key::root(), |key, segment| key.join(segment))
+    }
+
+    /// The key from a store's own listing; `None` when a segment is not one.
+    pub fn parse(text: &str) -> Option<Key> {
+        if text.is_empty() {
+            return Some(Key::root());
+        }
+        text.split('/')
+            .all(is_segment)
+            .then(|| Key(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.0.split('/').filter(|segment| !segment.is_empty())
+    }
+
+    /// The last segment.
+    pub fn name(&self) -> Option<&str> {
+        self.segments().next_back()
+    }
+
+    /// The segments of `self` after `prefix`, when `prefix` is one of its ancestors (or
+    /// itself).
+    pub fn strip_prefix(&self, prefix: &Key) -> Option<Vec<&str>> {
+        let mut mine = self.segments();
+        for segment in prefix.segments() {
+            if mine.next() != Some(segment) {
+                return None;
+            }
+        }
+        Some(mine.collect())
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) fn is_segment(segment: &str) -> bool {
+    !segment.is_empty() && segment != "." && segment != ".." && !segment.contains(['/', '\0'])
+}
+
+/// The version of an object, for compare-and-swap writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Version {
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+/// What a create-only write found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The object is the one sent, written by this request.
+    New(Version),
+    /// Another object was there already; nothing was written.
+    Existed,
+}
+
+/// An object's bytes with the version the store gave them.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Bytes,
+    pub version: Version,
+}
+
+/// An object as a listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: Key,
+    pub size: u64,
+    /// The latest time the object can have been written. A store that keeps whole seconds
+    /// (S3's `LastModified`) gives the end of that second, so an object never looks older
+    /// than it is.
+    pub written_by: Timestamp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Fs(#[from] crate::files::FsError),
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
+    #[error("{key} is not what this server writes there: {why}")]
+    Unexpected { key: Key, why: String },
+}
+
+impl StoreError {
+    /// What kind of failure it was, for `storage_failures{kind}`: `no_space`,
+    /// `unreachable`...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Fs(error) => error.kind(),
+            StoreError::Bucket(error) => error.kind(),
+            StoreError::Unexpected { .. } => "unexpected_object",
+        }
+    }
+}
+
+/// The byte-level primitives of a backend. Every method answers for the key it is given;
+/// absence is an answer (`None`, an empty list), not an error.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes `bytes` at `key` only if nothing is there: the first writer wins.
+    async fn create(&self, key: &Key, bytes: Bytes) -> Result<Created, StoreError>;
+
+    /// Writes `bytes` at `key`, replacing whatever is there; readers see the old object or
+    /// the new one, never a part.
+    async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError>;
+
+    /// Writes `bytes` at `key` if the object there is still at `expected`, or, with no
+    /// `expected`, if there is none. `None` when another writer got there first.
+    async fn swap(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        expected: Option<&Version>,
+    ) -> Result<Option<Version>, StoreError>;
+
+    /// The object at `key`.
+    async fn get(&self, key: &Key) -> Result<Option<Fetched>, StoreError>;
+
+    /// The bytes of the object at `key` from `offset` on.
+    async fn get_from(&self, key: &Key, offset: u64) -> Result<Option<Bytes>, StoreError>;
+
+    /// Every object under `prefix`, at any depth, in key order. Parts of logs are listed
+    /// like any object.
+    async fn list(&self, prefix: &Key) -> Result<Vec<Listed>, StoreError>;
+
+    /// The names of the folders right under `prefix`, sorted.
+    async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>, StoreError>;
+
+    /// Removes the object at `key`; nothing there is not an error.
+    async fn delete(&self, key: &Key) -> Result<(), StoreError>;
+
+    /// A new writer of the log `log` (a name ending in `.jsonl`), adding lines after every
+    /// line already there, its own or another writer's.
+    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter>;
+
+    /// The parts of the log `log` in the order their lines were written: empty when the log
+    /// does not exist.
+    async fn log_parts(&self, log: &Key) -> Result<Vec<Listed>, StoreError>;
+
+    /// The file that holds `key` on this machine, when the store is a folder and it is a
+    /// regular file there: served as a file (ETag, ranges) rather than read into memory.
+    async fn local_file(&self, _key: &Key) -> Result<Option<PathBuf>, StoreError> {
+        Ok(None)
+    }
+
+    /// Whether several servers may write the store at once. Then a participant's folder is
+    /// claimed with a create-only object, and a frame found without a manifest line is
+    /// rebuilt only once no live writer can still be about to add it.
+    fn is_shared(&self) -> bool;
+
+    /// How often a log's lines are written in a batch: `None` when each is written as it is
+    /// pushed (a file), the interval otherwise (a bucket, where each write rewrites a chunk).
+    fn log_interval(&self) -> Option<Duration>;
+
+    /// The backend, for the `backend` label of metrics: `fs` or `bucket`.
+    fn backend(&self) -> &'static str;
+}
+
+/// One writer's handle on a log. Lines pushed are stored once [`LogWriter::flush`] returns
+/// `Ok`; on an error they stay pending for the next flush.
+#[async_trait]
+pub trait LogWriter: Send {
+    /// Adds one whole line, its newline included.
+    fn push(&mut self, line: Vec<u8>);
+
+    /// Whether the writer holds as many lines as it should write at once.
+    fn is_full(&self) -> bool;
+
+    /// Writes the pending lines.
+    async fn flush(&mut self) -> Result<(), StoreError>;
+
+    /// Drops the lines not yet written (an event whose write failed is not recorded).
+    fn discard_pending(&mut self);
+}
+
+/// How far a reader has read a log: bytes of each part up to the end of their last
+/// complete line.
+#[derive(Debug, Default)]
+pub struct LogCursor {
+    parts: BTreeMap<Key, u64>,
+    /// Log bytes read over the cursor's life: what its reads cost.
+    pub bytes_read: u64,
+}
+
+impl LogCursor {
+    /// Whether any part of the log has been seen: the log exists.
+    pub fn found_log(&self) -> bool {
+        !self.parts.is_empty()
+    }
+}
+
+/// What [`read_log`] brought: the complete lines added since the last read, in each part's
+/// order, parts in the order they were written.
+#[derive(Debug, Default)]
+pub struct LogRead {
+    pub lines: Vec<Bytes>,
+    /// A part was shorter than what was read of it (crash repair cut a torn last line): the
+    /// cursor started over, and `lines` are all the log's lines, to replace what the reader
+    /// held.
+    pub restarted: bool,
+}
+
+/// Reads what the log `log` gained since `cursor`: a line still being written (no newline
+/// yet) is left for the next read.
+pub async fn read_log(
+    store: &dyn Store,
+    log: &Key,
+    cursor: &mut LogCursor,
+) -> Result<LogRead, StoreError> {
+    let parts = store.log_parts(log).await?;
+    let restarted = parts
+        .iter()
+        .any(|part| part.size < cursor.parts.get(&part.key).copied().unwrap_or(0));
+    if restarted {
+        cursor.parts.clear();
+    }
+    let mut grown = Vec::new();
+    for part in parts {
+        let read = cursor.parts.entry(part.key.clone()).or_insert(0);
+        if part.size > *read {
+            grown.push((part.key, *read));
+        }
+    }
+    type Part = (Key, u64, Option<Bytes>);
+    let fetched: Vec<Result<Part, StoreError>> = futures_util::stream::iter(grown)
+        .map(|(key, from)| async move {
+            let bytes = store.get_from(&key, from).await?;
+            Ok((key, from, bytes))
+        })
+        .buffered(PARALLEL_READS)
+        .collect()
+        .await;
+    let mut lines = Vec::new();
+    for part in fetched {
+        let (key, from, bytes) = part?;
+        let Some(bytes) = bytes else { continue };
+        cursor.bytes_read += bytes.len() as u64;
+        let complete = complete_lines_len(&bytes);
+        lines.extend(complete_lines(&bytes).map(|line| bytes.slice_ref(line)));
+        cursor.parts.insert(key, from + complete as u64);
+    }
+    Ok(LogRead { lines, restarted })
+}
+
+/// Every complete line of the log `log`.
+pub async fn read_whole_log(store: &dyn Store, log: &Key) -> Result<Vec<Bytes>, StoreError> {
+    Ok(read_log(store, log, &mut LogCursor::default()).await?.lines)
+}
+
+/// The length of `text` up to the end of its last complete line: a last line without its
+/// newline is still being written.
+pub fn complete_lines_len(text: &[u8]) -> usize {
+    text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// The non-empty complete lines of `text`.
+pub fn complete_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text[..complete_lines_len(text)]
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_segments() {
+        let key = Key::of(["rec", "100-alice", "webcam"]);
+        assert_eq!(key.as_str(), "rec/100-alice/webcam");
+        assert_eq!(key.name(), Some("webcam"));
+        assert_eq!(
+            key.join("000000500.png")
+                .strip_prefix(&Key::of(["rec"]))
+                .unwrap(),
+            vec!["100-alice", "webcam", "000000500.png"]
+        );
+        assert_eq!(key.strip_prefix(&Key::of(["other"])), None);
+        assert_eq!(Key::parse("a/b"), Some(Key::of(["a", "b"])));
+        for bad in ["a//b", "../a", "a/./b", "/a"] {
+            assert_eq!(Key::parse(bad), None, "{bad}");
+        }
+        assert!(std::panic::catch_unwind(|| Key::root().join("a/b")).is_err());
+        assert!(std::panic::catch_unwind(|| Key::root().join("..")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_log_is_read_in_steps_and_again_after_a_cut() {
+        let store = memory::MemoryStore::default();
+        let log = Key::of(["rec", "events.jsonl"]);
+        let mut cursor = LogCursor::default();
+        assert!(
+            read_log(&store, &log, &mut cursor)
+                .await
+                .unwrap()
+                .lines
+                .is_empty()
+        );
+        assert!(!cursor.found_log());
+        store.append_raw(&log, b"{\"n\":1}\n{\"n\":");
+        let read = read_log(&store, &log, &mut cursor).await.unwrap();
+        assert_eq!(read.lines, vec![Bytes::from_static(b"{\"n\":1}")]);
+        assert!(cursor.found_log());
+        store.append_raw(&log, b"2}\n");
+        let read = read_log(&store, &log, &mut cursor).await.unwrap();
+        assert_eq!(read.lines, vec![Bytes::from_static(b"{\"n\":2}")]);
+        assert!(!read.restarted);
+        store.replace_raw(&log, b"{\"n\":3}\n");
+        let read = read_log(&store, &log, &mut cursor).await.unwrap();
+        assert!(read.restarted);
+        assert_eq!(read.lines, vec![Bytes::from_static(b"{\"n\":3}")]);
+    }
+}

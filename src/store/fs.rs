@@ -1,0 +1,544 @@
+//! The folder store, the embedded default: keys are paths under `DATA_DIR`.
+//!
+//! - Every write goes to a temporary file named with this process's prefix and is renamed
+//!   into place: readers never see half an object. A create renames without replacing, so
+//!   the first writer wins.
+//! - A log is one file, appended to a whole line at a time; a line that fails half-way is
+//!   cut off again, and a torn last line that a crash left is cut when the log is next
+//!   opened for writing.
+//! - Temporary files of earlier runs are removed from a folder the first time this process
+//!   writes or lists there.
+//! - Symbolic links are never followed when reading: a link anywhere below the root reads
+//!   as absent.
+//!
+//! Files are not fsynced: a killed process loses nothing it has saved; a power cut may.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use jiff::Timestamp;
+use parking_lot::Mutex;
+
+use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
+use crate::files::{FsError, IoContext as _, blocking};
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+#[derive(Clone)]
+pub struct FsStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    /// Prefix of this process's temporary files, so that leftovers of earlier runs (removed)
+    /// are told from writes still in progress (kept).
+    temp_prefix: String,
+    /// Folders already cleared of earlier runs' temporary files.
+    swept: Mutex<HashSet<PathBuf>>,
+    /// Held across a compare-and-swap's read and write: this process is the folder's only
+    /// writer, so that makes the swap atomic.
+    swaps: Mutex<()>,
+}
+
+impl FsStore {
+    /// The store under `root` (created if missing), after checking that files can be made
+    /// there.
+    pub async fn open(root: PathBuf) -> Result<Self, FsError> {
+        let probe_root = root.clone();
+        blocking(move || {
+            fs::create_dir_all(&probe_root).at("create data folder", &probe_root)?;
+            tempfile::Builder::new()
+                .prefix(".probe")
+                .tempfile_in(&probe_root)
+                .at("create a file in data folder", &probe_root)?;
+            Ok(())
+        })
+        .await?;
+        Ok(FsStore {
+            inner: Arc::new(Inner {
+                root,
+                temp_prefix: format!(".{:08x}-", rand::random::<u32>()),
+                swept: Mutex::default(),
+                swaps: Mutex::default(),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    fn path(&self, key: &Key) -> PathBuf {
+        key.segments()
+            .fold(self.inner.root.clone(), |path, segment| path.join(segment))
+    }
+}
+
+/// The path of `key` below `root` for reading, when every folder on the way is a real
+/// folder, not a link: `None` otherwise, so that a link planted below the root reads as
+/// absent. With `folder`, `key` itself must be a real folder too.
+fn real_path(root: &Path, key: &Key, folder: bool) -> Result<Option<PathBuf>, FsError> {
+    let segments: Vec<&str> = key.segments().collect();
+    let folders = if folder {
+        segments.len()
+    } else {
+        segments.len().saturating_sub(1)
+    };
+    let mut path = root.to_owned();
+    for (i, segment) in segments.iter().enumerate() {
+        path.push(segment);
+        if i < folders && !metadata(&path)?.is_some_and(|meta| meta.is_dir()) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(path))
+}
+
+impl Inner {
+    /// Removes the temporary files of earlier runs from `dir`, once per process.
+    fn sweep(&self, dir: &Path) -> Result<(), FsError> {
+        if !self.swept.lock().insert(dir.to_owned()) {
+            return Ok(());
+        }
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) if is_absent(&error) => return Ok(()),
+            Err(error) => return Err(error).at("list", dir),
+        };
+        for entry in entries {
+            let entry = entry.at("list", dir)?;
+            if let Some(name) = entry.file_name().to_str()
+                && self.is_leftover(name)
+            {
+                let path = entry.path();
+                fs::remove_file(&path).at("remove leftover temporary file", &path)?;
+                tracing::info!(path = %path.display(), "removed a temporary file left by an earlier run");
+            }
+        }
+        Ok(())
+    }
+
+    fn is_leftover(&self, name: &str) -> bool {
+        is_temp(name) && !name.starts_with(&self.temp_prefix)
+    }
+
+    /// A temporary file in `path`'s folder (made, and swept, if need be).
+    fn temp_file_for(&self, path: &Path) -> Result<tempfile::NamedTempFile, FsError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let make = || {
+            tempfile::Builder::new()
+                .prefix(&self.temp_prefix)
+                .suffix(TEMP_SUFFIX)
+                .tempfile_in(dir)
+        };
+        let temp = match make() {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir).at("create folder", dir)?;
+                make()
+            }
+            made => made,
+        }
+        .at("create a temporary file in", dir)?;
+        self.sweep(dir)?;
+        Ok(temp)
+    }
+
+    /// Replaces `path` with `contents` atomically: readers see the old file or the new one.
+    fn replace(&self, path: &Path, contents: &[u8]) -> Result<(), FsError> {
+        let mut temp = self.temp_file_for(path)?;
+        temp.write_all(contents).at("write", temp.path())?;
+        temp.persist(path)
+            .map_err(|error| error.error)
+            .at("move into place", path)?;
+        Ok(())
+    }
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+fn is_absent(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// What is at `path`, without following a link; `None` when there is nothing.
+fn metadata(path: &Path) -> Result<Option<fs::Metadata>, FsError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(error) if is_absent(&error) => Ok(None),
+        Err(error) => Err(error).at("read", path),
+    }
+}
+
+/// The metadata of a regular file itself (not a link to one), or `None`.
+fn regular_file(path: &Path) -> Result<Option<fs::Metadata>, FsError> {
+    Ok(metadata(path)?.filter(fs::Metadata::is_file))
+}
+
+fn version_of(meta: &fs::Metadata) -> Version {
+    Version {
+        e_tag: Some(format!(
+            "{:x}-{:x}-{:x}",
+            meta.ino(),
+            meta.len(),
+            meta.mtime_nsec() as u64 ^ ((meta.mtime() as u64) << 30)
+        )),
+        version: None,
+    }
+}
+
+fn modified(meta: &fs::Metadata) -> Timestamp {
+    meta.modified()
+        .ok()
+        .and_then(|time| Timestamp::try_from(time).ok())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// The bytes of a regular file from `offset` on, with its metadata; `None` when there is
+/// none (or only a link).
+fn read_from(path: &Path, offset: u64) -> Result<Option<(Vec<u8>, fs::Metadata)>, FsError> {
+    let Some(meta) = regular_file(path)? else {
+        return Ok(None);
+    };
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if is_absent(&error) => return Ok(None),
+        Err(error) => return Err(error).at("open", path),
+    };
+    if offset > 0 {
+        file.seek(SeekFrom::Start(offset)).at("seek in", path)?;
+    }
+    let mut bytes = Vec::with_capacity(meta.len().saturating_sub(offset) as usize);
+    file.read_to_end(&mut bytes).at("read", path)?;
+    Ok(Some((bytes, meta)))
+}
+
+#[async_trait]
+impl Store for FsStore {
+    async fn create(&self, key: &Key, bytes: Bytes) -> Result<Created, StoreError> {
+        let (inner, path) = (self.inner.clone(), self.path(key));
+        let created = blocking(move || {
+            let mut temp = inner.temp_file_for(&path)?;
+            temp.write_all(&bytes).at("write", temp.path())?;
+            // On failure the temporary file is dropped, which removes it.
+            match temp.persist_noclobber(&path) {
+                Ok(file) => {
+                    let meta = file.metadata().at("read", &path)?;
+                    Ok(Created::New(version_of(&meta)))
+                }
+                Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => {
+                    Ok(Created::Existed)
+                }
+                Err(error) => Err(error.error).at("move into place", &path),
+            }
+        })
+        .await?;
+        Ok(created)
+    }
+
+    async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {
+        let (inner, path) = (self.inner.clone(), self.path(key));
+        Ok(blocking(move || inner.replace(&path, &bytes)).await?)
+    }
+
+    async fn swap(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        expected: Option<&Version>,
+    ) -> Result<Option<Version>, StoreError> {
+        let (inner, path, expected) = (self.inner.clone(), self.path(key), expected.cloned());
+        let swapped = blocking(move || {
+            let _swapping = inner.swaps.lock();
+            let current = regular_file(&path)?.map(|meta| version_of(&meta));
+            if current != expected {
+                return Ok(None);
+            }
+            inner.replace(&path, &bytes)?;
+            Ok(regular_file(&path)?.map(|meta| version_of(&meta)))
+        })
+        .await?;
+        Ok(swapped)
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Fetched>, StoreError> {
+        let (root, key) = (self.inner.root.clone(), key.clone());
+        let found = blocking(move || match real_path(&root, &key, false)? {
+            Some(path) => read_from(&path, 0),
+            None => Ok(None),
+        })
+        .await?;
+        Ok(found.map(|(bytes, meta)| Fetched {
+            bytes: bytes.into(),
+            version: version_of(&meta),
+        }))
+    }
+
+    async fn get_from(&self, key: &Key, offset: u64) -> Result<Option<Bytes>, StoreError> {
+        let (root, key) = (self.inner.root.clone(), key.clone());
+        let found = blocking(move || match real_path(&root, &key, false)? {
+            Some(path) => read_from(&path, offset),
+            None => Ok(None),
+        })
+        .await?;
+        Ok(found.map(|(bytes, _)| bytes.into()))
+    }
+
+    async fn list(&self, prefix: &Key) -> Result<Vec<Listed>, StoreError> {
+        let (inner, prefix) = (self.inner.clone(), prefix.clone());
+        let mut listed = blocking(move || {
+            let mut listed = Vec::new();
+            let Some(dir) = real_path(&inner.root, &prefix, true)? else {
+                return Ok(listed);
+            };
+            let mut folders = vec![(dir, prefix)];
+            while let Some((dir, key)) = folders.pop() {
+                let entries = match fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(error) if is_absent(&error) => continue,
+                    Err(error) => return Err(error).at("list", &dir),
+                };
+                inner.sweep(&dir)?;
+                for entry in entries {
+                    let entry = entry.at("list", &dir)?;
+                    let Ok(name) = entry.file_name().into_string() else {
+                        continue;
+                    };
+                    if is_temp(&name) || !is_segment_name(&name) {
+                        continue;
+                    }
+                    let file_type = entry.file_type().at("read", &entry.path())?;
+                    if file_type.is_dir() {
+                        folders.push((entry.path(), key.join(&name)));
+                    } else if file_type.is_file() {
+                        let meta = entry.metadata().at("read", &entry.path())?;
+                        listed.push(Listed {
+                            key: key.join(&name),
+                            size: meta.len(),
+                            written_by: modified(&meta),
+                        });
+                    }
+                }
+            }
+            Ok(listed)
+        })
+        .await?;
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
+    }
+
+    async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>, StoreError> {
+        let (root, prefix) = (self.inner.root.clone(), prefix.clone());
+        let names = blocking(move || {
+            let Some(dir) = real_path(&root, &prefix, true)? else {
+                return Ok(Vec::new());
+            };
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) if is_absent(&error) => return Ok(Vec::new()),
+                Err(error) => return Err(error).at("list", &dir),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry.at("list", &dir)?;
+                if entry.file_type().at("read", &entry.path())?.is_dir()
+                    && let Ok(name) = entry.file_name().into_string()
+                    && is_segment_name(&name)
+                {
+                    names.push(name);
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await?;
+        Ok(names)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        let path = self.path(key);
+        blocking(move || match fs::remove_file(&path) {
+            Err(error) if !is_absent(&error) => Err(error).at("remove", &path),
+            _ => Ok(()),
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter> {
+        Box::new(FsLog {
+            inner: self.inner.clone(),
+            path: self.path(log),
+            file: Arc::default(),
+            pending: Vec::new(),
+        })
+    }
+
+    async fn log_parts(&self, log: &Key) -> Result<Vec<Listed>, StoreError> {
+        let (root, key) = (self.inner.root.clone(), log.clone());
+        let read = key.clone();
+        let meta = blocking(move || match real_path(&root, &read, false)? {
+            Some(path) => regular_file(&path),
+            None => Ok(None),
+        })
+        .await?;
+        Ok(meta
+            .map(|meta| Listed {
+                key,
+                size: meta.len(),
+                written_by: modified(&meta),
+            })
+            .into_iter()
+            .collect())
+    }
+
+    async fn local_file(&self, key: &Key) -> Result<Option<PathBuf>, StoreError> {
+        let (root, key) = (self.inner.root.clone(), key.clone());
+        let found = blocking(move || match real_path(&root, &key, false)? {
+            Some(path) => Ok(regular_file(&path)?.map(|_| path)),
+            None => Ok(None),
+        })
+        .await?;
+        Ok(found)
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn log_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    fn backend(&self) -> &'static str {
+        "fs"
+    }
+}
+
+/// Names this store writes: the segment rules of [`Key`].
+fn is_segment_name(name: &str) -> bool {
+    Key::parse(name).is_some_and(|key| key.segments().count() == 1)
+}
+
+/// A log file, opened (and repaired) at its first flush.
+struct FsLog {
+    inner: Arc<Inner>,
+    path: PathBuf,
+    file: Arc<Mutex<Option<OpenLog>>>,
+    pending: Vec<u8>,
+}
+
+struct OpenLog {
+    file: File,
+    /// Length of the log up to its last complete line.
+    len: u64,
+}
+
+impl OpenLog {
+    /// Opens the log for appending, first cutting off a torn last line that a crash may
+    /// have left.
+    fn open(inner: &Inner, path: &Path) -> Result<Self, FsError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).at("create folder", dir)?;
+        inner.sweep(dir)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .at("open", path)?;
+        let size = file.metadata().at("read the size of", path)?.len();
+        let len = complete_lines_len(&file, size).at("read", path)?;
+        if len < size {
+            file.set_len(len).at("cut the torn last line of", path)?;
+            tracing::warn!(path = %path.display(), bytes = size - len, "cut a torn last line");
+        }
+        Ok(OpenLog { file, len })
+    }
+
+    /// Appends whole lines. On failure cuts off whatever part was written, so that the
+    /// lines before stay intact and the next append starts on a line of its own.
+    fn append(&mut self, path: &Path, lines: &[u8]) -> Result<(), FsError> {
+        match self.file.write_all(lines) {
+            Ok(()) => {
+                self.len += lines.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(cut) = self.file.set_len(self.len) {
+                    tracing::error!(path = %path.display(), error = %cut, "cannot cut a partly written line");
+                }
+                Err(error).at("append to", path)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LogWriter for FsLog {
+    fn push(&mut self, line: Vec<u8>) {
+        self.pending.extend_from_slice(&line);
+    }
+
+    fn is_full(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let (inner, path, file) = (self.inner.clone(), self.path.clone(), self.file.clone());
+        let lines = std::mem::take(&mut self.pending);
+        let (appended, lines) = tokio::task::spawn_blocking(move || {
+            let mut file = file.lock();
+            let appended = match &mut *file {
+                Some(open) => open.append(&path, &lines),
+                None => OpenLog::open(&inner, &path)
+                    .and_then(|open| file.insert(open).append(&path, &lines)),
+            };
+            (appended, lines)
+        })
+        .await
+        .map_err(FsError::from)?;
+        if appended.is_err() {
+            // Kept for the next flush, as the trait promises.
+            self.pending = lines;
+        }
+        Ok(appended?)
+    }
+
+    fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+}
+
+/// The length of the first `size` bytes of `file` up to the end of their last complete line,
+/// read backwards from the end: one small read when the file ends with a newline.
+fn complete_lines_len(file: &File, size: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = [0u8; 8192];
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(buffer.len() as u64);
+        let chunk = &mut buffer[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(newline) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + newline as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
