@@ -191,6 +191,16 @@ pub struct Config {
     /// How often the bucket is checked with a one-key listing, for /healthz and the metrics.
     #[arg(long, env = "BUCKET_CHECK_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub bucket_check_interval: Duration,
+
+    /// How long a check of the bucket may take before /healthz says degraded: against a
+    /// bucket that hangs rather than refusing, the time until the server notices.
+    #[arg(long, env = "BUCKET_CHECK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub bucket_check_timeout: Duration,
+
+    /// How long one bucket request may take, answer included, before it counts as failed
+    /// (and is retried within BUCKET_RETRY_TIMEOUT).
+    #[arg(long, env = "BUCKET_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub bucket_request_timeout: Duration,
 }
 
 /// The region a Recall workspace lives in. API keys are per region.

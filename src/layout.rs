@@ -297,29 +297,10 @@ impl From<&ParticipantEvent> for EventRecord {
 // <recording_id>/<participant folder>/<kind>/frames/<chunk>.jsonl  the stream's manifest
 // ```
 
-/// In a stream's folder: the chunks of its manifest, whose lines are `frames.jsonl`'s.
-pub const MANIFEST_CHUNKS: &str = "frames";
-/// In a recording's folder: the chunks of its participant events, whose lines are
-/// `events.jsonl`'s.
-pub const EVENT_CHUNKS: &str = "events";
 /// In a recording's folder: one [`ParticipantClaim`] per participant, created once by
-/// whichever instance saw the participant first, so that every instance uses one folder.
+/// whichever server saw the participant first, so that every server uses one folder (on a
+/// shared store only).
 pub const PARTICIPANT_CLAIMS: &str = "participants";
-
-/// A chunk's name: when its writer started it (Unix milliseconds, so that names sort in
-/// creation order), then the writer's own id, unique to it.
-pub fn chunk_name(started_unix_ms: i64, writer: &str) -> String {
-    format!("{:013}-{writer}.jsonl", started_unix_ms.max(0))
-}
-
-/// Whether `name` is a chunk's name.
-pub fn is_chunk_name(name: &str) -> bool {
-    name.strip_suffix(".jsonl").is_some_and(|stem| {
-        stem.len() > 14
-            && stem.as_bytes()[13] == b'-'
-            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    })
-}
 
 /// `100` → `100.json`: the name of a participant's claim.
 pub fn claim_name(participant: ParticipantId) -> String {
@@ -431,21 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn chunks_sort_by_start_and_claims_only_name_their_own_folders() {
-        let early = chunk_name(1_795_000_000_000, "9f1c2a3b4c5d6e7f-1");
-        let late = chunk_name(1_795_000_000_001, "0000000000000000-1");
-        assert_eq!(early, "1795000000000-9f1c2a3b4c5d6e7f-1.jsonl");
-        assert!(early < late);
-        assert!(is_chunk_name(&early));
-        for bad in [
-            "frames.jsonl",
-            "1795000000000.jsonl",
-            "../x-y.jsonl",
-            "000012500.png",
-        ] {
-            assert!(!is_chunk_name(bad), "{bad}");
-        }
-
+    fn claims_only_name_their_own_folders() {
         assert_eq!(claim_name(ParticipantId(100)), "100.json");
         let claim = |folder: &str| ParticipantClaim {
             folder: folder.into(),

@@ -8,7 +8,6 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod auth;
-pub mod bucket;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -45,7 +44,6 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 use crate::auth::TokenSource;
-use crate::bucket::Bucket;
 use crate::catalog::Catalog;
 use crate::disk::DiskWatch;
 use crate::live::Live;
@@ -55,6 +53,7 @@ use crate::recorder::Recorder;
 use crate::sink::FrameSink;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::store::bucket::Bucket;
 use crate::store::bucket::BucketStore;
 use crate::store::fs::FsStore;
 

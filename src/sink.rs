@@ -1,5 +1,5 @@
 //! Where frames go: the traits the pipeline writes through, which the
-//! [`crate::recorder::Recorder`] implements for every store (and tests wrap to put faults
+//! recorder implements for every store (and tests wrap to put faults
 //! in the way).
 //!
 //! The pipeline opens a [`StreamWriter`] per stream when the stream's first frame arrives,

@@ -39,7 +39,7 @@ pub struct AppState {
     /// Free space on DATA_DIR, measured in the background.
     pub disk: DiskWatch,
     /// The bucket recordings go to, when BUCKET_NAME is set.
-    pub bucket: Option<crate::bucket::Bucket>,
+    pub bucket: Option<crate::store::bucket::Bucket>,
 }
 
 impl AppState {

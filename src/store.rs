@@ -147,7 +147,7 @@ pub enum StoreError {
     #[error(transparent)]
     Fs(#[from] crate::files::FsError),
     #[error(transparent)]
-    Bucket(#[from] crate::bucket::BucketError),
+    Bucket(#[from] crate::store::bucket::BucketError),
     #[error("{key} is not what this server writes there: {why}")]
     Unexpected { key: Key, why: String },
 }

@@ -1,6 +1,7 @@
 //! The bucket store: keys are objects under the bucket's prefix, so that several servers
-//! can record into one bucket at once. Requests, retries and health are
-//! [`crate::bucket::Bucket`]'s; this file maps the store's primitives onto them.
+//! can record into one bucket at once. Requests and retries are the [`Bucket`] client's
+//! (`bucket/client.rs`), what a failed request means is `bucket/failure.rs`'s, and the
+//! bucket's health `bucket/health.rs`'s; this file maps the store's primitives onto them.
 //!
 //! S3 cannot append, so a log `X.jsonl` is the chunks under `X/` (see [`Chunk`]): each
 //! writer owns its chunk's key, creates it with `If-None-Match: *` and rewrites it, longer
@@ -17,9 +18,15 @@ use jiff::Timestamp;
 use object_store::ObjectMeta;
 use object_store::path::Path;
 
+mod client;
+mod failure;
+mod health;
+
+pub use client::{Bucket, StartupError};
+pub use failure::{BucketError, FailureKind, classify};
+pub use health::Health;
+
 use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
-use crate::bucket::Bucket;
-use crate::layout;
 
 /// Lines a chunk holds before its writer starts the next (manifest lines are about 160
 /// bytes, event lines a few hundred).
@@ -91,6 +98,21 @@ pub fn written_by(modified_ms: i64) -> Timestamp {
         modified_ms
     };
     Timestamp::from_millisecond(end).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A chunk's name: when its writer started it (Unix milliseconds, so that names sort in
+/// creation order), then the writer's own id, unique to it.
+pub fn chunk_name(started_unix_ms: i64, writer: &str) -> String {
+    format!("{:013}-{writer}.jsonl", started_unix_ms.max(0))
+}
+
+/// Whether `name` is a chunk's name.
+pub fn is_chunk_name(name: &str) -> bool {
+    name.strip_suffix(".jsonl").is_some_and(|stem| {
+        stem.len() > 14
+            && stem.as_bytes()[13] == b'-'
+            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
 }
 
 /// The folder of a log's chunks: `frames.jsonl` → `frames/`.
@@ -206,7 +228,7 @@ impl Chunk {
     fn start_next(&mut self) {
         let inner = &self.store.inner;
         let writer = inner.next_writer.fetch_add(1, Ordering::Relaxed);
-        let name = layout::chunk_name(
+        let name = chunk_name(
             Timestamp::now().as_millisecond(),
             &format!("{}-{writer}", inner.instance),
         );
@@ -296,11 +318,28 @@ mod tests {
     fn a_logs_chunks_sit_in_the_folder_of_its_stem() {
         assert_eq!(
             chunk_dir(&Key::of(["rec", "100", "webcam", "frames.jsonl"])),
-            Key::of(["rec", "100", "webcam", layout::MANIFEST_CHUNKS])
+            Key::of(["rec", "100", "webcam", "frames"])
         );
         assert_eq!(
             chunk_dir(&Key::of(["rec", "events.jsonl"])),
-            Key::of(["rec", layout::EVENT_CHUNKS])
+            Key::of(["rec", "events"])
         );
+    }
+
+    #[test]
+    fn chunks_sort_by_their_start() {
+        let early = chunk_name(1_795_000_000_000, "9f1c2a3b4c5d6e7f-1");
+        let late = chunk_name(1_795_000_000_001, "0000000000000000-1");
+        assert_eq!(early, "1795000000000-9f1c2a3b4c5d6e7f-1.jsonl");
+        assert!(early < late);
+        assert!(is_chunk_name(&early));
+        for bad in [
+            "frames.jsonl",
+            "1795000000000.jsonl",
+            "../x-y.jsonl",
+            "000012500.png",
+        ] {
+            assert!(!is_chunk_name(bad), "{bad}");
+        }
     }
 }
