@@ -10,12 +10,12 @@ use base64::Engine as _;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use recall_frames::event::{self, Inbound};
 use recall_frames::frame::{Frame, ParticipantId, Resource, StreamKind};
 use recall_frames::recorder::Recorder;
 use recall_frames::simulate::picture::{self, Look};
 use recall_frames::simulate::wire::{self, BotResources, EncodedPng, WireParticipant};
 use recall_frames::sink::FrameSink as _;
+use recall_frames::testing::event::{self, Inbound};
 
 /// A frame event as a bot sends it, and the PNG in it.
 fn real_event() -> (String, Vec<u8>) {

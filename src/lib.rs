@@ -7,27 +7,45 @@
 
 #![warn(clippy::unwrap_used)]
 
-pub mod auth;
+// What a user of the crate needs: the server (`run`), its configuration and command line,
+// the domain types, the layout of saved recordings, the recorder and store to write them,
+// the catalog to read them back, and the simulator.
 pub mod catalog;
 pub mod cli;
-pub mod config;
-pub mod copy;
-pub mod disk;
-pub mod error;
-pub mod event;
-pub mod files;
 pub mod frame;
-pub mod http;
 pub mod layout;
-pub mod live;
-pub mod metrics;
-pub mod pipeline;
-pub mod recall;
 pub mod recorder;
 pub mod simulate;
 pub mod sink;
-pub mod state;
 pub mod store;
+
+mod auth;
+mod config;
+mod copy;
+mod disk;
+mod error;
+mod event;
+mod files;
+mod http;
+mod live;
+mod metrics;
+mod pipeline;
+mod recall;
+mod state;
+
+/// Internals that the integration tests and benchmarks drive directly: the wire decoder and
+/// Recall's upgrade signatures. Not a stable API.
+#[doc(hidden)]
+pub mod testing {
+    /// The websocket message decoder.
+    pub mod event {
+        pub use crate::event::{Inbound, MAX_SIDE, Refusal, decode, png_dimensions};
+    }
+    /// Recall's upgrade and webhook signatures.
+    pub mod signature {
+        pub use crate::auth::signature::{SigningSecret, sign};
+    }
+}
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+pub use copy::{CopyReport, copy_to_bucket};
 
 use crate::auth::TokenSource;
 use crate::catalog::Catalog;

@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some(Command::Simulate(args)) => simulate(*args).await,
         Some(Command::CopyToBucket) => {
             init_logs(&cli.config.log, std::io::stderr)?;
-            let report = recall_frames::copy::copy_to_bucket(&cli.config).await?;
+            let report = recall_frames::copy_to_bucket(&cli.config).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             let skipped = report.skipped();
             if skipped > 0 {

@@ -10,5 +10,4 @@ mod client;
 mod endpoint;
 
 pub use self::bots::{BotError, BotRequest, Bots, InvalidBotRequest};
-pub use self::client::{BotId, RecallClient, RecallError};
-pub use self::endpoint::{EndpointUrl, public_url};
+pub use self::client::{BotId, RecallError};

@@ -162,11 +162,6 @@ impl Bots {
         Ok(Bots { client, endpoint })
     }
 
-    /// The websocket URL bots are given, if the public URL is known.
-    pub fn endpoint(&self) -> Option<&EndpointUrl> {
-        self.endpoint.as_ref()
-    }
-
     fn client(&self) -> Result<&RecallClient, BotError> {
         self.client.as_ref().ok_or(BotError::NoApiKey)
     }

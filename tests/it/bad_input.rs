@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use proptest::prelude::*;
-use recall_frames::event::{self, Inbound, MAX_SIDE};
 use recall_frames::frame::{Frame, FrameTime, Participant, ParticipantId, RecordingId, StreamKind};
 use recall_frames::layout;
+use recall_frames::testing::event::{self, Inbound, MAX_SIDE};
 use serde_json::{Value, json};
 
 /// A realistic frame event with a real (small) PNG.

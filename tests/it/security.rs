@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::recall_api::{RECALL_API_KEY, RecallStandIn};
 use crate::common::*;
 use futures_util::StreamExt as _;
-use recall_frames::auth::signature::{SigningSecret, sign};
+use recall_frames::testing::signature::{SigningSecret, sign};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::{self, Message};
 
