@@ -354,8 +354,12 @@ impl Inner {
             if listed.contains(&ms) {
                 continue;
             }
+            // With nothing to wait for (this server alone writes the store), every frame
+            // without a line is rebuilt, whatever its clock says.
             let age = now.duration_since(object.written_by);
-            if age < jiff::SignedDuration::try_from(settle).unwrap_or_default() {
+            if !settle.is_zero()
+                && age < jiff::SignedDuration::try_from(settle).unwrap_or(jiff::SignedDuration::MAX)
+            {
                 young.push(ms);
                 continue;
             }
