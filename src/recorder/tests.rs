@@ -242,3 +242,106 @@ fn a_recording_is_forgotten_when_its_last_lease_goes() {
     assert!(recordings.all().is_empty());
     assert_eq!(*recordings.lease(&id, || 3), 3, "started afresh");
 }
+
+/// A memory store whose writes of `recording.json` hang until released: a bucket request
+/// that takes its time.
+#[derive(Clone)]
+struct SlowSummaries {
+    store: MemoryStore,
+    released: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl Store for SlowSummaries {
+    async fn create(&self, key: &Key, bytes: Bytes) -> Result<Created, StoreError> {
+        self.store.create(key, bytes).await
+    }
+    async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {
+        self.store.put(key, bytes).await
+    }
+    async fn swap(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        expected: Option<&crate::store::Version>,
+    ) -> Result<Option<crate::store::Version>, StoreError> {
+        if key.name() == Some(layout::RECORDING_FILE) {
+            let _released = self.released.acquire().await.unwrap();
+        }
+        self.store.swap(key, bytes, expected).await
+    }
+    async fn get(&self, key: &Key) -> Result<Option<crate::store::Fetched>, StoreError> {
+        self.store.get(key).await
+    }
+    async fn get_from(&self, key: &Key, offset: u64) -> Result<Option<Bytes>, StoreError> {
+        self.store.get_from(key, offset).await
+    }
+    async fn list(&self, prefix: &Key) -> Result<Vec<crate::store::Listed>, StoreError> {
+        self.store.list(prefix).await
+    }
+    async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>, StoreError> {
+        self.store.list_folders(prefix).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.store.delete(key).await
+    }
+    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter> {
+        self.store.log_writer(log)
+    }
+    async fn log_parts(&self, log: &Key) -> Result<Vec<crate::store::Listed>, StoreError> {
+        self.store.log_parts(log).await
+    }
+    fn is_shared(&self) -> bool {
+        false
+    }
+    fn log_interval(&self) -> Option<Duration> {
+        None
+    }
+    fn backend(&self) -> &'static str {
+        "slow"
+    }
+}
+
+/// One slow summary write stalls no stream: while `recording.json` hangs, both of the
+/// recording's streams keep saving frames, and the summary lands once the store answers.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_summary_write_stalls_no_stream() {
+    let slow = SlowSummaries {
+        store: MemoryStore::default(),
+        released: Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let recorder = Recorder::new(Arc::new(slow.clone()));
+    let mut bob_frame = frame(500, "Bob");
+    bob_frame.participant.id = ParticipantId(200);
+    bob_frame.key.participant = ParticipantId(200);
+    let mut alice = recorder.open_stream(&frame(500, "Alice")).await.unwrap();
+    let mut bob = recorder.open_stream(&bob_frame).await.unwrap();
+    // Alice's first frame hands the new summary to the publisher, whose write hangs.
+    let saved = tokio::time::timeout(Duration::from_secs(1), alice.write(&frame(500, "Alice")));
+    assert!(
+        matches!(saved.await, Ok(Ok(WriteOutcome::Saved { .. }))),
+        "the frame that made the summary due waits for it"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for ms in [1000, 1500, 2000, 2500] {
+        let mut next = bob_frame.clone();
+        next.relative_ms = ms;
+        next.time.relative = ms as f64 / 1000.0;
+        let saved = tokio::time::timeout(Duration::from_secs(1), bob.write(&next)).await;
+        assert!(
+            matches!(saved, Ok(Ok(WriteOutcome::Saved { .. }))),
+            "Bob's frame at {ms} ms waits for Alice's summary"
+        );
+        let saved =
+            tokio::time::timeout(Duration::from_secs(1), alice.write(&frame(ms, "Alice"))).await;
+        assert!(matches!(saved, Ok(Ok(WriteOutcome::Saved { .. }))));
+    }
+    assert_eq!(slow.store.bytes(&key("rec/recording.json")), None);
+    slow.released.add_permits(100);
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+    assert_eq!(
+        json(&slow.store, "rec/recording.json")["last_frame"]["relative"],
+        2.5
+    );
+}
