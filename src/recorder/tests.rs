@@ -317,9 +317,10 @@ async fn a_hanging_summary_write_stalls_no_stream() {
     let mut alice = recorder.open_stream(&frame(500, "Alice")).await.unwrap();
     let mut bob = recorder.open_stream(&bob_frame).await.unwrap();
     // Alice's first frame hands the new summary to the publisher, whose write hangs.
-    let saved = tokio::time::timeout(Duration::from_secs(1), alice.write(&frame(500, "Alice")));
+    let first = frame(500, "Alice");
+    let saved = tokio::time::timeout(Duration::from_secs(1), alice.write(&first)).await;
     assert!(
-        matches!(saved.await, Ok(Ok(WriteOutcome::Saved { .. }))),
+        matches!(saved, Ok(Ok(WriteOutcome::Saved { .. }))),
         "the frame that made the summary due waits for it"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
