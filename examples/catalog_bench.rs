@@ -51,10 +51,7 @@ async fn main() -> anyhow::Result<()> {
         text.len() as f64 / 1e6
     );
 
-    let catalog = Catalog::new(
-        Arc::new(FsStore::open(root.path().to_owned()).await?),
-        1_000_000,
-    );
+    let catalog = Catalog::new(Arc::new(FsStore::at(root.path().to_owned())), 1_000_000);
     let key = StreamKey {
         recording: RecordingId::parse("rec_bench").expect("an id"),
         participant: ParticipantId(100),

@@ -60,10 +60,8 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
         bail!("copy-to-bucket needs BUCKET_NAME (and the bucket's AWS_* settings)");
     }
     config.check().map_err(anyhow::Error::msg)?;
-    let disk = FsStore::open(config.data_dir.clone())
-        .await
-        .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
-    let disk: Arc<dyn Store> = Arc::new(disk);
+    // Read only: a server may still be writing DATA_DIR.
+    let disk: Arc<dyn Store> = Arc::new(FsStore::at(config.data_dir.clone()));
     let from = Source {
         catalog: Catalog::new(disk.clone(), config.catalog_cache_frames),
         store: disk,

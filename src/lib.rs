@@ -172,9 +172,8 @@ pub async fn run_with_sink(
     sink: Arc<dyn FrameSink>,
 ) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
-    let store = FsStore::open(config.data_dir.clone())
-        .await
-        .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
+    // Read by the catalog only: `sink` writes DATA_DIR.
+    let store = FsStore::at(config.data_dir.clone());
     let storage = Storage::with_sink(
         &config,
         Arc::new(store),

@@ -45,6 +45,12 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(2);
 /// How many times `recording.json` is read and merged again when another server wrote it
 /// in between; past that, the next publish tries again.
 const SUMMARY_SWAPS: usize = 8;
+/// Lines a part of a manifest holds, where a store splits logs into parts (a bucket's
+/// chunks): about 160 bytes each.
+const FRAMES_PER_PART: usize = 500;
+/// Lines a part of an event log holds: a few hundred bytes each, and each event rewrites
+/// its chunk.
+const EVENTS_PER_PART: usize = 200;
 /// Recordings whose event log writer is kept between events; one dropped starts a new
 /// writer (in a bucket, a new chunk) at its next event.
 const EVENT_LOGS_KEPT: NonZeroUsize = NonZeroUsize::new(64).expect("non-zero");
@@ -64,7 +70,9 @@ struct Inner {
     events: Mutex<LruCache<RecordingId, SharedLog>>,
     /// Recordings whose summaries wait for the publisher: each at most once, so at most
     /// the recordings being written.
-    queue: Mutex<Vec<Arc<Recording>>>,
+    /// Each entry holds a lease, so that a recording waiting to be published is not
+    /// forgotten and started afresh meanwhile (two states would each write theirs).
+    queue: Mutex<Vec<Lease<Recording>>>,
     nudge: Notify,
 }
 
@@ -250,8 +258,10 @@ impl Inner {
                 .put(&key, pretty_json(&described.participant))
                 .await?;
             let mut state = recording.state.lock();
+            // Written, unless a newer description came meanwhile (a later time alone,
+            // for the same description, changes nothing on disk).
             if let Some(p) = state.participants.get_mut(&id)
-                && p.newest == described
+                && p.newest.participant == described.participant
             {
                 p.written = true;
             }
@@ -308,8 +318,8 @@ impl Inner {
         Ok(None)
     }
 
-    /// Hands the recording to the publisher, unless it is queued already.
-    fn queue(&self, recording: Arc<Recording>) {
+    /// Hands the recording to the publisher (whose caller made sure it is not queued yet).
+    fn queue(&self, recording: Lease<Recording>) {
         self.queue.lock().push(recording);
         self.nudge.notify_one();
     }
@@ -326,8 +336,13 @@ impl Inner {
 
     /// What a stream's folder holds as it opens: the milliseconds that have a frame, and
     /// manifest lines rebuilt for frames that have none and were written at least `settle`
-    /// ago; those younger are `young`.
-    async fn survey(&self, stream: &Key, settle: Duration) -> Result<Survey, StoreError> {
+    /// ago (of those in `only`, if given); those younger are `young`.
+    async fn survey(
+        &self,
+        stream: &Key,
+        settle: Duration,
+        only: Option<&[u64]>,
+    ) -> Result<Survey, StoreError> {
         let objects = self.store.list(stream).await?;
         let mut frames = HashMap::new();
         for object in objects {
@@ -351,7 +366,7 @@ impl Inner {
         let mut recovered = Vec::new();
         let mut young = Vec::new();
         for (&ms, object) in &frames {
-            if listed.contains(&ms) {
+            if listed.contains(&ms) || only.is_some_and(|only| !only.contains(&ms)) {
                 continue;
             }
             // With nothing to wait for (this server alone writes the store), every frame
@@ -421,12 +436,10 @@ impl Inner {
         young: &[u64],
         manifest: &tokio::sync::Mutex<Box<dyn LogWriter>>,
     ) -> Result<(), StoreError> {
-        let survey = self.survey(stream, Duration::ZERO).await?;
+        let survey = self.survey(stream, Duration::ZERO, Some(young)).await?;
         let mut manifest = manifest.lock().await;
         for record in survey.recovered {
-            if layout::parse_frame_file_name(&record.file).is_some_and(|ms| young.contains(&ms)) {
-                manifest.push(json_line(&record));
-            }
+            manifest.push(json_line(&record));
         }
         Ok(())
     }
@@ -436,10 +449,10 @@ impl Inner {
         self.events
             .lock()
             .get_or_insert(recording.id.clone(), || {
-                Arc::new(tokio::sync::Mutex::new(
-                    self.store
-                        .log_writer(&recording.key.join(layout::EVENTS_LOG)),
-                ))
+                Arc::new(tokio::sync::Mutex::new(self.store.log_writer(
+                    &recording.key.join(layout::EVENTS_LOG),
+                    EVENTS_PER_PART,
+                )))
             })
             .clone()
     }
@@ -533,10 +546,10 @@ impl FrameSink for Recorder {
             inner.publish(&recording).await?;
         }
         let stream = layout::stream_key(&first.key.recording, &folder, first.key.kind);
-        let survey = inner.survey(&stream, inner.settle()).await?;
+        let survey = inner.survey(&stream, inner.settle(), None).await?;
         let mut manifest = inner
             .store
-            .log_writer(&stream.join(layout::FRAMES_MANIFEST));
+            .log_writer(&stream.join(layout::FRAMES_MANIFEST), FRAMES_PER_PART);
         if !survey.recovered.is_empty() {
             for record in &survey.recovered {
                 manifest.push(json_line(record));
@@ -712,7 +725,7 @@ impl StreamWriter for RecorderStream {
             due && !std::mem::replace(&mut state.queued, true)
         };
         if due {
-            self.inner.queue(self.recording.shared());
+            self.inner.queue(self.recording.clone());
         }
         Ok(WriteOutcome::Saved {
             bytes: frame.png.len() as u64,
@@ -806,10 +819,17 @@ struct Lease<R> {
     recording: Arc<R>,
 }
 
-impl<R> Lease<R> {
-    /// The state itself, for work that may outlive the lease (the publisher's queue).
-    fn shared(&self) -> Arc<R> {
-        self.recording.clone()
+impl<R> Clone for Lease<R> {
+    fn clone(&self) -> Self {
+        let mut open = self.open.lock();
+        if let Some(entry) = open.get_mut(&self.id) {
+            entry.leases += 1;
+        }
+        Lease {
+            open: self.open.clone(),
+            id: self.id.clone(),
+            recording: self.recording.clone(),
+        }
     }
 }
 

@@ -201,8 +201,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;
 
     /// A new writer of the log `log` (a name ending in `.jsonl`), adding lines after every
-    /// line already there, its own or another writer's.
-    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter>;
+    /// line already there, its own or another writer's. Where the store splits a log into
+    /// parts, each holds up to `lines_per_part` lines.
+    fn log_writer(&self, log: &Key, lines_per_part: usize) -> Box<dyn LogWriter>;
 
     /// The parts of the log `log` in the order their lines were written: empty when the log
     /// does not exist.
@@ -282,14 +283,15 @@ pub async fn read_log(
     let restarted = parts
         .iter()
         .any(|part| part.size < cursor.parts.get(&part.key).copied().unwrap_or(0));
-    if restarted {
-        cursor.parts.clear();
-    }
     let mut grown = Vec::new();
     for part in parts {
-        let read = cursor.parts.entry(part.key.clone()).or_insert(0);
-        if part.size > *read {
-            grown.push((part.key, *read));
+        let read = match cursor.parts.get(&part.key) {
+            Some(&read) if !restarted => read,
+            _ => 0,
+        };
+        // A part not seen before is read even when empty, so that the cursor knows it.
+        if part.size > read || restarted || !cursor.parts.contains_key(&part.key) {
+            grown.push((part.key, read));
         }
     }
     type Part = (Key, u64, Option<Bytes>);
@@ -301,9 +303,15 @@ pub async fn read_log(
         .buffered(PARALLEL_READS)
         .collect()
         .await;
+    // Every part read, or the cursor stays where it was: no line is ever skipped.
+    let fetched = fetched
+        .into_iter()
+        .collect::<Result<Vec<Part>, StoreError>>()?;
+    if restarted {
+        cursor.parts.clear();
+    }
     let mut lines = Vec::new();
-    for part in fetched {
-        let (key, from, bytes) = part?;
+    for (key, from, bytes) in fetched {
         let Some(bytes) = bytes else { continue };
         cursor.bytes_read += bytes.len() as u64;
         let complete = complete_lines_len(&bytes);

@@ -186,7 +186,10 @@ async fn a_shared_store_leaves_a_live_writers_frames_alone() {
     writer.write(&frame(5100, "Alice")).await.unwrap();
     let listed: Vec<String> = {
         let inner = &recorder.inner;
-        let survey = inner.survey(&key(STREAM), inner.settle()).await.unwrap();
+        let survey = inner
+            .survey(&key(STREAM), inner.settle(), None)
+            .await
+            .unwrap();
         assert!(
             survey.young.contains(&5000),
             "the live writer's frame is young, whatever second it fell in"
@@ -285,8 +288,8 @@ impl Store for SlowSummaries {
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.store.delete(key).await
     }
-    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter> {
-        self.store.log_writer(log)
+    fn log_writer(&self, log: &Key, lines_per_part: usize) -> Box<dyn LogWriter> {
+        self.store.log_writer(log, lines_per_part)
     }
     async fn log_parts(&self, log: &Key) -> Result<Vec<crate::store::Listed>, StoreError> {
         self.store.log_parts(log).await

@@ -28,10 +28,6 @@ pub use health::Health;
 
 use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
 
-/// Lines a chunk holds before its writer starts the next (manifest lines are about 160
-/// bytes, event lines a few hundred).
-const LINES_PER_CHUNK: usize = 500;
-
 #[derive(Clone)]
 pub struct BucketStore {
     inner: Arc<Inner>,
@@ -171,10 +167,11 @@ impl Store for BucketStore {
         Ok(self.inner.bucket.delete(&self.path(key)).await?)
     }
 
-    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter> {
+    fn log_writer(&self, log: &Key, lines_per_part: usize) -> Box<dyn LogWriter> {
         Box::new(Chunk {
             store: self.clone(),
             dir: chunk_dir(log),
+            max_lines: lines_per_part.max(1),
             key: None,
             version: None,
             written: Vec::new(),
@@ -215,6 +212,7 @@ impl Store for BucketStore {
 struct Chunk {
     store: BucketStore,
     dir: Key,
+    max_lines: usize,
     key: Option<Key>,
     version: Option<Version>,
     /// The chunk's lines as the bucket has them.
@@ -247,7 +245,7 @@ impl LogWriter for Chunk {
     }
 
     fn is_full(&self) -> bool {
-        self.written_lines + self.pending_lines >= LINES_PER_CHUNK
+        self.written_lines + self.pending_lines >= self.max_lines
     }
 
     async fn flush(&mut self) -> Result<(), StoreError> {
@@ -257,7 +255,7 @@ impl LogWriter for Chunk {
         for _ in 0..3 {
             if self.key.is_none()
                 || (self.written_lines > 0
-                    && self.written_lines + self.pending_lines > LINES_PER_CHUNK)
+                    && self.written_lines + self.pending_lines > self.max_lines)
             {
                 self.start_next();
             }
@@ -280,7 +278,7 @@ impl LogWriter for Chunk {
                     let rewritable = version.e_tag.is_some();
                     self.version = Some(version);
                     self.discard_pending();
-                    if self.written_lines >= LINES_PER_CHUNK || !rewritable {
+                    if self.written_lines >= self.max_lines || !rewritable {
                         self.key = None;
                     }
                     return Ok(());

@@ -13,10 +13,10 @@
 //!
 //! Files are not fsynced: a killed process loses nothing it has saved; a power cut may.
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::MetadataExt as _;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +24,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use jiff::Timestamp;
+use lru::LruCache;
 use parking_lot::Mutex;
 
 use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
 use crate::files::{FsError, IoContext as _, blocking};
 
 const TEMP_SUFFIX: &str = ".tmp";
+/// Folders remembered as swept; one forgotten is swept again at its next write, which only
+/// ever removes earlier runs' leftovers.
+const SWEPT: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
 #[derive(Clone)]
 pub struct FsStore {
@@ -42,7 +46,7 @@ struct Inner {
     /// are told from writes still in progress (kept).
     temp_prefix: String,
     /// Folders already cleared of earlier runs' temporary files.
-    swept: Mutex<HashSet<PathBuf>>,
+    swept: Mutex<LruCache<PathBuf, ()>>,
     /// Held across a compare-and-swap's read and write: this process is the folder's only
     /// writer, so that makes the swap atomic.
     swaps: Mutex<()>,
@@ -62,14 +66,20 @@ impl FsStore {
             Ok(())
         })
         .await?;
-        Ok(FsStore {
+        Ok(FsStore::at(root))
+    }
+
+    /// The store under `root`, as it is: for a reader of what a server saved there, which
+    /// creates nothing (and so never sweeps anything away).
+    pub fn at(root: PathBuf) -> Self {
+        FsStore {
             inner: Arc::new(Inner {
                 root,
                 temp_prefix: format!(".{:08x}-", rand::random::<u32>()),
-                swept: Mutex::default(),
+                swept: Mutex::new(LruCache::new(SWEPT)),
                 swaps: Mutex::default(),
             }),
-        })
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -103,9 +113,10 @@ fn real_path(root: &Path, key: &Key, folder: bool) -> Result<Option<PathBuf>, Fs
 }
 
 impl Inner {
-    /// Removes the temporary files of earlier runs from `dir`, once per process.
+    /// Removes the temporary files of earlier runs from `dir`, before this process first
+    /// writes there. Only writers sweep: a reader beside a live server removes nothing.
     fn sweep(&self, dir: &Path) -> Result<(), FsError> {
-        if !self.swept.lock().insert(dir.to_owned()) {
+        if self.swept.lock().put(dir.to_owned(), ()).is_some() {
             return Ok(());
         }
         let entries = match fs::read_dir(dir) {
@@ -207,16 +218,27 @@ fn modified(meta: &fs::Metadata) -> Timestamp {
 }
 
 /// The bytes of a regular file from `offset` on, with its metadata; `None` when there is
-/// none (or only a link).
+/// none (or only a link: the file is opened without following one).
 fn read_from(path: &Path, offset: u64) -> Result<Option<(Vec<u8>, fs::Metadata)>, FsError> {
-    let Some(meta) = regular_file(path)? else {
-        return Ok(None);
-    };
-    let mut file = match File::open(path) {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path);
+    let mut file = match opened {
         Ok(file) => file,
-        Err(error) if is_absent(&error) => return Ok(None),
+        // ELOOP: the name is a link.
+        Err(error)
+            if is_absent(&error)
+                || error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
+        {
+            return Ok(None);
+        }
         Err(error) => return Err(error).at("open", path),
     };
+    let meta = file.metadata().at("read", path)?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
     if offset > 0 {
         file.seek(SeekFrom::Start(offset)).at("seek in", path)?;
     }
@@ -310,7 +332,6 @@ impl Store for FsStore {
                     Err(error) if is_absent(&error) => continue,
                     Err(error) => return Err(error).at("list", &dir),
                 };
-                inner.sweep(&dir)?;
                 for entry in entries {
                     let entry = entry.at("list", &dir)?;
                     let Ok(name) = entry.file_name().into_string() else {
@@ -377,7 +398,7 @@ impl Store for FsStore {
         Ok(())
     }
 
-    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter> {
+    fn log_writer(&self, log: &Key, _lines_per_part: usize) -> Box<dyn LogWriter> {
         Box::new(FsLog {
             inner: self.inner.clone(),
             path: self.path(log),
@@ -468,6 +489,10 @@ impl OpenLog {
         Ok(OpenLog { file, len })
     }
 
+    fn is_unlinked(&self) -> bool {
+        self.file.metadata().is_ok_and(|meta| meta.nlink() == 0)
+    }
+
     /// Appends whole lines. On failure cuts off whatever part was written, so that the
     /// lines before stay intact and the next append starts on a line of its own.
     fn append(&mut self, path: &Path, lines: &[u8]) -> Result<(), FsError> {
@@ -504,6 +529,11 @@ impl LogWriter for FsLog {
         let lines = std::mem::take(&mut self.pending);
         let (appended, lines) = tokio::task::spawn_blocking(move || {
             let mut file = file.lock();
+            // A log removed by hand while open: the next line starts a new file, rather
+            // than going to one nobody can read.
+            if file.as_ref().is_some_and(OpenLog::is_unlinked) {
+                *file = None;
+            }
             let appended = match &mut *file {
                 Some(open) => open.append(&path, &lines),
                 None => OpenLog::open(&inner, &path)
@@ -541,4 +571,109 @@ fn complete_lines_len(file: &File, size: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, FsStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path().to_owned()).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn the_first_create_wins_and_a_log_cuts_a_torn_line_then_appends() {
+        let (dir, store) = store().await;
+        let frame = Key::of(["rec", "100", "webcam", "000000500.png"]);
+        assert!(matches!(
+            store
+                .create(&frame, Bytes::from_static(b"one"))
+                .await
+                .unwrap(),
+            Created::New(_)
+        ));
+        assert_eq!(
+            store
+                .create(&frame, Bytes::from_static(b"two"))
+                .await
+                .unwrap(),
+            Created::Existed
+        );
+        assert_eq!(store.get(&frame).await.unwrap().unwrap().bytes, "one");
+
+        let log = Key::of(["rec", "events.jsonl"]);
+        let path = dir.path().join("rec/events.jsonl");
+        fs::write(&path, b"{\"n\":1}\n{\"n\":").unwrap();
+        let mut writer = store.log_writer(&log, 1);
+        writer.push(b"{\"n\":2}\n".to_vec());
+        writer.flush().await.unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"n\":1}\n{\"n\":2}\n");
+    }
+
+    #[tokio::test]
+    async fn a_log_removed_while_open_starts_again() {
+        let (dir, store) = store().await;
+        let log = Key::of(["rec", "events.jsonl"]);
+        let path = dir.path().join("rec/events.jsonl");
+        let mut writer = store.log_writer(&log, 1);
+        writer.push(b"{\"n\":1}\n".to_vec());
+        writer.flush().await.unwrap();
+        fs::remove_file(&path).unwrap();
+        writer.push(b"{\"n\":2}\n".to_vec());
+        writer.flush().await.unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"n\":2}\n");
+    }
+
+    #[tokio::test]
+    async fn leftovers_go_at_the_first_write_and_a_reader_removes_nothing() {
+        let (dir, store) = store().await;
+        let stream = dir.path().join("rec/100/webcam");
+        fs::create_dir_all(&stream).unwrap();
+        let leftover = stream.join(".0badf00d-x.tmp");
+        fs::write(&leftover, b"half").unwrap();
+        let key = Key::of(["rec", "100", "webcam"]);
+
+        let reader = FsStore::at(dir.path().to_owned());
+        assert_eq!(reader.list(&key).await.unwrap(), vec![]);
+        assert!(leftover.exists(), "listing is reading");
+        store
+            .create(&key.join("000000500.png"), Bytes::from_static(b"png"))
+            .await
+            .unwrap();
+        assert!(!leftover.exists(), "swept before the first write");
+        let listed = store.list(&key).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, key.join("000000500.png"));
+    }
+
+    #[tokio::test]
+    async fn a_link_below_the_root_reads_as_absent() {
+        let (dir, store) = store().await;
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret.png"), b"secret").unwrap();
+        fs::create_dir_all(dir.path().join("rec")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("rec/linked")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.png"),
+            dir.path().join("rec/file.png"),
+        )
+        .unwrap();
+        for key in [
+            Key::of(["rec", "linked", "secret.png"]),
+            Key::of(["rec", "file.png"]),
+        ] {
+            assert!(store.get(&key).await.unwrap().is_none(), "{key}");
+            assert!(store.local_file(&key).await.unwrap().is_none(), "{key}");
+        }
+        assert_eq!(
+            store.list(&Key::of(["rec", "linked"])).await.unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            store.list_folders(&Key::of(["rec"])).await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
 }

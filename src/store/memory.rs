@@ -180,7 +180,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn log_writer(&self, log: &Key) -> Box<dyn LogWriter> {
+    fn log_writer(&self, log: &Key, _lines_per_part: usize) -> Box<dyn LogWriter> {
         Box::new(MemoryLog {
             store: self.clone(),
             log: log.clone(),
