@@ -485,7 +485,7 @@ pub async fn claim_folder(
     let proposed = ParticipantClaim { folder: proposed };
     let body = Bytes::from(serde_json::to_vec(&proposed).expect("a claim is plain JSON"));
     match store.create(&key, body).await? {
-        Created::New(_) => Ok(proposed.folder),
+        Created::New => Ok(proposed.folder),
         Created::Existed => {
             let found = store.get(&key).await?;
             let claim = found

@@ -116,10 +116,10 @@ pub struct Version {
 }
 
 /// What a create-only write found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
     /// The object is the one sent, written by this request.
-    New(Version),
+    New,
     /// Another object was there already; nothing was written.
     Existed,
 }

@@ -123,7 +123,12 @@ fn chunk_dir(log: &Key) -> Key {
 #[async_trait]
 impl Store for BucketStore {
     async fn create(&self, key: &Key, bytes: Bytes) -> Result<Created, StoreError> {
-        Ok(self.inner.bucket.create(&self.path(key), bytes).await?)
+        Ok(
+            match self.inner.bucket.create(&self.path(key), bytes).await? {
+                Some(_) => Created::New,
+                None => Created::Existed,
+            },
+        )
     }
 
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {

@@ -111,7 +111,8 @@ impl Store for MemoryStore {
         if self.objects.lock().contains_key(key) {
             return Ok(Created::Existed);
         }
-        Ok(Created::New(self.write(key, bytes.to_vec())))
+        self.write(key, bytes.to_vec());
+        Ok(Created::New)
     }
 
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {

@@ -390,6 +390,62 @@ async fn frames_land_byte_identical_under_the_keys_of_the_disk_layout() {
     );
 }
 
+/// The reproduction: two servers on one bucket, manifests every 500 ms. Server A saves
+/// frame 5.0 of a new stream about 0.8 s into a second; server B opens the same stream with
+/// frame 5.1 a quarter of a second later. The bucket's listing says frame 5.0 was written at
+/// the start of its second, a second before B looks, which is the settling time: read at its
+/// word, B would rebuild a line for a frame A is about to list, and readers other than this
+/// server would see the frame twice.
+#[tokio::test]
+async fn a_second_server_leaves_a_live_writers_frame_alone() {
+    let s3 = S3Server::start().await;
+    let interval = ["--bucket-manifest-interval", "500ms"];
+    let mut a = start(&s3, None, &interval).await;
+    let mut b = start(&s3, None, &interval).await;
+    let mut bot_a = a.connect().await;
+    let mut bot_b = b.connect().await;
+    let into_second = jiff::Timestamp::now().as_millisecond().rem_euclid(1000) as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        (1800 - into_second) % 1000,
+    ))
+    .await;
+    let sent = std::time::Instant::now();
+    bot_a.send_frame(&TestFrame::new(5.0)).await;
+    eventually("server A saves frame 5.0", || async {
+        a.metric("recall_frames_frames_saved_total{kind=\"webcam\"}")
+            .await
+            >= 1.0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(250).saturating_sub(sent.elapsed())).await;
+    bot_b.send_frame(&TestFrame::new(5.1)).await;
+    eventually("server B saves frame 5.1", || async {
+        b.metric("recall_frames_frames_saved_total{kind=\"webcam\"}")
+            .await
+            >= 1.0
+    })
+    .await;
+    // Past B's second look at the frames it found without a line (two intervals after its
+    // stream opened), then both flush what they hold.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    bot_a.close().await;
+    bot_b.close().await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+
+    let lines = chunk_lines(&s3, "rec_9f1c2a/100-alice-smith/webcam/frames").await;
+    let files: Vec<&str> = lines.iter().map(|l| l["file"].as_str().unwrap()).collect();
+    assert_eq!(
+        files.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&"000005000.png", &"000005100.png"])
+    );
+    assert_eq!(files.len(), 2, "each frame listed once: {lines:?}");
+    assert!(
+        lines.iter().all(|l| l.get("recovered").is_none()),
+        "no line rebuilt: {lines:?}"
+    );
+}
+
 #[tokio::test]
 async fn two_instances_record_one_meeting_together_without_loss_or_overwrite() {
     let s3 = S3Server::start().await;

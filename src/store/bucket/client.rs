@@ -29,7 +29,7 @@ use super::failure::{Answer, BucketError, FailureKind, RequestFailed, classify};
 use super::health::Health;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{Created, Fetched, Version};
+use crate::store::{Fetched, Version};
 
 /// The first wait before a retry; each further wait doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -346,8 +346,9 @@ impl Bucket {
     /// A refusal is checked by reading the key back. If nothing is there (S3's `409
     /// ConditionalRequestConflict`: a concurrent create that may yet fail), the create is
     /// sent again. If an attempt had failed and the object there is `bytes`, that attempt
-    /// landed, and the write is ours.
-    pub async fn create(&self, key: &Path, bytes: Bytes) -> Result<Created, BucketError> {
+    /// landed, and the write is ours. The version written, or `None` when an object was
+    /// there already and nothing was written.
+    pub async fn create(&self, key: &Path, bytes: Bytes) -> Result<Option<Version>, BucketError> {
         let payload = PutPayload::from_bytes(bytes.clone());
         let mut uncertain = false;
         for _ in 0..CREATE_ATTEMPTS {
@@ -361,7 +362,7 @@ impl Bucket {
             uncertain |= failed;
             match result {
                 Ok(put) => {
-                    return Ok(Created::New(Version {
+                    return Ok(Some(Version {
                         e_tag: put.e_tag,
                         version: put.version,
                     }));
@@ -369,9 +370,9 @@ impl Bucket {
                 Err(Answer::NotFound) => break,
                 Err(Answer::Conflict) => match self.get(key).await? {
                     Some(found) if uncertain && found.bytes == bytes => {
-                        return Ok(Created::New(found.version));
+                        return Ok(Some(found.version));
                     }
-                    Some(_) => return Ok(Created::Existed),
+                    Some(_) => return Ok(None),
                     None => {
                         tracing::debug!(%key, "a create was refused but nothing is there; sending it again");
                         tokio::time::sleep(backoff(0)).await;
@@ -396,10 +397,7 @@ impl Bucket {
         expected: Option<&Version>,
     ) -> Result<Option<Version>, BucketError> {
         let Some(expected) = expected else {
-            return Ok(match self.create(key, bytes).await? {
-                Created::New(version) => Some(version),
-                Created::Existed => None,
-            });
+            return self.create(key, bytes).await;
         };
         let payload = PutPayload::from_bytes(bytes.clone());
         let mode = PutMode::Update(expected.into());

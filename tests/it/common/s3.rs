@@ -5,8 +5,9 @@
 //! conditional writes of one key at the same moment could both pass the check. S3 and Tigris
 //! make the check and the write one step, and the no-clobber guarantee rests on that, so this
 //! server serialises writes to get the same guarantee; everything else is s3s-fs's own.
-//! It can also be stopped (connections refused) and started again on the same port, and made
-//! to answer `503 Slow Down` to a number of requests.
+//! Listings give `LastModified` in whole seconds, as S3 does (s3s-fs would give the file's
+//! own, finer time). It can also be stopped (connections refused) and started again on the
+//! same port, and made to answer `503 Slow Down` to a number of requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -256,7 +257,13 @@ impl S3 for Guarded {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.fault()?;
-        self.fs.list_objects_v2(req).await
+        let mut listed = self.fs.list_objects_v2(req).await?;
+        for object in listed.output.contents.iter_mut().flatten() {
+            if let Some(modified) = &mut object.last_modified {
+                *modified = whole_second(modified);
+            }
+        }
+        Ok(listed)
     }
 
     async fn delete_object(
@@ -267,4 +274,14 @@ impl S3 for Guarded {
         let _one_at_a_time = self.faults.writes.lock().await;
         self.fs.delete_object(req).await
     }
+}
+
+/// `time` cut to its whole second, as S3 keeps `LastModified` (an HTTP date has no
+/// fractions).
+fn whole_second(time: &Timestamp) -> Timestamp {
+    let mut text = Vec::new();
+    time.format(TimestampFormat::HttpDate, &mut text)
+        .expect("a time formats as an HTTP date");
+    let text = String::from_utf8(text).expect("an HTTP date is ASCII");
+    Timestamp::parse(TimestampFormat::HttpDate, &text).expect("an HTTP date parses")
 }
