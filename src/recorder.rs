@@ -691,22 +691,30 @@ impl StreamWriter for RecorderStream {
             return Ok(WriteOutcome::Duplicate);
         }
         let key = self.stream.join(&layout::frame_file_name(ms));
-        let created = self.inner.store.create(&key, frame.png.clone()).await?;
+        let (png, line) = (frame.png.clone(), json_line(&FrameRecord::of(frame)));
+        let store = &self.inner.store;
+        let created = if self.flusher.is_none() {
+            // Written line by line: the frame is saved once its line is.
+            let mut manifest = self.manifest.lock().await;
+            store
+                .create_logged(&key, png, manifest.as_mut(), line)
+                .await?
+        } else {
+            let created = store.create(&key, png).await?;
+            if created == Created::New {
+                let mut manifest = self.manifest.lock().await;
+                manifest.push(line);
+                if manifest.is_full()
+                    && let Err(error) = manifest.flush().await
+                {
+                    tracing::warn!(%error, "could not add saved frames to the manifest; trying again later");
+                }
+            }
+            created
+        };
         self.known.insert(ms);
         if created == Created::Existed {
             return Ok(WriteOutcome::Duplicate);
-        }
-        {
-            let mut manifest = self.manifest.lock().await;
-            manifest.push(json_line(&FrameRecord::of(frame)));
-            if self.flusher.is_none() {
-                // Written line by line: the frame is saved once its line is.
-                manifest.flush().await?;
-            } else if manifest.is_full()
-                && let Err(error) = manifest.flush().await
-            {
-                tracing::warn!(%error, "could not add saved frames to the manifest; trying again later");
-            }
         }
         let due = {
             let mut state = self.recording.state.lock();

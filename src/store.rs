@@ -14,6 +14,7 @@ pub mod fs;
 #[cfg(test)]
 pub mod memory;
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -184,6 +185,19 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<&Version>,
     ) -> Result<Option<Version>, StoreError>;
 
+    /// Creates `key` as [`Store::create`] does and, when it was written, adds `line` to
+    /// `log` and flushes it: a frame and its manifest line, in one step where the store can
+    /// take one (a folder: one trip to the blocking pool).
+    async fn create_logged(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        log: &mut dyn LogWriter,
+        line: Vec<u8>,
+    ) -> Result<Created, StoreError> {
+        create_then_log(self, key, bytes, log, line).await
+    }
+
     /// The object at `key`.
     async fn get(&self, key: &Key) -> Result<Option<Fetched>, StoreError>;
 
@@ -228,6 +242,22 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
+/// [`Store::create_logged`] in two steps, for any store.
+async fn create_then_log(
+    store: &(impl Store + ?Sized),
+    key: &Key,
+    bytes: Bytes,
+    log: &mut dyn LogWriter,
+    line: Vec<u8>,
+) -> Result<Created, StoreError> {
+    let created = store.create(key, bytes).await?;
+    if created == Created::New {
+        log.push(line);
+        log.flush().await?;
+    }
+    Ok(created)
+}
+
 /// One writer's handle on a log. Lines pushed are stored once [`LogWriter::flush`] returns
 /// `Ok`; on an error they stay pending for the next flush.
 #[async_trait]
@@ -243,6 +273,9 @@ pub trait LogWriter: Send {
 
     /// Drops the lines not yet written (an event whose write failed is not recorded).
     fn discard_pending(&mut self);
+
+    /// The writer itself, for a store that writes its own logs a faster way.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 /// How far a reader has read a log: bytes of each part up to the end of their last

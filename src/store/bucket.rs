@@ -304,6 +304,10 @@ impl LogWriter for Chunk {
         self.pending.clear();
         self.pending_lines = 0;
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

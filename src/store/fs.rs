@@ -13,6 +13,7 @@
 //!
 //! Files are not fsynced: a killed process loses nothing it has saved; a power cut may.
 
+use std::any::Any;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
 use std::num::NonZeroUsize;
@@ -162,6 +163,21 @@ impl Inner {
         Ok(temp)
     }
 
+    /// Writes `path` only if there is no file there: a temporary file renamed into place
+    /// without replacing.
+    fn create(&self, path: &Path, contents: &[u8]) -> Result<Created, FsError> {
+        let mut temp = self.temp_file_for(path)?;
+        temp.write_all(contents).at("write", temp.path())?;
+        // On failure the temporary file is dropped, which removes it.
+        match temp.persist_noclobber(path) {
+            Ok(_) => Ok(Created::New),
+            Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => {
+                Ok(Created::Existed)
+            }
+            Err(error) => Err(error.error).at("move into place", path),
+        }
+    }
+
     /// Replaces `path` with `contents` atomically: readers see the old file or the new one.
     fn replace(&self, path: &Path, contents: &[u8]) -> Result<(), FsError> {
         let mut temp = self.temp_file_for(path)?;
@@ -251,20 +267,41 @@ fn read_from(path: &Path, offset: u64) -> Result<Option<(Vec<u8>, fs::Metadata)>
 impl Store for FsStore {
     async fn create(&self, key: &Key, bytes: Bytes) -> Result<Created, StoreError> {
         let (inner, path) = (self.inner.clone(), self.path(key));
-        let created = blocking(move || {
-            let mut temp = inner.temp_file_for(&path)?;
-            temp.write_all(&bytes).at("write", temp.path())?;
-            // On failure the temporary file is dropped, which removes it.
-            match temp.persist_noclobber(&path) {
-                Ok(_) => Ok(Created::New),
-                Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => {
-                    Ok(Created::Existed)
-                }
-                Err(error) => Err(error.error).at("move into place", &path),
+        Ok(blocking(move || inner.create(&path, &bytes)).await?)
+    }
+
+    async fn create_logged(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        log: &mut dyn LogWriter,
+        line: Vec<u8>,
+    ) -> Result<Created, StoreError> {
+        let Some(fs_log) = log.as_any_mut().downcast_mut::<FsLog>() else {
+            return super::create_then_log(self, key, bytes, log, line).await;
+        };
+        // One trip to the blocking pool for the frame and its line.
+        let (inner, path, file) = (self.inner.clone(), self.path(key), fs_log.file.clone());
+        let earlier = std::mem::take(&mut fs_log.pending);
+        let (created, unwritten) = tokio::task::spawn_blocking(move || {
+            let created = match inner.create(&path, &bytes) {
+                Ok(created) => created,
+                Err(error) => return (Err(error), earlier),
+            };
+            let mut lines = earlier;
+            if created == Created::New {
+                lines.extend_from_slice(&line);
+            }
+            match file.append(&inner, &lines) {
+                Ok(()) => (Ok(created), Vec::new()),
+                Err(error) => (Err(error), lines),
             }
         })
-        .await?;
-        Ok(created)
+        .await
+        .map_err(FsError::from)?;
+        // Lines not written stay pending, as the trait promises.
+        fs_log.pending = unwritten;
+        Ok(created?)
     }
 
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {
@@ -398,8 +435,10 @@ impl Store for FsStore {
     fn log_writer(&self, log: &Key, _lines_per_part: usize) -> Box<dyn LogWriter> {
         Box::new(FsLog {
             inner: self.inner.clone(),
-            path: self.path(log),
-            file: Arc::default(),
+            file: LogFile {
+                path: self.path(log),
+                open: Arc::default(),
+            },
             pending: Vec::new(),
         })
     }
@@ -453,9 +492,35 @@ fn is_segment_name(name: &str) -> bool {
 /// A log file, opened (and repaired) at its first flush.
 struct FsLog {
     inner: Arc<Inner>,
-    path: PathBuf,
-    file: Arc<Mutex<Option<OpenLog>>>,
+    file: LogFile,
     pending: Vec<u8>,
+}
+
+/// A log file, opened at its first append; cloned into blocking tasks.
+#[derive(Clone)]
+struct LogFile {
+    path: PathBuf,
+    open: Arc<Mutex<Option<OpenLog>>>,
+}
+
+impl LogFile {
+    /// Appends whole lines (none is nothing to do), opening the log first if need be.
+    fn append(&self, inner: &Inner, lines: &[u8]) -> Result<(), FsError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut open = self.open.lock();
+        // A log removed by hand while open: the next line starts a new file, rather than
+        // going to one nobody can read.
+        if open.as_ref().is_some_and(OpenLog::is_unlinked) {
+            *open = None;
+        }
+        match &mut *open {
+            Some(log) => log.append(&self.path, lines),
+            None => OpenLog::open(inner, &self.path)
+                .and_then(|log| open.insert(log).append(&self.path, lines)),
+        }
+    }
 }
 
 struct OpenLog {
@@ -522,20 +587,10 @@ impl LogWriter for FsLog {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (inner, path, file) = (self.inner.clone(), self.path.clone(), self.file.clone());
+        let (inner, file) = (self.inner.clone(), self.file.clone());
         let lines = std::mem::take(&mut self.pending);
         let (appended, lines) = tokio::task::spawn_blocking(move || {
-            let mut file = file.lock();
-            // A log removed by hand while open: the next line starts a new file, rather
-            // than going to one nobody can read.
-            if file.as_ref().is_some_and(OpenLog::is_unlinked) {
-                *file = None;
-            }
-            let appended = match &mut *file {
-                Some(open) => open.append(&path, &lines),
-                None => OpenLog::open(&inner, &path)
-                    .and_then(|open| file.insert(open).append(&path, &lines)),
-            };
+            let appended = file.append(&inner, &lines);
             (appended, lines)
         })
         .await
@@ -549,6 +604,10 @@ impl LogWriter for FsLog {
 
     fn discard_pending(&mut self) {
         self.pending.clear();
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 

@@ -252,4 +252,8 @@ impl LogWriter for MemoryLog {
     fn discard_pending(&mut self) {
         self.pending.clear();
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
