@@ -207,11 +207,7 @@ async fn serve(
         auth::ws_token(config.ws_token.clone(), &config.data_dir).await?;
     let live = Live::default();
     let pipeline = Pipeline::new(
-        PipelineConfig {
-            queue_frames: config.stream_queue_frames,
-            buffer_bytes: config.buffer_bytes,
-            idle_timeout: config.stream_idle_timeout,
-        },
+        PipelineConfig::of(&config),
         sink,
         metrics.clone(),
         live.clone(),

@@ -31,6 +31,17 @@ pub struct PipelineConfig {
     pub idle_timeout: Duration,
 }
 
+impl PipelineConfig {
+    /// The pipeline's part of the server's configuration.
+    pub fn of(config: &crate::Config) -> Self {
+        PipelineConfig {
+            queue_frames: config.stream_queue_frames,
+            buffer_bytes: config.buffer_bytes,
+            idle_timeout: config.stream_idle_timeout,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("the server is shutting down and takes no more frames")]
 pub struct PipelineClosed;

@@ -423,11 +423,7 @@ mod tests {
             let metrics = Arc::new(Metrics::default());
             let live = Live::default();
             let pipeline = Pipeline::new(
-                PipelineConfig {
-                    queue_frames: config.stream_queue_frames,
-                    buffer_bytes: config.buffer_bytes,
-                    idle_timeout: config.stream_idle_timeout,
-                },
+                PipelineConfig::of(&config),
                 Arc::new(sink.clone()),
                 metrics.clone(),
                 live.clone(),
