@@ -69,9 +69,9 @@ struct Inner {
     recordings: Recordings<Recording>,
     events: Mutex<LruCache<RecordingId, SharedLog>>,
     /// Recordings whose summaries wait for the publisher: each at most once, so at most
-    /// the recordings being written.
-    /// Each entry holds a lease, so that a recording waiting to be published is not
-    /// forgotten and started afresh meanwhile (two states would each write theirs).
+    /// the recordings being written. Each entry holds a lease, so that a recording waiting
+    /// to be published is not forgotten and started afresh meanwhile (two states would each
+    /// write theirs).
     queue: Mutex<Vec<Lease<Recording>>>,
     nudge: Notify,
 }
@@ -99,10 +99,6 @@ impl Recorder {
     pub async fn in_folder(root: std::path::PathBuf) -> Result<Self, crate::files::FsError> {
         let store = crate::store::fs::FsStore::open(root).await?;
         Ok(Recorder::new(Arc::new(store)))
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
     }
 }
 

@@ -229,7 +229,7 @@ mod tests {
         )
         .unwrap();
         let url = EndpointUrl::new(&Url::parse("https://f.example").unwrap(), &token());
-        // The whole body is checked against a stand-in for Recall in tests/bots.rs.
+        // The whole body is checked against a stand-in for Recall in tests/it/bots.rs.
         let body = request.body(&url);
         assert_eq!(body["meeting_url"], "https://meet.google.com/abc-defg-hij");
         assert_eq!(body["bot_name"], "Recorder");
