@@ -2,13 +2,16 @@
 //! module that knows every part the commands drive (the server's [`Config`], Recall's bots,
 //! the simulator), so that none of them knows the command line.
 
+use std::fmt;
+use std::path::{Path, PathBuf};
+
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::recall::{BotRequest, Bots};
-use crate::simulate::SimulateArgs;
+use crate::simulate::{SimulateArgs, SimulateError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,6 +106,81 @@ pub async fn create_bot(config: &Config, args: &CreateBotArgs) -> anyhow::Result
         })?;
     let bots = Bots::new(config, &token)?;
     Ok(bots.create(&request).await?)
+}
+
+/// Where the websocket token `simulate` sends comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimulateToken {
+    /// The URL has `?token=`.
+    InUrl,
+    /// `--token` or `WS_TOKEN`.
+    Given,
+    /// The server's own token, read from its `DATA_DIR`.
+    Stored(PathBuf),
+    /// None anywhere: not in the URL, not given, and no such file.
+    Missing(PathBuf),
+}
+
+impl fmt::Display for SimulateToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimulateToken::InUrl => f.write_str("token: the one in the URL"),
+            SimulateToken::Given => f.write_str("token: --token (or WS_TOKEN)"),
+            SimulateToken::Stored(path) => {
+                write!(f, "token: the server's, read from {}", path.display())
+            }
+            SimulateToken::Missing(path) => write!(
+                f,
+                "token: none (not in the URL, no --token or WS_TOKEN, no {})",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The token `recall-frames simulate` sends: the URL's, else `--token`/`WS_TOKEN`, else the
+/// one a server using `data_dir` keeps there, which is set as `args.token`. None is ever
+/// generated: a token the server does not know is as good as none.
+pub async fn simulate_token(
+    args: &mut SimulateArgs,
+    data_dir: &Path,
+) -> anyhow::Result<SimulateToken> {
+    let in_url = url::Url::parse(&args.url)
+        .is_ok_and(|url| url.query_pairs().any(|(key, _)| key == "token"));
+    if in_url {
+        return Ok(SimulateToken::InUrl);
+    }
+    if args.token.is_some() {
+        return Ok(SimulateToken::Given);
+    }
+    match crate::auth::existing_ws_token(None, data_dir).await? {
+        Some((token, _)) => {
+            args.token = Some(token.expose().to_owned());
+            Ok(SimulateToken::Stored(
+                data_dir.join(crate::auth::WS_TOKEN_FILE),
+            ))
+        }
+        None => Ok(SimulateToken::Missing(
+            data_dir.join(crate::auth::WS_TOKEN_FILE),
+        )),
+    }
+}
+
+/// Says where a token would have come from when the server refused a simulator that sent
+/// none.
+pub fn explain_simulate_error(error: SimulateError, token: &SimulateToken) -> anyhow::Error {
+    match (&error, token) {
+        (SimulateError::UpgradeRefused { status: 401, .. }, SimulateToken::Missing(path)) => {
+            anyhow::Error::new(error).context(format!(
+                "no websocket token was sent: the URL has no ?token=, neither --token nor \
+                 WS_TOKEN is set, and there is no {}. Pass the URL the server printed, or \
+                 --token, or point --data-dir (or DATA_DIR) at the server's data folder: \
+                 recall-frames --data-dir DIR simulate",
+                path.display()
+            ))
+        }
+        _ => error.into(),
+    }
 }
 
 // Here rather than in `config.rs`: it parses through the whole command line, which the

@@ -3,6 +3,7 @@
 
 #![warn(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -14,8 +15,21 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Errors here are a user's to act on (a bad setting, a port in use, a refused token):
+    // the message and its causes, not the `Debug` form that adds a backtrace whenever
+    // RUST_BACKTRACE is set.
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Bot(BotCommand::Create(args))) => {
@@ -25,7 +39,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&bot)?);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Simulate(args)) => simulate(*args).await,
+        Some(Command::Simulate(args)) => simulate(*args, &cli.config.data_dir).await,
         Some(Command::CopyToBucket) => {
             init_logs(&cli.config.log, std::io::stderr)?;
             let report = recall_frames::copy_to_bucket(&cli.config).await?;
@@ -77,9 +91,11 @@ fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
     Ok((before, after))
 }
 
-async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+async fn simulate(mut args: SimulateArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     // Many bots need many sockets; a failure shows up as a connection error later.
     let _ = raise_open_files_limit();
+    let token = recall_frames::cli::simulate_token(&mut args, data_dir).await?;
+    eprintln!("{token}");
     let simulation = Simulation::prepare(args).await?;
     let cancel = CancellationToken::new();
     let run = simulation.run(Output::Terminal, cancel.clone());
@@ -91,7 +107,8 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             cancel.cancel();
             run.await
         }
-    }?;
+    }
+    .map_err(|error| recall_frames::cli::explain_simulate_error(error, &token))?;
     println!("{report}");
     if report.refused() > 0 {
         eprintln!(

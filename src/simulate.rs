@@ -562,6 +562,17 @@ impl Simulation {
             bots: plan.bots.len(),
             streams,
             interrupted,
+            recordings: plan
+                .bots
+                .iter()
+                .map(|bot| {
+                    let id = bot.resources.recording.id.as_str().unwrap_or_default();
+                    RecordingPage {
+                        id: id.into(),
+                        page: plan.endpoint.recording_page(id),
+                    }
+                })
+                .collect(),
             frames_described: plan.frames_described.clone(),
         }
     }
@@ -636,8 +647,21 @@ pub struct Report {
     pub streams: Vec<StreamReport>,
     /// Stopped early by Ctrl-C.
     pub interrupted: bool,
+    /// Each bot's recording and the page that shows it, in bot order.
+    pub recordings: Vec<RecordingPage>,
     frames_described: String,
 }
+
+/// A recording the run streamed, and its browse page on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingPage {
+    pub id: String,
+    /// `http(s)://host:port/recordings/<id>`, from the websocket URL.
+    pub page: String,
+}
+
+/// Recordings the summary lists one by one; a larger run names the rest by count.
+const RECORDINGS_LISTED: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -726,6 +750,14 @@ impl fmt::Display for Report {
                     refused.count, refused.first_message
                 )?;
             }
+        }
+        for recording in self.recordings.iter().take(RECORDINGS_LISTED) {
+            write!(f, "\nrecording {}: open {}", recording.id, recording.page)?;
+        }
+        if let Some(more) = self.recordings.len().checked_sub(RECORDINGS_LISTED)
+            && more > 0
+        {
+            write!(f, "\n     and {more} more recording(s), numbered as above")?;
         }
         if self.interrupted {
             write!(f, "\ninterrupted before the end")?;

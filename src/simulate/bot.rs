@@ -48,7 +48,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Takes the URL the server printed; adds `?token=` when the URL has none.
+    /// Takes the URL the server printed, or the server's own address: `http(s)://` is taken
+    /// as `ws(s)://`, an empty path or `/` as `/ws`, and `?token=` is added when the URL has
+    /// none.
     pub fn parse(text: &str, token: Option<&str>) -> Result<Self, SimulateError> {
         let bad = || SimulateError::BadUrl(text.to_owned());
         let mut url = url::Url::parse(text).map_err(|_| bad())?;
@@ -61,6 +63,9 @@ impl Endpoint {
         if url.host_str().is_none() {
             return Err(bad());
         }
+        if matches!(url.path(), "" | "/") {
+            url.set_path("/ws");
+        }
         let has_token = url.query_pairs().any(|(key, _)| key == "token");
         if let (false, Some(token)) = (has_token, token) {
             url.query_pairs_mut().append_pair("token", token);
@@ -70,6 +75,24 @@ impl Endpoint {
 
     pub fn signed_with(self, secret: Option<SigningSecret>) -> Self {
         Endpoint { secret, ..self }
+    }
+
+    /// The browse page of a recording on this server: `http(s)://host:port/recordings/<id>`,
+    /// under the same path prefix as the websocket's `/ws`.
+    pub fn recording_page(&self, recording: &str) -> String {
+        let mut page = self.url.clone();
+        page.set_query(None);
+        page.set_fragment(None);
+        let scheme = if self.url.scheme() == "wss" {
+            "https"
+        } else {
+            "http"
+        };
+        // ws -> http and wss -> https are both special schemes: the change cannot fail.
+        let _ = page.set_scheme(scheme);
+        let prefix = page.path().strip_suffix("/ws").unwrap_or("").to_owned();
+        page.set_path(&format!("{prefix}/recordings/{recording}"));
+        page.into()
     }
 
     /// The upgrade request of one connection attempt, made afresh for every attempt: a
@@ -100,6 +123,22 @@ impl Endpoint {
         }
         Ok(request)
     }
+}
+
+/// Characters of a refused upgrade's body that an error message shows.
+const BODY_SHOWN: usize = 120;
+
+/// The first non-blank line of a refused upgrade's body, cut short: our server answers with
+/// one line of reason, but a wrong URL can answer with a whole HTML page.
+fn first_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let mut shown: String = first.chars().take(BODY_SHOWN).collect();
+    if shown.len() < first.len() || lines.next().is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// The URL with its token hidden, for messages.
@@ -462,7 +501,9 @@ impl Sender {
                     let body = response
                         .body()
                         .as_deref()
-                        .map(|b| format!(": {}", String::from_utf8_lossy(b).trim()))
+                        .map(first_line)
+                        .filter(|line| !line.is_empty())
+                        .map(|line| format!(": {line}"))
                         .unwrap_or_default();
                     // Refusals (a wrong token) will not change; overload and restarts may.
                     if !matches!(status, 408 | 429 | 500..) {
@@ -769,5 +810,54 @@ mod tests {
         assert_eq!(given.url.as_str(), "wss://x.fly.dev/ws?token=abc");
         assert!(Endpoint::parse("localhost:8080/ws", None).is_err());
         assert!(Endpoint::parse("ftp://x/ws", None).is_err());
+    }
+
+    #[test]
+    fn a_server_address_is_taken_as_its_websocket() {
+        for (given, expected) in [
+            ("http://localhost:8080/", "ws://localhost:8080/ws"),
+            ("http://localhost:8080", "ws://localhost:8080/ws"),
+            ("https://x.fly.dev/", "wss://x.fly.dev/ws"),
+            (
+                "ws://localhost:8080/?token=abc",
+                "ws://localhost:8080/ws?token=abc",
+            ),
+            ("https://x.fly.dev/ws", "wss://x.fly.dev/ws"),
+        ] {
+            assert_eq!(Endpoint::parse(given, None).unwrap().url.as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn the_browse_page_is_on_the_websocket_server() {
+        let page = |url: &str| {
+            Endpoint::parse(url, Some("t"))
+                .unwrap()
+                .recording_page("r-1")
+        };
+        assert_eq!(
+            page("ws://127.0.0.1:9/ws?token=abc"),
+            "http://127.0.0.1:9/recordings/r-1"
+        );
+        assert_eq!(page("wss://x.fly.dev/"), "https://x.fly.dev/recordings/r-1");
+        assert_eq!(
+            page("wss://x.example/frames/ws"),
+            "https://x.example/frames/recordings/r-1"
+        );
+    }
+
+    #[test]
+    fn a_refused_upgrade_shows_a_short_first_line_of_its_body() {
+        assert_eq!(
+            first_line(b"token is missing or wrong\n"),
+            "token is missing or wrong"
+        );
+        assert_eq!(
+            first_line(b"\n<!doctype html>\n<html><body>page</body></html>\n"),
+            "<!doctype html>…"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(first_line(long.as_bytes()).chars().count(), BODY_SHOWN + 1);
+        assert_eq!(first_line(b""), "");
     }
 }

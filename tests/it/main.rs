@@ -7,6 +7,7 @@ mod bad_input;
 mod bots;
 mod browse;
 mod browser;
+mod cli;
 mod common;
 mod deploy;
 mod faults;

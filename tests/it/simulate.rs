@@ -400,10 +400,122 @@ async fn a_clean_run_of_the_binary_exits_zero_with_a_summary() {
         "{stdout}"
     );
     assert!(stdout.contains("refused by the server: none"), "{stdout}");
+    // The summary says where the frames went and which page shows them.
+    let page = server.url("/recordings/cli_run");
+    assert!(
+        stdout.contains(&format!("recording cli_run: open {page}")),
+        "{stdout}"
+    );
+    assert_eq!(server.get("/recordings/cli_run").await.status(), 200);
     server.stop().await.unwrap();
     let pngs = tree(&server.data_dir)
         .iter()
         .filter(|p| p.starts_with("cli_run/") && p.ends_with(".png"))
         .count();
     assert_eq!(pngs, 9);
+}
+
+#[tokio::test]
+async fn with_no_token_given_the_servers_stored_token_is_used() {
+    let mut server = TestServer::start_with(&["--generated-token"]).await;
+    let data_dir = server.data_dir.to_str().unwrap().to_owned();
+    let output = run_simulate(&[
+        &format!("ws://{}/ws", server.addr),
+        "--data-dir",
+        &data_dir,
+        "--frames",
+        "1",
+        "--size",
+        SMALL,
+        "--recording",
+        "stored_token",
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stored = server.data_dir.join(".ws-token");
+    assert!(
+        stderr.contains(&format!(
+            "token: the server's, read from {}",
+            stored.display()
+        )),
+        "{stderr}"
+    );
+    server.stop().await.unwrap();
+    assert!(server.data_dir.join("stored_token").is_dir());
+}
+
+#[tokio::test]
+async fn with_no_token_anywhere_a_refusal_says_where_one_would_be() {
+    let server = TestServer::start().await;
+    let empty = tempfile::tempdir().unwrap();
+    let (code, stderr) = simulate_command(&[
+        &format!("ws://{}/ws", server.addr),
+        "--data-dir",
+        empty.path().to_str().unwrap(),
+        "--frames",
+        "1",
+        "--size",
+        SMALL,
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("token: none"), "{stderr}");
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    let looked = empty.path().join(".ws-token");
+    assert!(
+        stderr.contains(&format!("there is no {}", looked.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--token"), "{stderr}");
+    assert!(
+        !empty.path().join(".ws-token").exists(),
+        "none is generated"
+    );
+}
+
+#[tokio::test]
+async fn the_servers_http_address_is_taken_as_its_websocket() {
+    let mut server = TestServer::start().await;
+    let (code, stderr) = simulate_command(&[
+        &server.url("/"),
+        "--token",
+        WS_TOKEN,
+        "--frames",
+        "1",
+        "--size",
+        SMALL,
+        "--recording",
+        "from_http",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    server.stop().await.unwrap();
+    assert!(server.data_dir.join("from_http").is_dir());
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_shows_the_status_and_a_line_not_a_page() {
+    let server = TestServer::start().await;
+    // A recording, so that its browse page is a whole HTML page.
+    simulate(
+        &server.ws_url(WS_TOKEN),
+        &["--frames", "1", "--size", SMALL, "--recording", "paged"],
+    )
+    .await;
+    let page = server.get("/recordings/paged").await.text().await.unwrap();
+    assert!(
+        page.lines().count() > 3,
+        "the server answers a page: {page}"
+    );
+    let url = format!("ws://{}/recordings/paged?token={WS_TOKEN}", server.addr);
+    let (code, stderr) = simulate_command(&[&url, "--frames", "1", "--size", SMALL]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused the websocket upgrade: HTTP "),
+        "{stderr}"
+    );
+    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(error.len() < 300, "{stderr}");
+    assert!(!stderr.contains("</html>"), "{stderr}");
 }
