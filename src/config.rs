@@ -45,6 +45,11 @@ pub struct Config {
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,
 
+    /// How log lines are written: `text` (coloured only on a terminal) or `json`, one object
+    /// a line, for log shippers.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// How often every open websocket is pinged, so that proxies keep idle ones open.
     #[arg(long, env = "PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
     pub ping_interval: Duration,
@@ -340,6 +345,13 @@ fn parse_bucket_region(text: &str) -> Result<String, String> {
     } else {
         Err("must be a region name such as us-east-1 (Tigris: auto)".into())
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A positive duration as people write it: `20s`, `500ms`, `2m`.

@@ -59,7 +59,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{Config, LogFormat};
 pub use copy::{CopyReport, copy_to_bucket};
 
 use crate::auth::TokenSource;

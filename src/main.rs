@@ -3,6 +3,7 @@
 
 #![warn(clippy::unwrap_used)]
 
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use recall_frames::cli::{BotCommand, Cli, Command};
 use recall_frames::simulate::{Output, SimulateArgs, Simulation};
+use recall_frames::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -34,14 +36,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None | Some(Command::Serve) => serve(cli.config).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Bot(BotCommand::Create(args))) => {
             // Logs go to stderr: stdout is the bot's JSON, for scripts to read.
-            init_logs(&cli.config.log, std::io::stderr)?;
+            init_logs(
+                &cli.config,
+                std::io::stderr,
+                std::io::stderr().is_terminal(),
+            )?;
             let bot = recall_frames::cli::create_bot(&cli.config, &args).await?;
             println!("{}", serde_json::to_string_pretty(&bot)?);
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Simulate(args)) => simulate(*args, &cli.config.data_dir).await,
         Some(Command::CopyToBucket) => {
-            init_logs(&cli.config.log, std::io::stderr)?;
+            init_logs(
+                &cli.config,
+                std::io::stderr,
+                std::io::stderr().is_terminal(),
+            )?;
             let report = recall_frames::copy_to_bucket(&cli.config).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             let skipped = report.skipped();
@@ -54,21 +64,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logs<W>(log: &str, writer: W) -> anyhow::Result<()>
+/// Logs to `writer` (stdout or stderr, `on_terminal` saying whether it is one) at the
+/// config's level and in its format: colour only for a terminal, never in a file or a pipe.
+fn init_logs<W>(config: &Config, writer: W, on_terminal: bool) -> anyhow::Result<()>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let log = &config.log;
     let filter = EnvFilter::try_new(log)
         .with_context(|| format!("RUST_LOG {log:?} is not a valid filter"))?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .init();
+        .with_writer(writer);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(on_terminal).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     Ok(())
 }
 
 async fn serve(config: recall_frames::Config) -> anyhow::Result<()> {
-    init_logs(&config.log, std::io::stdout)?;
+    init_logs(&config, std::io::stdout, std::io::stdout().is_terminal())?;
     match raise_open_files_limit() {
         Ok((before, after)) if after > before => {
             tracing::info!("open files limit raised from {before} to {after}")

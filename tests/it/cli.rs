@@ -82,3 +82,44 @@ async fn user_errors_print_a_message_not_a_backtrace() {
     );
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
 }
+
+/// Logs written to a pipe or a file (Fly's logs, `> server.log`) carry no colour codes, and
+/// `LOG_FORMAT=json` writes one JSON object a line for log shippers.
+#[tokio::test]
+async fn logs_off_a_terminal_are_plain_text_or_json() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--listen-address",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ];
+    // The server logs, then cannot bind the taken port and exits.
+    let plain = recall_frames(&[], &args).await;
+    let stdout = String::from_utf8_lossy(&plain.stdout);
+    assert!(stdout.contains("INFO recall_frames"), "{stdout}");
+    assert!(
+        !stdout.contains('\x1b'),
+        "no colour codes in a pipe: {stdout:?}"
+    );
+
+    let json = recall_frames(&[("LOG_FORMAT", "json")], &args).await;
+    let stdout = String::from_utf8_lossy(&json.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(!lines.is_empty(), "a line logged before the bind failed");
+    for line in &lines {
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+
+    let bad = recall_frames(&[("LOG_FORMAT", "yaml")], &args).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("[possible values: text, json]"));
+}
