@@ -859,7 +859,7 @@ impl<R> Drop for Lease<R> {
 
 /// How a participant was last described, and the meeting time (relative seconds) of the
 /// newest frame or event that described them so.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Described {
     participant: Participant,
     as_of: f64,

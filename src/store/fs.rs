@@ -117,8 +117,14 @@ impl Inner {
     /// Removes the temporary files of earlier runs from `dir`, before this process first
     /// writes there. Only writers sweep: a reader beside a live server removes nothing.
     fn sweep(&self, dir: &Path) -> Result<(), FsError> {
-        if self.swept.lock().put(dir.to_owned(), ()).is_some() {
-            return Ok(());
+        {
+            // Looked up before it is owned: every frame passes here, and nearly always
+            // finds its folder swept.
+            let mut swept = self.swept.lock();
+            if swept.get(dir).is_some() {
+                return Ok(());
+            }
+            swept.put(dir.to_owned(), ());
         }
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
