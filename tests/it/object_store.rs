@@ -182,6 +182,30 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
             "{path}"
         );
     }
+    // The ZIP of the recording too: the folder's layout and bytes from either storage,
+    // the manifests and events a bucket keeps in chunks each as one file.
+    let zip_of = |server: &TestServer| {
+        let url = server.url("/api/recordings/rec_9f1c2a/zip");
+        async move { reqwest::get(url).await.unwrap().bytes().await.unwrap() }
+    };
+    let (zip_from_bucket, zip_from_disk) = (zip_of(&from_bucket).await, zip_of(&from_disk).await);
+    let (zip_from_bucket, zip_from_disk) = (
+        Unzipped::new(&zip_from_bucket),
+        Unzipped::new(&zip_from_disk),
+    );
+    let mut names = zip_from_bucket.names();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        disk_files.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for name in names {
+        assert_eq!(
+            zip_from_bucket.file(name).bytes,
+            zip_from_disk.file(name).bytes,
+            "{name}"
+        );
+    }
     from_bucket.stop().await.unwrap();
     from_disk.stop().await.unwrap();
 
