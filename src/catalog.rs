@@ -165,10 +165,9 @@ pub enum SavedContent {
     Whole(Key),
     /// A log (a `.jsonl` a store may keep in parts) as one file; left out when absent.
     Log(Key),
-    /// A stream's frames, then its `frames.jsonl` listing exactly those frames ([`Catalog::
-    /// manifest`] as it stands when the stream is reached). `frames` is how many it had when
-    /// listed.
-    Stream { stream: StreamKey, frames: usize },
+    /// A stream's frames, then its `frames.jsonl` listing exactly those frames
+    /// ([`Catalog::manifest`] as it stands when the stream is reached).
+    Stream(StreamKey),
 }
 
 impl SavedFile {
@@ -356,10 +355,7 @@ impl Catalog {
             ));
             for stream in &participant.streams {
                 files.push(SavedFile::at(folder.join(stream.key.kind.as_str()), |_| {
-                    SavedContent::Stream {
-                        stream: stream.key.clone(),
-                        frames: stream.frames,
-                    }
+                    SavedContent::Stream(stream.key.clone())
                 }));
             }
         }
@@ -373,13 +369,11 @@ impl Catalog {
         stream: &StreamKey,
         path: String,
     ) -> Result<SavedFile, CatalogError> {
-        let frames = self.frames(stream, None, 1).await?.total;
+        // Listing one frame finds the stream, through the index the pages use.
+        self.frames(stream, None, 1).await?;
         Ok(SavedFile {
             path,
-            content: SavedContent::Stream {
-                stream: stream.clone(),
-                frames,
-            },
+            content: SavedContent::Stream(stream.clone()),
         })
     }
 

@@ -18,12 +18,6 @@ use crate::state::AppState;
 /// Bytes of ZIP held between the writer and the response body.
 const ZIP_PIPE_BYTES: usize = 256 * 1024;
 
-/// Entries past which a ZIP needs ZIP64's end records. The writer switches to ZIP64 by
-/// itself only for sizes past 4 GiB, not for many small entries, so a download that may
-/// come near this count asks for ZIP64 from the start: with half the limit as margin, a
-/// stream still recording cannot push it over.
-const ZIP64_ENTRIES: usize = u16::MAX as usize / 2;
-
 /// `GET /api/recordings/{recording}/{participant}/{stream}.zip`: a stream's frames and its
 /// `frames.jsonl`, in one folder named `<recording>-<participant>-<type>`.
 pub async fn get_stream_zip(
@@ -116,17 +110,6 @@ fn listed_frames(manifest: &[u8]) -> Vec<(u64, Timestamp)> {
     frames
 }
 
-/// How many entries the ZIP of `files` will have, as far as the listing knows.
-fn entries(files: &[SavedFile]) -> usize {
-    files
-        .iter()
-        .map(|file| match &file.content {
-            SavedContent::Whole(_) | SavedContent::Log(_) => 1,
-            SavedContent::Stream { frames, .. } => frames + 1,
-        })
-        .sum()
-}
-
 #[derive(Debug, thiserror::Error)]
 enum ZipStreamError {
     #[error(transparent)]
@@ -143,10 +126,8 @@ async fn write_zip(
     files: Vec<SavedFile>,
     out: tokio::io::DuplexStream,
 ) -> Result<(), ZipStreamError> {
+    // ZIP64 where needed (past 65,535 entries or 4 GiB), which a long meeting reaches.
     let mut zip = async_zip::base::write::ZipFileWriter::with_tokio(out);
-    if entries(&files) > ZIP64_ENTRIES {
-        zip = zip.force_zip64();
-    }
     let written = async {
         let now = Timestamp::now();
         for file in &files {
@@ -154,7 +135,7 @@ async fn write_zip(
             let whole = match &file.content {
                 SavedContent::Whole(key) => catalog.whole_file(key).await.map_err(read)?,
                 SavedContent::Log(key) => catalog.whole_log(key).await.map_err(read)?,
-                SavedContent::Stream { stream, .. } => {
+                SavedContent::Stream(stream) => {
                     write_stream(&catalog, &mut zip, stream, &file.path).await?;
                     continue;
                 }
@@ -257,6 +238,32 @@ mod tests {
             .map(|(ms, _)| ms)
             .collect();
         assert_eq!(listed, vec![1000, 2000]);
+    }
+
+    /// A long meeting's recording has more entries than a plain ZIP counts (65,535): the
+    /// writer goes ZIP64 by itself, and a real reader opens the archive whole.
+    #[tokio::test]
+    async fn an_archive_of_many_entries_is_read_whole() {
+        async fn archive(entries: usize) -> Result<usize, zip::result::ZipError> {
+            use tokio::io::AsyncReadExt as _;
+            let (out, mut read) = tokio::io::duplex(ZIP_PIPE_BYTES);
+            let write = async move {
+                let mut zip = async_zip::base::write::ZipFileWriter::with_tokio(out);
+                let time = Timestamp::now();
+                for i in 0..entries {
+                    add(&mut zip, format!("{i:09}.png"), time, b"")
+                        .await
+                        .unwrap();
+                }
+                zip.close().await.unwrap();
+            };
+            let mut bytes = Vec::new();
+            let ((), _) = tokio::join!(write, read.read_to_end(&mut bytes));
+            Ok(zip::ZipArchive::new(std::io::Cursor::new(bytes))?.len())
+        }
+        let many = u16::MAX as usize + 10;
+        assert_eq!(archive(many).await.unwrap(), many);
+        assert_eq!(archive(3).await.unwrap(), 3);
     }
 
     #[test]
