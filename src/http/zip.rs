@@ -126,7 +126,7 @@ async fn write_zip(
     files: Vec<SavedFile>,
     out: tokio::io::DuplexStream,
 ) -> Result<(), ZipStreamError> {
-    // ZIP64 where needed (past 65,535 entries or 4 GiB), which a long meeting reaches.
+    // async_zip goes ZIP64 by itself past 65,535 entries or 4 GiB, as a long meeting does.
     let mut zip = async_zip::base::write::ZipFileWriter::with_tokio(out);
     let written = async {
         let now = Timestamp::now();

@@ -496,6 +496,8 @@ async fn no_request_reaches_outside_the_data_folder() {
         "/api/recordings/rec_9f1c2a/100/webcam/000099000.png",
         "/api/recordings/rec_9f1c2a/200/screenshare/000000500.png",
         "/api/recordings/rec_9f1c2a/200/screenshare.zip",
+        "/api/recordings/linked_recording/zip",
+        "/api/recordings/%2e%2e/zip",
         "/recordings/..%2f..%2fetc",
         "/recordings/rec_9f1c2a/300/webcam",
     ];
@@ -535,6 +537,17 @@ async fn no_request_reaches_outside_the_data_folder() {
         .await
         .unwrap();
     assert!(!body.windows(secret.len()).any(|w| w == secret));
+    // Nor does the recording's ZIP take in a linked folder, stream or frame.
+    let body = server
+        .get("/api/recordings/rec_9f1c2a/zip")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert!(!body.windows(secret.len()).any(|w| w == secret));
+    let names = Unzipped::new(&body).names().join("\n");
+    assert!(!names.contains("300-mallory"), "{names}");
+    assert!(!names.contains("000099000"), "{names}");
 }
 
 #[tokio::test]
@@ -566,6 +579,7 @@ async fn with_an_api_token_every_browse_route_needs_it() {
         "/api/recordings/rec_9f1c2a/100/webcam/frames",
         frame.as_str(),
         "/api/recordings/rec_9f1c2a/100/webcam.zip",
+        "/api/recordings/rec_9f1c2a/zip",
         "/api/live",
     ] {
         let url = server.url(path);
