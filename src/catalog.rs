@@ -149,6 +149,36 @@ pub struct RecordingDetail {
     pub participants: Vec<ParticipantDetail>,
 }
 
+/// One file of a saved recording, or one stream folder, named by where the layout puts it:
+/// what a download of a recording or a stream holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedFile {
+    /// Its path in the layout, `/`-separated (`rec_1/100-alice/participant.json`); for a
+    /// stream, the folder its frames and `frames.jsonl` go in.
+    pub path: String,
+    pub content: SavedContent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SavedContent {
+    /// A file read whole, such as a summary; left out when absent.
+    Whole(Key),
+    /// A log (a `.jsonl` a store may keep in parts) as one file; left out when absent.
+    Log(Key),
+    /// A stream's frames, then its `frames.jsonl` listing exactly those frames
+    /// ([`Catalog::manifest`] as it stands when the stream is reached).
+    Stream(StreamKey),
+}
+
+impl SavedFile {
+    fn at(key: Key, content: impl FnOnce(Key) -> SavedContent) -> SavedFile {
+        SavedFile {
+            path: key.as_str().to_owned(),
+            content: content(key),
+        }
+    }
+}
+
 impl StreamSummary {
     /// The earliest and latest frame times of a set of streams.
     fn span<'a>(
@@ -305,6 +335,66 @@ impl Catalog {
             overview,
             participants,
         })
+    }
+
+    /// Everything a recording's folder holds that the catalog reads, in the layout's order:
+    /// `recording.json`, `events.jsonl`, then each participant's `participant.json` and
+    /// stream folders. A new kind of file is one more line here.
+    pub async fn recording_files(&self, id: &RecordingId) -> Result<Vec<SavedFile>, CatalogError> {
+        let detail = self.recording(id).await?;
+        let recording = layout::recording_key(id);
+        let mut files = vec![
+            SavedFile::at(recording.join(layout::RECORDING_FILE), SavedContent::Whole),
+            SavedFile::at(recording.join(layout::EVENTS_LOG), SavedContent::Log),
+        ];
+        for participant in &detail.participants {
+            let folder = recording.join(&participant.folder);
+            files.push(SavedFile::at(
+                folder.join(layout::PARTICIPANT_FILE),
+                SavedContent::Whole,
+            ));
+            for stream in &participant.streams {
+                files.push(SavedFile::at(folder.join(stream.key.kind.as_str()), |_| {
+                    SavedContent::Stream(stream.key.clone())
+                }));
+            }
+        }
+        Ok(files)
+    }
+
+    /// A stream folder to download under `path`; [`CatalogError::NotFound`] when the stream
+    /// is not saved.
+    pub async fn stream_files(
+        &self,
+        stream: &StreamKey,
+        path: String,
+    ) -> Result<SavedFile, CatalogError> {
+        // Listing one frame finds the stream, through the index the pages use.
+        self.frames(stream, None, 1).await?;
+        Ok(SavedFile {
+            path,
+            content: SavedContent::Stream(stream.clone()),
+        })
+    }
+
+    /// The bytes of a file read whole ([`SavedContent::Whole`]); `None` when absent.
+    pub async fn whole_file(&self, key: &Key) -> Result<Option<Bytes>, CatalogError> {
+        Ok(self.store.get(key).await?.map(|found| found.bytes))
+    }
+
+    /// A log's complete lines as one file ([`SavedContent::Log`]); `None` when absent.
+    pub async fn whole_log(&self, log: &Key) -> Result<Option<Bytes>, CatalogError> {
+        let mut cursor = LogCursor::default();
+        let lines = read_log(self.store.as_ref(), log, &mut cursor).await?.lines;
+        if !cursor.found_log() {
+            return Ok(None);
+        }
+        let mut text = Vec::with_capacity(lines.iter().map(|line| line.len() + 1).sum());
+        for line in lines {
+            text.extend_from_slice(&line);
+            text.push(b'\n');
+        }
+        Ok(Some(text.into()))
     }
 
     /// A recording's participant events (`events.jsonl`), in the order they were received;

@@ -22,8 +22,39 @@ use crate::simulate::{SimulateArgs, SimulateError};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Server settings")]
     pub config: Config,
+}
+
+impl Cli {
+    /// Parses the process's command line, exiting with clap's message (and status 2) on a
+    /// mistake, or with the help or version asked for.
+    pub fn parse_args() -> Self {
+        let matches = command_line(Cli::command()).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+}
+
+/// The subcommand that takes none of the server's settings but `--data-dir` (where it
+/// finds the server's websocket token).
+const CLIENT_SUBCOMMAND: &str = "simulate";
+
+/// The command line as people type it: every server setting is global, so it is taken
+/// before the subcommand (`recall-frames --port 9001 serve`) or after it (`recall-frames
+/// serve --port 9001`, `bot create --recall-api-key ...`), and each subcommand's `--help`
+/// lists the settings it reads. Given in both places, the one after the subcommand wins.
+/// `simulate`, a client of the server, would read none of them but `--data-dir`: they are
+/// left out of its help.
+fn command_line(command: clap::Command) -> clap::Command {
+    let command = command.mut_args(|arg| arg.global(true));
+    // A subcommand that has an argument of a global's id keeps its own: give `simulate`
+    // hidden copies of the settings, so that they stay out of its help.
+    let hidden: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| arg.get_id() != "data_dir")
+        .map(|arg| arg.clone().hide(true))
+        .collect();
+    command.mut_subcommand(CLIENT_SUBCOMMAND, |client| client.args(hidden))
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,8 +71,8 @@ pub enum Command {
     ///
     /// For a move from a volume to a bucket. Nothing in the bucket is replaced; running it
     /// again finishes an interrupted copy. Prints a JSON report; exits 1 if anything could
-    /// not be copied. DATA_DIR and the bucket's settings come from the environment, or from
-    /// the options before the subcommand (`recall-frames --data-dir ./frames copy-to-bucket`).
+    /// not be copied. DATA_DIR and the bucket's settings come from the environment or from
+    /// the options (`recall-frames copy-to-bucket --data-dir ./frames --bucket-name ...`).
     CopyToBucket,
 }
 
@@ -65,7 +96,7 @@ around the ring. With --pngs, a folder's PNG files are sent instead.";
 pub enum BotCommand {
     /// Create a Recall bot that joins a meeting and streams its frames to this server (as
     /// `POST /api/bots` does). Reads the server's settings (RECALL_API_KEY, PUBLIC_URL,
-    /// WS_TOKEN...) from the environment or from flags given before `bot`.
+    /// WS_TOKEN...) from the environment or from the options.
     Create(CreateBotArgs),
 }
 
@@ -194,9 +225,30 @@ impl Config {
         T: Into<std::ffi::OsString> + Clone,
     {
         let program = std::iter::once(std::ffi::OsString::from("recall-frames"));
-        let matches = Cli::command()
-            .mut_args(|arg| arg.env(None))
+        let matches = command_line(Cli::command().mut_args(|arg| arg.env(None)))
             .try_get_matches_from(program.chain(args.into_iter().map(Into::into)))?;
         Ok(Cli::from_arg_matches(&matches)?.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the command line as it is built with global settings (clashing
+    /// names, a hidden copy in `simulate` that no longer matches its global).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        command_line(Cli::command()).debug_assert();
+    }
+
+    #[test]
+    fn settings_are_read_before_and_after_the_subcommand() {
+        let config = Config::from_args(["--port", "9001", "serve", "--data-dir", "/d"]).unwrap();
+        assert_eq!((config.port, config.data_dir), (9001, PathBuf::from("/d")));
+        let config = Config::from_args(["--port", "9001", "serve", "--port", "9002"]).unwrap();
+        assert_eq!(config.port, 9002, "the one after the subcommand wins");
+        let config = Config::from_args(["serve"]).unwrap();
+        assert_eq!(config.port, 8080);
     }
 }

@@ -22,7 +22,7 @@ pub struct Config {
     pub port: u16,
 
     /// Folder the recordings are written to.
-    #[arg(long, env = "DATA_DIR", default_value = "./frames", global = true)]
+    #[arg(long, env = "DATA_DIR", default_value = "./frames")]
     pub data_dir: PathBuf,
 
     /// Secret that bots present as `?token=` on /ws (16+ characters of A-Z a-z 0-9 . _ ~ -).

@@ -7,6 +7,7 @@ pub mod live;
 pub mod serve;
 pub mod ui;
 pub mod ws;
+pub mod zip;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use recall_frames::cli::{BotCommand, Cli, Command};
 use recall_frames::simulate::{Output, SimulateArgs, Simulation};
 use recall_frames::{Config, LogFormat};
@@ -18,7 +17,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // Errors here are a user's to act on (a bad setting, a port in use, a refused token):
     // the message and its causes, not the `Debug` form that adds a backtrace whenever
     // RUST_BACKTRACE is set.

@@ -1,4 +1,5 @@
-//! The JSON API over saved recordings, the frames themselves, and a stream as a ZIP.
+//! The JSON API over saved recordings and the frames themselves (the ZIP downloads are in
+//! [`super::zip`]).
 //!
 //! Every path segment a client sends is parsed into a checked domain value before the
 //! catalog sees it: the catalog never receives a path.
@@ -14,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use headers::{ETag, HeaderMapExt as _, IfNoneMatch};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use crate::catalog::{
 };
 use crate::error::ApiError;
 use crate::frame::{FrameTime, RecordingId, StreamKey, StreamKind};
-use crate::layout::{self, FrameRecord};
+use crate::layout;
 use crate::state::AppState;
 
 /// Frames never change once saved: caches may keep them for good.
@@ -37,16 +37,17 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Most frames one page lists.
 pub const MAX_PAGE: usize = 1000;
 
-/// Bytes of ZIP held between the writer and the response body.
-const ZIP_PIPE_BYTES: usize = 256 * 1024;
-
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/recordings", get(list_recordings))
         .route("/api/recordings/{recording}", get(get_recording))
         .route(
+            "/api/recordings/{recording}/zip",
+            get(super::zip::get_recording_zip),
+        )
+        .route(
             "/api/recordings/{recording}/{participant}/{stream}",
-            get(get_stream_zip),
+            get(super::zip::get_stream_zip),
         )
         .route(
             "/api/recordings/{recording}/{participant}/{stream}/frames",
@@ -136,6 +137,11 @@ pub mod urls {
     pub fn zip(key: &StreamKey) -> String {
         format!("{}.zip", stream_api(key))
     }
+
+    /// The ZIP of a whole recording.
+    pub fn recording_zip(id: &RecordingId) -> String {
+        format!("{}/zip", recording_api(id))
+    }
 }
 
 // ---- JSON shapes ----
@@ -158,6 +164,7 @@ struct RecordingHead {
     frames: u64,
     url: String,
     page: String,
+    zip_url: String,
 }
 
 #[derive(Serialize)]
@@ -236,6 +243,7 @@ impl RecordingHead {
             frames: overview.frames,
             url: urls::recording_api(&overview.id),
             page: urls::recording_page(&overview.id),
+            zip_url: urls::recording_zip(&overview.id),
         }
     }
 }
@@ -412,142 +420,6 @@ fn bytes_response(request: &HeaderMap, bytes: Bytes, etag: Option<String>) -> Re
     response
 }
 
-// ---- the ZIP of a stream ----
-
-async fn get_stream_zip(
-    State(state): State<AppState>,
-    Path((recording, participant, stream)): Path<(String, String, String)>,
-) -> Result<Response, ApiError> {
-    let kind = stream
-        .strip_suffix(".zip")
-        .ok_or(ApiError::NotFound("route"))?;
-    let key = stream_key(&recording, &participant, kind)?;
-    // The ZIP holds exactly the frames its frames.jsonl lists, as the manifest stood now.
-    let manifest = state.catalog.manifest(&key).await.or_not_found("stream")?;
-    let frames = listed_frames(&manifest);
-    let folder = format!("{}-{}-{}", key.recording, key.participant, key.kind);
-    let disposition = format!("attachment; filename=\"{folder}.zip\"");
-
-    let (writer, reader) = tokio::io::duplex(ZIP_PIPE_BYTES);
-    let writing = write_zip(state.catalog.clone(), key, folder, frames, manifest, writer);
-    // The body drives the writer: no task outlives the response, and a client that stops
-    // reading stops the writing.
-    let failed = futures_util::stream::once(writing).filter_map(|result| async move {
-        result
-            .err()
-            .map(|error| Err(std::io::Error::other(error.to_string())))
-    });
-    let body = futures_util::stream::select(tokio_util::io::ReaderStream::new(reader), failed);
-    let body = abort_on_shutdown(body, state.shutdown.clone());
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
-}
-
-/// Passes a body through until shutdown starts, then fails it, so the client sees a cut
-/// transfer rather than a ZIP that looks complete, and shutdown does not wait for it.
-fn abort_on_shutdown(
-    body: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let state = (Box::pin(body), Box::pin(shutdown.cancelled_owned()), false);
-    futures_util::stream::unfold(state, |(mut body, mut stop, stopped)| async move {
-        if stopped {
-            return None;
-        }
-        tokio::select! {
-            item = body.next() => item.map(|item| (item, (body, stop, false))),
-            () = &mut stop => {
-                let error = std::io::Error::other("the server is shutting down");
-                Some((Err(error), (body, stop, true)))
-            }
-        }
-    })
-}
-
-/// The frames a manifest lists, in time order, each once.
-fn listed_frames(manifest: &[u8]) -> Vec<(u64, Timestamp)> {
-    let mut frames: Vec<(u64, Timestamp)> = crate::store::complete_lines(manifest)
-        .filter_map(|line| FrameRecord::parse_line(line).ok())
-        .map(|(ms, record)| (ms, record.absolute.unwrap_or(record.received_at)))
-        .collect();
-    frames.sort_by_key(|(ms, _)| *ms);
-    frames.dedup_by_key(|(ms, _)| *ms);
-    frames
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ZipStreamError {
-    #[error(transparent)]
-    Zip(#[from] async_zip::error::ZipError),
-    #[error("cannot read {0}")]
-    Catalog(String, #[source] CatalogError),
-}
-
-async fn write_zip(
-    catalog: std::sync::Arc<catalog::Catalog>,
-    key: StreamKey,
-    folder: String,
-    frames: Vec<(u64, Timestamp)>,
-    manifest: Bytes,
-    out: tokio::io::DuplexStream,
-) -> Result<(), ZipStreamError> {
-    use async_zip::{Compression, ZipEntryBuilder};
-
-    let written = async {
-        let mut zip = async_zip::base::write::ZipFileWriter::with_tokio(out);
-        let mut latest = None;
-        for (relative_ms, time) in frames {
-            let name = layout::frame_file_name(relative_ms);
-            // PNGs are compressed already: stored, not deflated.
-            let png = match catalog.frame_bytes(&key, relative_ms).await {
-                Ok(png) => png,
-                Err(CatalogError::NotFound) => {
-                    tracing::warn!(%key, file = name, "listed frame has no file; left out of the ZIP");
-                    continue;
-                }
-                Err(error) => return Err(ZipStreamError::Catalog(name, error)),
-            };
-            let entry = ZipEntryBuilder::new(format!("{folder}/{name}").into(), Compression::Stored)
-                .last_modification_date(zip_time(time));
-            zip.write_entry_whole(entry, &png).await?;
-            latest = Some(time);
-        }
-        let entry = ZipEntryBuilder::new(
-            format!("{folder}/{}", layout::FRAMES_MANIFEST).into(),
-            Compression::Stored,
-        )
-        .last_modification_date(zip_time(latest.unwrap_or_else(Timestamp::now)));
-        zip.write_entry_whole(entry, &manifest).await?;
-        // Writes the central directory; dropping the pipe then ends the body.
-        zip.close().await?;
-        Ok(())
-    }
-    .await;
-    if let Err(error) = &written {
-        tracing::warn!(%key, error = format!("{error:#}"), "ZIP download cut short");
-    }
-    written
-}
-
-/// A ZIP entry's time: the DOS date-time fields, in UTC.
-fn zip_time(time: Timestamp) -> async_zip::ZipDateTime {
-    let civil = time.to_zoned(jiff::tz::TimeZone::UTC).datetime();
-    async_zip::ZipDateTimeBuilder::new()
-        .year(civil.year().into())
-        .month(civil.month() as u32)
-        .day(civil.day() as u32)
-        .hour(civil.hour() as u32)
-        .minute(civil.minute() as u32)
-        .second(civil.second() as u32)
-        .build()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,38 +440,5 @@ mod tests {
 
         again.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"old\""));
         assert_eq!(bytes_response(&again, png, tag).status(), StatusCode::OK);
-    }
-
-    #[test]
-    fn a_manifest_lists_each_frame_once_in_time_order() {
-        let line = |file: &str| {
-            format!(
-                "{{\"file\":\"{file}\",\"relative\":1.0,\"absolute\":null,\"width\":1,\"height\":1,\
-                 \"bytes\":1,\"received_at\":\"2026-11-21T10:00:00Z\"}}\n"
-            )
-        };
-        let manifest = [
-            line("000002000.png"),
-            line("000001000.png"),
-            line("000002000.png"),
-            "not json\n".to_owned(),
-            line("../etc.png"),
-        ]
-        .concat();
-        let listed: Vec<u64> = listed_frames(manifest.as_bytes())
-            .into_iter()
-            .map(|(ms, _)| ms)
-            .collect();
-        assert_eq!(listed, vec![1000, 2000]);
-    }
-
-    #[test]
-    fn zip_times_are_utc_fields() {
-        let time: Timestamp = "2026-11-21T10:00:12.5Z".parse().unwrap();
-        let zip = zip_time(time);
-        assert_eq!(
-            (zip.year(), zip.month(), zip.day(), zip.hour(), zip.minute()),
-            (2026, 11, 21, 10, 0)
-        );
     }
 }

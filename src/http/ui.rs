@@ -110,6 +110,8 @@ struct RecordingCard {
     thumbnail: Option<String>,
     /// `<participant>/<kind>` of the thumbnail, so live frames of that stream replace it.
     thumbnail_stream: String,
+    /// The ZIP of the whole recording.
+    zip: String,
 }
 
 impl RecordingCard {
@@ -117,6 +119,7 @@ impl RecordingCard {
         RecordingCard {
             id: overview.id.to_string(),
             page: urls::recording_page(&overview.id),
+            zip: urls::recording_zip(&overview.id),
             started: overview.started_at.map(wall_clock).unwrap_or_default(),
             duration: overview.duration().map(duration).unwrap_or_default(),
             participants: plural(overview.participants as u64, "participant", "participants"),

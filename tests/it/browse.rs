@@ -264,6 +264,160 @@ async fn the_zip_holds_the_streams_pngs_and_manifest() {
     );
 }
 
+/// Two participants, each with webcam and screenshare, and their events, as a bot sends
+/// them.
+fn two_people_both_streams() -> (Vec<TestFrame>, Vec<TestEvent>) {
+    let screen = |t: f64, id: u64, name: Option<&str>| {
+        let frame = TestFrame::new(t).participant(id, name).kind("screenshare");
+        let png = png(80, 45, id as u32 * 31 + (t * 1000.0) as u32);
+        frame.png(png)
+    };
+    let frames = vec![
+        TestFrame::new(0.5),
+        TestFrame::new(1.0),
+        screen(1.0, 100, Some("Alice Smith")),
+        screen(1.5, 100, Some("Alice Smith")),
+        TestFrame::new(0.5).participant(200, Some("Bob")),
+        TestFrame::new(2.0).participant(200, Some("Bob")),
+        screen(2.5, 200, Some("Bob")),
+    ];
+    let events = vec![
+        TestEvent::new("join", 0.2),
+        TestEvent::new("join", 0.3).participant(200, Some("Bob")),
+        TestEvent::new("chat_message", 3.0).data(json!({"text": "hello", "to": "everyone"})),
+    ];
+    (frames, events)
+}
+
+/// The ZIP of a recording holds everything its folder does, at the same paths, byte for
+/// byte: every PNG as the bot sent it, the manifests, the summaries and the events.
+#[tokio::test]
+async fn the_recording_zip_holds_its_whole_folder() {
+    let server = TestServer::start().await;
+    let (frames, events) = two_people_both_streams();
+    let mut bot = server.connect().await;
+    for event in &events {
+        bot.send_text(event.event()).await;
+    }
+    for frame in &frames {
+        bot.send_frame(frame).await;
+    }
+    bot.close().await;
+    for (stream, count) in [
+        ("100/webcam", 2),
+        ("100/screenshare", 2),
+        ("200/webcam", 2),
+        ("200/screenshare", 1),
+    ] {
+        server
+            .wait_for_frames(&format!("/api/recordings/rec_9f1c2a/{stream}"), count)
+            .await;
+    }
+    let folder = server.data_dir.join("rec_9f1c2a");
+    for file in [
+        "recording.json",
+        "events.jsonl",
+        "100-alice-smith/participant.json",
+        "200-bob/participant.json",
+    ] {
+        wait_for_file(&folder.join(file)).await;
+    }
+    let recording = server.get_json("/api/recordings/rec_9f1c2a").await;
+    assert_eq!(recording["zip_url"], "/api/recordings/rec_9f1c2a/zip");
+    eventually("the events are saved", || async {
+        server.get_json("/api/recordings/rec_9f1c2a").await["events"]
+            .as_array()
+            .is_some_and(|saved| saved.len() == events.len())
+    })
+    .await;
+
+    let response = server.get("/api/recordings/rec_9f1c2a/zip").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"rec_9f1c2a.zip\""
+    );
+    assert!(
+        !response.headers().contains_key("content-length"),
+        "streamed, not built first"
+    );
+    let archive = Unzipped::new(&response.bytes().await.unwrap());
+
+    // The paths are the folder's, under the recording's id, and nothing is left out.
+    let on_disk: Vec<String> = tree(&server.data_dir)
+        .into_iter()
+        .filter(|path| path.starts_with("rec_9f1c2a/"))
+        .collect();
+    let mut names: Vec<&str> = archive.names();
+    names.sort_unstable();
+    assert_eq!(names, on_disk);
+    for path in &on_disk {
+        let entry = archive.file(path);
+        assert_eq!(entry.compression, zip::CompressionMethod::Stored, "{path}");
+        assert_eq!(
+            entry.bytes,
+            std::fs::read(server.data_dir.join(path)).unwrap(),
+            "{path}"
+        );
+    }
+    // Every PNG as it was sent, and each stream's manifest lists exactly its PNGs.
+    for frame in &frames {
+        let folder = if frame.participant == 100 {
+            "100-alice-smith"
+        } else {
+            "200-bob"
+        };
+        let path = format!("rec_9f1c2a/{folder}/{}/{}", frame.kind, frame.file_name());
+        assert_eq!(archive.file(&path).bytes, frame.png, "{path}");
+    }
+    for stream in [
+        "100-alice-smith/webcam",
+        "100-alice-smith/screenshare",
+        "200-bob/webcam",
+        "200-bob/screenshare",
+    ] {
+        let manifest = archive.file(&format!("rec_9f1c2a/{stream}/frames.jsonl"));
+        let listed: Vec<String> = String::from_utf8_lossy(&manifest.bytes)
+            .lines()
+            .map(|line| {
+                let line: Value = serde_json::from_str(line).unwrap();
+                format!("rec_9f1c2a/{stream}/{}", line["file"].as_str().unwrap())
+            })
+            .collect();
+        let pngs: Vec<&str> = archive
+            .names()
+            .into_iter()
+            .filter(|name| name.starts_with(&format!("rec_9f1c2a/{stream}/")))
+            .filter(|name| name.ends_with(".png"))
+            .collect();
+        assert_eq!(listed, pngs, "{stream}");
+    }
+    let saved_events = &archive.file("rec_9f1c2a/events.jsonl").bytes;
+    assert_eq!(String::from_utf8_lossy(saved_events).lines().count(), 3);
+
+    // The recording page links it.
+    let page = server
+        .get("/recordings/rec_9f1c2a")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"href="/api/recordings/rec_9f1c2a/zip" download"#),
+        "{page}"
+    );
+
+    let unknown = server.get("/api/recordings/rec_unknown/zip").await;
+    assert_eq!(unknown.status(), 404);
+    let body: Value = unknown.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(
+        server.get("/api/recordings/..%2Fetc/zip").await.status(),
+        400
+    );
+}
+
 /// Sends `path` exactly as written, with no client-side normalisation of dots or escapes,
 /// and returns the status and body.
 async fn raw_get(server: &TestServer, path: &str) -> (u16, String) {
@@ -342,6 +496,8 @@ async fn no_request_reaches_outside_the_data_folder() {
         "/api/recordings/rec_9f1c2a/100/webcam/000099000.png",
         "/api/recordings/rec_9f1c2a/200/screenshare/000000500.png",
         "/api/recordings/rec_9f1c2a/200/screenshare.zip",
+        "/api/recordings/linked_recording/zip",
+        "/api/recordings/%2e%2e/zip",
         "/recordings/..%2f..%2fetc",
         "/recordings/rec_9f1c2a/300/webcam",
     ];
@@ -381,6 +537,17 @@ async fn no_request_reaches_outside_the_data_folder() {
         .await
         .unwrap();
     assert!(!body.windows(secret.len()).any(|w| w == secret));
+    // Nor does the recording's ZIP take in a linked folder, stream or frame.
+    let body = server
+        .get("/api/recordings/rec_9f1c2a/zip")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert!(!body.windows(secret.len()).any(|w| w == secret));
+    let names = Unzipped::new(&body).names().join("\n");
+    assert!(!names.contains("300-mallory"), "{names}");
+    assert!(!names.contains("000099000"), "{names}");
 }
 
 #[tokio::test]
@@ -412,6 +579,7 @@ async fn with_an_api_token_every_browse_route_needs_it() {
         "/api/recordings/rec_9f1c2a/100/webcam/frames",
         frame.as_str(),
         "/api/recordings/rec_9f1c2a/100/webcam.zip",
+        "/api/recordings/rec_9f1c2a/zip",
         "/api/live",
     ] {
         let url = server.url(path);

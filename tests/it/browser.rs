@@ -2,8 +2,10 @@
 //! 127.0.0.1) through the index, a recording and the player, with a frame streamed live
 //! while the pages are open. Takes the README's screenshots (see `save_screenshot`).
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them
-//! the test fails under `CI=true` and is skipped elsewhere, saying so.
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them), or the
+//! binaries the `CHROMIUM` and `CHROMEDRIVER` environment variables name. Without them the
+//! test fails under `CI=true` and is skipped elsewhere, saying so on the real stderr, past
+//! the test runner's capture (`.config/nextest.toml` shows nextest's).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use serde_json::json;
 use thirtyfour::prelude::*;
 use thirtyfour::{ChromeCapabilities, LoggingPrefsLogLevel};
 
+/// Where Debian puts them; `CHROMIUM` and `CHROMEDRIVER` name others.
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const RECORDING: &str = "weekly-sync_7f3e2b";
@@ -23,12 +26,24 @@ const HEIGHT: u32 = 270;
 
 #[tokio::test]
 async fn the_ui_browses_plays_and_updates_live_in_chromium() {
-    if !(Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()) {
-        let message = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)";
+    let (chromium, chromedriver) = (
+        binary("CHROMIUM", CHROMIUM),
+        binary("CHROMEDRIVER", CHROMEDRIVER),
+    );
+    let missing: Vec<String> = [&chromium, &chromedriver]
+        .into_iter()
+        .filter(|path| !path.exists())
+        .map(|path| path.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        let message = format!(
+            "no {} (apt-get install chromium chromium-driver, or set CHROMIUM and CHROMEDRIVER)",
+            missing.join(" and ")
+        );
         if std::env::var("CI").is_ok_and(|ci| ci == "true") {
             panic!("{message}: .ci/run installs them");
         }
-        println!("skipped: install chromium chromium-driver ({message})");
+        skipped(&message);
         return;
     }
     let server = TestServer::start().await;
@@ -42,7 +57,7 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
         .await;
     write_participant_events(&server.data_dir);
 
-    let driver = Chromium::start().await;
+    let driver = Chromium::start(&chromium, &chromedriver).await;
     // Whatever happens, close the browser before reporting.
     let outcome = std::panic::AssertUnwindSafe(browse(&driver.session, &server, &mut bot))
         .catch_unwind()
@@ -52,6 +67,20 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
         std::panic::resume_unwind(panic);
     }
     bot.close().await;
+}
+
+/// The binary the environment variable `variable` names, or `default`.
+fn binary(variable: &str, default: &str) -> PathBuf {
+    std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
+/// Says that the test did not run, where people see it: straight to the process's stderr,
+/// which libtest's capture (`cargo test`) does not intercept, unlike `println!` and
+/// `eprintln!`; nextest shows it through the `success-output` of `.config/nextest.toml`.
+fn skipped(why: &str) {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "\nSKIPPED the {} tests: {why}", module_path!());
 }
 
 /// The meeting the screenshots show: a host with webcam and slides, two more people.
@@ -405,12 +434,12 @@ struct Chromium {
 }
 
 impl Chromium {
-    async fn start() -> Chromium {
+    async fn start(chromium: &Path, chromedriver: &Path) -> Chromium {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
         };
-        let driver = tokio::process::Command::new(CHROMEDRIVER)
+        let driver = tokio::process::Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(std::process::Stdio::null())
@@ -428,7 +457,8 @@ impl Chromium {
 
         let profile = tempfile::tempdir().unwrap();
         let mut caps: ChromeCapabilities = DesiredCapabilities::chrome();
-        caps.set_binary(CHROMIUM).unwrap();
+        caps.set_binary(chromium.to_str().expect("a UTF-8 path"))
+            .unwrap();
         for arg in [
             "--headless",
             "--no-sandbox",

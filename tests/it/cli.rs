@@ -123,3 +123,173 @@ async fn logs_off_a_terminal_are_plain_text_or_json() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("[possible values: text, json]"));
 }
+
+/// A free port on 127.0.0.1, for a server the test starts on a port of its choosing.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `recall-frames serve --port N` serves on N: settings are taken after the subcommand as
+/// well as before it, and one typed in both places is the one after.
+#[tokio::test]
+async fn serve_takes_its_settings_after_the_subcommand() {
+    let (before, after) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = free_port().to_string();
+    let server = BinaryServer::spawn_args(
+        &[],
+        &[
+            "--listen-address",
+            "127.0.0.1",
+            "--data-dir",
+            before.path().to_str().unwrap(),
+            "serve",
+            "--port",
+            &port,
+            "--data-dir",
+            after.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(server.addr.to_string(), format!("127.0.0.1:{port}"));
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let output = server.output();
+    let started = output
+        .lines()
+        .find(|line| line.contains("listening"))
+        .unwrap();
+    assert!(
+        started.contains(&format!("data_dir={}", after.path().display())),
+        "{output}"
+    );
+    assert!(after.path().join(".ws-token").exists());
+    assert!(!before.path().join(".ws-token").exists());
+}
+
+/// Each subcommand's `--help` lists the settings it reads; `simulate`, a client, lists only
+/// the one it reads (`--data-dir`, for the server's token).
+#[tokio::test]
+async fn each_subcommands_help_lists_the_settings_it_takes() {
+    let help = |args: &'static [&'static str]| async move {
+        let output = recall_frames(&[], args).await;
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let serve = help(&["serve", "--help"]).await;
+    for option in ["--port", "--data-dir", "--listen-address", "--bucket-name"] {
+        assert!(
+            serve.contains(option),
+            "serve --help lacks {option}:\n{serve}"
+        );
+    }
+    let create = help(&["bot", "create", "--help"]).await;
+    for option in [
+        "--meeting-url",
+        "--recall-api-key",
+        "--public-url",
+        "--ws-token",
+    ] {
+        assert!(
+            create.contains(option),
+            "bot create --help lacks {option}:\n{create}"
+        );
+    }
+    let copy = help(&["copy-to-bucket", "--help"]).await;
+    for option in ["--data-dir", "--bucket-name", "--bucket-endpoint"] {
+        assert!(
+            copy.contains(option),
+            "copy-to-bucket --help lacks {option}:\n{copy}"
+        );
+    }
+    let simulate = help(&["simulate", "--help"]).await;
+    assert!(simulate.contains("--data-dir"), "{simulate}");
+    for option in ["--port", "--ws-token", "--bucket-name"] {
+        assert!(
+            !simulate.contains(option),
+            "simulate --help shows {option}:\n{simulate}"
+        );
+    }
+}
+
+/// `bot create --recall-api-key K --meeting-url ...`, with every setting after the
+/// subcommand and nothing in the environment, reaches Recall's API with that key.
+#[tokio::test]
+async fn bot_create_takes_its_settings_after_the_subcommand() {
+    use crate::common::recall_api::{RECALL_API_KEY, RecallStandIn};
+    let recall = RecallStandIn::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let base = recall.url();
+    let output = recall_frames(
+        &[],
+        &[
+            "bot",
+            "create",
+            "--recall-api-key",
+            RECALL_API_KEY,
+            "--recall-api-base",
+            &base,
+            "--public-url",
+            "https://frames.example.com",
+            "--ws-token",
+            WS_TOKEN,
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--meeting-url",
+            "https://meet.google.com/abc-defg-hij",
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let bot: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(bot["id"], "00000000-0000-4000-8000-000000000001");
+    let received = recall.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].authorization.as_deref(), Some(RECALL_API_KEY));
+    assert_eq!(
+        received[0].body["recording_config"]["realtime_endpoints"][0]["url"],
+        format!("wss://frames.example.com/ws?token={WS_TOKEN}")
+    );
+}
+
+/// A mistyped setting, before or after the subcommand, is refused with clap's message and
+/// its suggestion, and exit status 2; nothing is started.
+#[tokio::test]
+async fn a_wrong_setting_is_refused_with_a_clear_error() {
+    for (args, wrong) in [
+        (&["serve", "--prot", "9001"][..], "--prot"),
+        (&["--prot", "9001", "serve"][..], "--prot"),
+        (
+            &[
+                "bot",
+                "create",
+                "--meeting-url",
+                "x",
+                "--recall-api-kee",
+                "k",
+            ][..],
+            "--recall-api-kee",
+        ),
+    ] {
+        let output = recall_frames(&[], args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: unexpected argument '{wrong}' found")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("tip: a similar argument exists"),
+            "{stderr}"
+        );
+    }
+    let output = recall_frames(&[], &["serve", "--port", "99999"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value '99999' for '--port <PORT>'"),
+        "{stderr}"
+    );
+}

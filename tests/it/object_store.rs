@@ -73,16 +73,30 @@ async fn participant_json_in_the_bucket_follows_the_newest_description_by_meetin
     assert_eq!(participant_json().await["name"], "Robert");
 }
 
+/// Where a command's settings are typed: `recall-frames --data-dir D copy-to-bucket` or
+/// `recall-frames copy-to-bucket --data-dir D`.
+#[derive(Clone, Copy)]
+enum Settings {
+    BeforeTheSubcommand,
+    AfterTheSubcommand,
+}
+
 /// Runs `recall-frames copy-to-bucket` from `data_dir` into `s3`; returns whether it
 /// succeeded and its JSON report.
-async fn copy_to_bucket(s3: &S3Server, data_dir: &std::path::Path) -> (bool, Value) {
-    // The settings go before the subcommand, as the server's do.
+async fn copy_to_bucket(
+    s3: &S3Server,
+    data_dir: &std::path::Path,
+    settings: Settings,
+) -> (bool, Value) {
     let mut args = vec![
         "--data-dir".to_owned(),
         data_dir.to_str().unwrap().to_owned(),
     ];
     args.extend(s3.flags(None));
-    args.push("copy-to-bucket".to_owned());
+    match settings {
+        Settings::BeforeTheSubcommand => args.push("copy-to-bucket".to_owned()),
+        Settings::AfterTheSubcommand => args.insert(0, "copy-to-bucket".to_owned()),
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = recall_frames(&[], &args).await;
     let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
@@ -114,7 +128,7 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
         "Bob"
     );
 
-    let (succeeded, report) = copy_to_bucket(&s3, &data_dir).await;
+    let (succeeded, report) = copy_to_bucket(&s3, &data_dir, Settings::AfterTheSubcommand).await;
     assert!(succeeded, "{report}");
     assert_eq!(
         report,
@@ -168,6 +182,30 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
             "{path}"
         );
     }
+    // The ZIP of the recording too: the folder's layout and bytes from either storage,
+    // the manifests and events a bucket keeps in chunks each as one file.
+    let zip_of = |server: &TestServer| {
+        let url = server.url("/api/recordings/rec_9f1c2a/zip");
+        async move { reqwest::get(url).await.unwrap().bytes().await.unwrap() }
+    };
+    let (zip_from_bucket, zip_from_disk) = (zip_of(&from_bucket).await, zip_of(&from_disk).await);
+    let (zip_from_bucket, zip_from_disk) = (
+        Unzipped::new(&zip_from_bucket),
+        Unzipped::new(&zip_from_disk),
+    );
+    let mut names = zip_from_bucket.names();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        disk_files.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for name in names {
+        assert_eq!(
+            zip_from_bucket.file(name).bytes,
+            zip_from_disk.file(name).bytes,
+            "{name}"
+        );
+    }
     from_bucket.stop().await.unwrap();
     from_disk.stop().await.unwrap();
 
@@ -175,7 +213,7 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
     // the damaged frame is reported.
     let damaged = data_dir.join("rec_9f1c2a/100-alice-smith/webcam/000001000.png");
     std::fs::write(&damaged, b"not the PNG the manifest describes").unwrap();
-    let (succeeded, report) = copy_to_bucket(&s3, &data_dir).await;
+    let (succeeded, report) = copy_to_bucket(&s3, &data_dir, Settings::BeforeTheSubcommand).await;
     assert!(!succeeded, "a frame was skipped: {report}");
     let recording = &report["recordings"][0];
     assert_eq!(

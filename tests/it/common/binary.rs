@@ -35,11 +35,25 @@ impl BinaryServer {
     /// Starts the binary with only `env` for environment (plus `NO_COLOR`), and waits for
     /// it to listen.
     pub fn spawn(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        let data_dir = data_dir.to_str().expect("a UTF-8 path");
+        let mut all = vec![
+            "--listen-address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            data_dir,
+        ];
+        all.extend(args);
+        Self::spawn_args(env, &all)
+    }
+
+    /// Starts the binary with exactly `args` (which must make it listen on 127.0.0.1) and
+    /// only `env` for environment (plus `NO_COLOR`), and waits for it to listen.
+    pub fn spawn_args(env: &[(&str, &str)], args: &[&str]) -> Self {
         use std::io::BufRead as _;
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_recall-frames"))
-            .args(["--listen-address", "127.0.0.1", "--port", "0", "--data-dir"])
-            .arg(data_dir)
             .args(args)
             .env_clear()
             .env("NO_COLOR", "1")

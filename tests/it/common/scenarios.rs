@@ -21,7 +21,8 @@ pub fn recording_entry(frames: u64) -> Value {
         "participants": 2,
         "thumbnail": "/api/recordings/rec_9f1c2a/100/webcam/000012500.png",
         "url": "/api/recordings/rec_9f1c2a",
-        "page": "/recordings/rec_9f1c2a"
+        "page": "/recordings/rec_9f1c2a",
+        "zip_url": "/api/recordings/rec_9f1c2a/zip"
     })
 }
 
