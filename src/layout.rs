@@ -18,6 +18,7 @@ use crate::frame::{
     FrameTime, Participant, ParticipantEvent, ParticipantId, RecordingId, StreamKind,
 };
 use crate::store::Key;
+use crate::title::Title;
 
 pub const RECORDING_FILE: &str = "recording.json";
 pub const PARTICIPANT_FILE: &str = "participant.json";
@@ -174,6 +175,11 @@ pub struct RecordingSummary {
     pub participant_events: Option<crate::frame::Resource>,
     pub first_frame: Option<FrameTime>,
     pub last_frame: Option<FrameTime>,
+    /// What the recording's context (its metadata, its bot's) calls it, kept up to date
+    /// as the context changes (see [`crate::title`]); absent when the context names
+    /// nothing, and in summaries written before titles were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Title>,
 }
 
 impl RecordingSummary {
@@ -196,6 +202,7 @@ impl RecordingSummary {
             participant_events: None,
             first_frame: None,
             last_frame: None,
+            title: None,
         });
         let mut set = |field: &mut Option<crate::frame::Resource>,
                        value: &Option<crate::frame::Resource>| {
@@ -211,6 +218,9 @@ impl RecordingSummary {
         if summary.recording != recording {
             summary.recording = recording;
             changed = true;
+        }
+        if changed {
+            summary.refresh_title();
         }
         (summary, changed)
     }
@@ -246,7 +256,23 @@ impl RecordingSummary {
             .into_iter()
             .flatten()
             .max_by(|a, b| a.relative.total_cmp(&b.relative));
+        self.refresh_title();
         self
+    }
+
+    /// The title this context gives the recording, as `title` holds it once written; for
+    /// summaries written before titles were, worked out from the context they hold.
+    pub fn title(&self) -> Option<Title> {
+        self.title.clone().or_else(|| self.context_title())
+    }
+
+    fn context_title(&self) -> Option<Title> {
+        let bot = self.bot.as_ref().map(|bot| &bot.metadata);
+        Title::from_context(&self.recording.metadata, bot)
+    }
+
+    fn refresh_title(&mut self) {
+        self.title = self.context_title();
     }
 }
 
@@ -395,6 +421,7 @@ mod tests {
             participant_events: None,
             first_frame: first.map(time),
             last_frame: last.map(time),
+            title: None,
         };
         let mine = summary(Some(5.0), Some(8.0), None);
         let theirs = summary(Some(0.5), Some(6.0), Some("bot_1"));

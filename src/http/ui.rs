@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::catalog::{ParticipantDetail, RecordingOverview, StreamSummary};
 use crate::error::ApiError;
-use crate::frame::StreamKind;
+use crate::frame::{Participant, StreamKind};
 use crate::http::api::{CatalogResult as _, recording_id, stream_key, urls};
 use crate::state::AppState;
 
@@ -89,18 +89,42 @@ fn kind_label(kind: StreamKind) -> &'static str {
 }
 
 fn display_name(detail: &ParticipantDetail) -> String {
-    detail
-        .participant
+    person_name(&detail.participant)
+}
+
+fn person_name(participant: &Participant) -> String {
+    participant
         .name
         .clone()
         .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| format!("Participant {}", detail.participant.id))
+        .unwrap_or_else(|| format!("Participant {}", participant.id))
+}
+
+/// Names a card lists before it counts the rest.
+const NAMES_SHOWN: usize = 4;
+
+/// `Alice Smith, Bob Okafor and Carmen Díaz`; past [`NAMES_SHOWN`], `... and 3 more`.
+fn people_text(people: &[Participant]) -> String {
+    let names: Vec<String> = people.iter().map(person_name).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        _ if names.len() > NAMES_SHOWN => format!(
+            "{} and {} more",
+            names[..NAMES_SHOWN].join(", "),
+            names.len() - NAMES_SHOWN
+        ),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 // ---- view models ----
 
 struct RecordingCard {
     id: String,
+    title: String,
+    /// The names of who took part, as one line.
+    people: String,
     page: String,
     started: String,
     duration: String,
@@ -116,6 +140,8 @@ impl RecordingCard {
     fn new(overview: &RecordingOverview) -> Self {
         RecordingCard {
             id: overview.id.to_string(),
+            title: overview.title.text.clone(),
+            people: people_text(&overview.people),
             page: urls::recording_page(&overview.id),
             started: overview.started_at.map(wall_clock).unwrap_or_default(),
             duration: overview.duration().map(duration).unwrap_or_default(),
@@ -252,6 +278,7 @@ struct RecordingPage {
 struct StreamPage {
     assets: &'static str,
     recording_id: String,
+    recording_title: String,
     recording_page: String,
     participant_id: u64,
     kind: &'static str,
@@ -364,6 +391,7 @@ async fn show_stream(
     page(&StreamPage {
         assets: &ASSET_VERSION,
         recording_id: key.recording.to_string(),
+        recording_title: detail.overview.title.text.clone(),
         recording_page: urls::recording_page(&key.recording),
         participant_id: key.participant.0,
         kind: key.kind.as_str(),
@@ -421,5 +449,24 @@ mod tests {
         assert_eq!(duration(3900.0), "1 h 05 min");
         let at: Timestamp = "2026-11-21T10:00:12.5Z".parse().unwrap();
         assert_eq!(wall_clock(at), "2026-11-21 10:00:12 UTC");
+    }
+
+    #[test]
+    fn a_card_names_the_first_few_people_and_counts_the_rest() {
+        let person = |id: u64, name: Option<&str>| Participant {
+            name: name.map(str::to_owned),
+            ..Participant::unknown(crate::frame::ParticipantId(id))
+        };
+        let names = ["Alice", "Bob", "Carol", "Dan", "Eve", "Frank"];
+        let people: Vec<Participant> = (0..6).map(|i| person(i, Some(names[i as usize]))).collect();
+        assert_eq!(people_text(&[]), "");
+        assert_eq!(people_text(&people[..1]), "Alice");
+        assert_eq!(people_text(&people[..3]), "Alice, Bob and Carol");
+        assert_eq!(people_text(&people[..4]), "Alice, Bob, Carol and Dan");
+        assert_eq!(people_text(&people), "Alice, Bob, Carol, Dan and 2 more");
+        assert_eq!(
+            people_text(&[person(7, None), person(8, Some(" "))]),
+            "Participant 7 and Participant 8"
+        );
     }
 }
