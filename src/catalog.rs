@@ -786,9 +786,19 @@ pub(crate) mod tests {
             index.page(Some(500), 1).frames[0].absolute.is_some(),
             "a rebuilt line never replaces the writer's"
         );
-        assert_eq!(index.at_or_before(1700).map(|(i, f)| (i, f.relative_ms)), Some((2, 1500)));
-        assert_eq!(index.at_or_before(1500).map(|(i, f)| (i, f.relative_ms)), Some((2, 1500)));
-        assert_eq!(index.at_or_before(0).map(|(i, f)| (i, f.relative_ms)), Some((0, 500)), "before the first: the first");
+        assert_eq!(
+            index.at_or_before(1700).map(|(i, f)| (i, f.relative_ms)),
+            Some((2, 1500))
+        );
+        assert_eq!(
+            index.at_or_before(1500).map(|(i, f)| (i, f.relative_ms)),
+            Some((2, 1500))
+        );
+        assert_eq!(
+            index.at_or_before(0).map(|(i, f)| (i, f.relative_ms)),
+            Some((0, 500)),
+            "before the first: the first"
+        );
         assert_eq!(index.at_or_before(u64::MAX).map(|(i, _)| i), Some(4));
         assert_eq!(FrameIndex::default().at_or_before(0), None);
         let last = index.page(second.next_after, 2);

@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn a_title_in_metadata_comes_first_the_recordings_before_the_bots() {
-        let bot = json!({"title": "From the bot", "bot_name": "Recorder", "meeting_host": "zoom.us"});
+        let bot =
+            json!({"title": "From the bot", "bot_name": "Recorder", "meeting_host": "zoom.us"});
         assert_eq!(
             title(json!({"title": "  Weekly sync  "}), Some(bot.clone())),
             Some(("Weekly sync".into(), TitleSource::Metadata))
@@ -262,7 +263,9 @@ mod tests {
             json!({"meeting_host": "meet.google.com"})
         );
         assert_eq!(
-            Title::from_context(&json!({}), Some(&Value::Object(bare))).unwrap().text,
+            Title::from_context(&json!({}), Some(&Value::Object(bare)))
+                .unwrap()
+                .text,
             "Google Meet meeting on meet.google.com"
         );
     }

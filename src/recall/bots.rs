@@ -89,7 +89,8 @@ impl BotRequest {
             if length > crate::title::MAX_TITLE_CHARS {
                 return Err(InvalidBotRequest::LongTitle(length));
             }
-            self.title = Some(crate::title::check_title(title).ok_or(InvalidBotRequest::EmptyTitle)?);
+            self.title =
+                Some(crate::title::check_title(title).ok_or(InvalidBotRequest::EmptyTitle)?);
         }
         Ok(self)
     }
