@@ -286,15 +286,39 @@ struct StreamPage {
     frames_url: String,
     zip: String,
     total: usize,
-    first: Option<FirstFrame>,
+    shown: Option<ShownFrame>,
 }
 
-struct FirstFrame {
+/// The frame a stream page opens at: the first, or the one at or before `?t=`.
+struct ShownFrame {
     url: String,
     width: u32,
     height: u32,
     at: String,
     absolute: String,
+    /// Its place in the stream, from 0.
+    index: usize,
+}
+
+#[derive(Deserialize)]
+struct MomentParams {
+    /// Seconds since the recording started.
+    t: Option<String>,
+}
+
+/// `?t=<seconds>` as the millisecond it names. Past the last frame is fine (the last frame
+/// is shown); anything but a number of seconds from 0 up is refused.
+fn moment(t: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(t) = t else { return Ok(None) };
+    match t.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            // Saturates past u64::MAX: the last frame, as for any time past the end.
+            Ok(Some((seconds * 1000.0).round() as u64))
+        }
+        _ => Err(ApiError::BadRequest(std::borrow::Cow::Borrowed(
+            "t must be a number of seconds from the start of the recording, such as t=12.5",
+        ))),
+    }
 }
 
 fn page(template: &impl Template) -> Result<Response, ApiError> {
@@ -364,8 +388,10 @@ async fn show_recording(
 async fn show_stream(
     State(state): State<AppState>,
     Path((recording, participant, kind)): Path<(String, String, String)>,
+    Query(params): Query<MomentParams>,
 ) -> Result<Response, ApiError> {
     let key = stream_key(&recording, &participant, &kind)?;
+    let moment = moment(params.t.as_deref())?;
     let detail = state
         .catalog
         .recording(&key.recording)
@@ -381,12 +407,21 @@ async fn show_stream(
         .iter()
         .find(|s| s.key.kind == key.kind)
         .ok_or(ApiError::NotFound("stream"))?;
-    let first = stream.first.map(|f| FirstFrame {
+    let opening = match moment {
+        Some(ms) => state
+            .catalog
+            .frame_at(&key, ms)
+            .await
+            .or_not_found("stream")?,
+        None => stream.first.map(|f| (0, f)),
+    };
+    let shown = opening.map(|(index, f)| ShownFrame {
         url: urls::frame(&key, f.relative_ms),
         width: f.width,
         height: f.height,
         at: clock(f.relative),
         absolute: f.absolute.map(wall_clock).unwrap_or_default(),
+        index,
     });
     page(&StreamPage {
         assets: &ASSET_VERSION,
@@ -399,7 +434,7 @@ async fn show_stream(
         frames_url: urls::frames(&key),
         zip: urls::zip(&key),
         total: stream.frames,
-        first,
+        shown,
     })
 }
 
@@ -449,6 +484,17 @@ mod tests {
         assert_eq!(duration(3900.0), "1 h 05 min");
         let at: Timestamp = "2026-11-21T10:00:12.5Z".parse().unwrap();
         assert_eq!(wall_clock(at), "2026-11-21 10:00:12 UTC");
+    }
+
+    #[test]
+    fn a_moment_is_seconds_from_the_start() {
+        assert_eq!(moment(None).unwrap(), None);
+        assert_eq!(moment(Some("12.5")).unwrap(), Some(12_500));
+        assert_eq!(moment(Some("0")).unwrap(), Some(0));
+        assert_eq!(moment(Some("1e30")).unwrap(), Some(u64::MAX));
+        for bad in ["", "-1", "NaN", "inf", "12s", "1:00"] {
+            assert!(moment(Some(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
