@@ -439,6 +439,66 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_keeps_its_contexts_title_and_older_ones_work_it_out() {
+        let info = |metadata: serde_json::Value, bot: Option<serde_json::Value>| {
+            crate::frame::RecordingInfo {
+                id: RecordingId::parse("rec").unwrap(),
+                metadata,
+                bot: bot.map(|metadata| crate::frame::Resource {
+                    id: "bot_1".into(),
+                    metadata,
+                }),
+                realtime_endpoint: None,
+                video_separate: None,
+                participant_events: None,
+            }
+        };
+        let mut summary = None;
+        RecordingSummary::note(&mut summary, &info(serde_json::json!({}), None));
+        assert_eq!(summary.as_ref().unwrap().title, None);
+        let (_, changed) = RecordingSummary::note(
+            &mut summary,
+            &info(
+                serde_json::json!({}),
+                Some(serde_json::json!({"bot_name": "Recorder"})),
+            ),
+        );
+        assert!(changed);
+        let title = summary.as_ref().unwrap().title.clone().unwrap();
+        assert_eq!(
+            (title.text.as_str(), title.source),
+            ("Recorder", crate::title::TitleSource::BotName)
+        );
+        let (_, changed) = RecordingSummary::note(
+            &mut summary,
+            &info(serde_json::json!({"title": "Weekly sync"}), None),
+        );
+        assert!(changed);
+        assert_eq!(
+            summary.as_ref().unwrap().title.as_ref().unwrap().text,
+            "Weekly sync"
+        );
+
+        // A recording.json written before titles were: worked out from what it holds.
+        let older: RecordingSummary = serde_json::from_value(serde_json::json!({
+            "recording": {"id": "rec", "metadata": {}},
+            "bot": {"id": "bot_1", "metadata": {"title": "Design review"}},
+            "realtime_endpoint": null, "video_separate": null,
+            "first_frame": null, "last_frame": null
+        }))
+        .unwrap();
+        assert_eq!(older.title, None);
+        assert_eq!(older.title().unwrap().text, "Design review");
+        // Merged with a writer that knows the bot: the title of the merged context.
+        let merged = summary.unwrap().merged_with(older);
+        assert_eq!(
+            merged.title.unwrap().text,
+            "Weekly sync",
+            "the recording's own first"
+        );
+    }
+
+    #[test]
     fn claims_only_name_their_own_folders() {
         assert_eq!(claim_name(ParticipantId(100)), "100.json");
         let claim = |folder: &str| ParticipantClaim {

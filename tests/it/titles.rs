@@ -3,6 +3,7 @@
 //! metadata, from a bot this server created, or from the first frame's time.
 
 use crate::common::recall_api::{RECALL_API_KEY, RecallStandIn};
+use crate::common::s3::S3Server;
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -216,4 +217,39 @@ async fn a_bot_created_here_names_its_recordings_by_title_bot_name_or_meeting() 
             "{request}"
         );
     }
+}
+
+#[tokio::test]
+async fn in_a_bucket_the_title_is_kept_in_recording_json_and_read_back_by_any_instance() {
+    let s3 = S3Server::start().await;
+    let flags = s3.flags(None);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--bucket-manifest-interval", "100ms"]);
+    let mut writer = TestServer::start_with(&args).await;
+    stream_two_people(&writer, "in_a_bucket", |frame| {
+        frame.bot_metadata(json!({"title": "Board meeting"}))
+    })
+    .await;
+    writer.stop().await.unwrap();
+
+    let summary: Value =
+        serde_json::from_slice(&s3.get("in_a_bucket/recording.json").await.unwrap()).unwrap();
+    assert_eq!(
+        summary["title"],
+        json!({"text": "Board meeting", "source": "metadata"})
+    );
+    // A fresh instance that never saw the frames.
+    let reader = TestServer::start_with(&args).await;
+    assert_eq!(
+        title_of(&reader, "in_a_bucket").await,
+        ("Board meeting".into(), "metadata".into())
+    );
+    let entry = listed(&reader, "in_a_bucket").await;
+    let names: Vec<&Value> = entry["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    assert_eq!(names, [&json!("Alice Smith"), &json!("Bob Okafor")]);
 }
