@@ -218,6 +218,7 @@ function streamPage() {
     if (moved) {
       keepInAddress();
       share.hidden = true; // a link shown for another frame would mislead
+      say("");
     }
   }
 
