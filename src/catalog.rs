@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
 use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 use crate::store::{Key, LogCursor, Store, StoreError, read_log, read_whole_log};
+use crate::title::Title;
 
 /// Reads in flight at once while a listing fans out (recordings, participants).
 const PARALLEL: usize = 8;
@@ -129,9 +130,13 @@ pub struct ParticipantDetail {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingOverview {
     pub id: RecordingId,
+    /// What people call it: from `recording.json`'s context, else when it started.
+    pub title: Title,
     /// `recording.json`, when saved and readable.
     pub summary: Option<RecordingSummary>,
     pub participants: usize,
+    /// Who took part, as each `participant.json` says, in folder order.
+    pub people: Vec<Participant>,
     pub frames: u64,
     /// The earliest and latest frames across all streams.
     pub first_frame: Option<FrameTime>,
@@ -219,10 +224,16 @@ impl RecordingOverview {
             .filter(|s| s.last.is_some())
             .max_by_key(|s| s.frames)
             .and_then(|s| Some((s.key.clone(), s.last?)));
+        let title = summary
+            .as_ref()
+            .and_then(RecordingSummary::title)
+            .unwrap_or_else(|| Title::fallback(first.and_then(|f| f.absolute).or(started_at)));
         RecordingOverview {
             id,
+            title,
             summary,
             participants: participants.len(),
+            people: participants.iter().map(|p| p.participant.clone()).collect(),
             frames: streams.map(|s| s.frames as u64).sum(),
             first_frame: first.map(time),
             last_frame: last.map(time),
@@ -427,6 +438,26 @@ impl Catalog {
             return Err(CatalogError::NotFound);
         }
         Ok(page)
+    }
+
+    /// The stream's frame at or before `ms` (its first frame if `ms` is earlier still), with
+    /// its place in the stream from 0: where a link to a moment opens. `None` for a stream
+    /// with no frames.
+    pub async fn frame_at(
+        &self,
+        stream: &StreamKey,
+        ms: u64,
+    ) -> Result<Option<(usize, FrameInfo)>, CatalogError> {
+        let key = self.stream_key(stream).await?;
+        let (found, listed) = self
+            .read_index(stream, &key, |index| {
+                (index.frames.at_or_before(ms), index.cursor.found_log())
+            })
+            .await?;
+        if !listed {
+            return Err(CatalogError::NotFound);
+        }
+        Ok(found)
     }
 
     /// How to serve one frame's PNG.
@@ -692,6 +723,14 @@ impl FrameIndex {
         }
     }
 
+    /// The frame at or before `ms`, else the first, with its place from 0.
+    fn at_or_before(&self, ms: u64) -> Option<(usize, FrameInfo)> {
+        let before = self.frames.range(..=ms).count();
+        let place = before.saturating_sub(1);
+        let (frame, _) = self.frames.values().nth(place)?;
+        Some((place, *frame))
+    }
+
     fn summary(&self, key: StreamKey) -> StreamSummary {
         StreamSummary {
             key,
@@ -837,6 +876,21 @@ pub(crate) mod tests {
             index.page(Some(500), 1).frames[0].absolute.is_some(),
             "a rebuilt line never replaces the writer's"
         );
+        assert_eq!(
+            index.at_or_before(1700).map(|(i, f)| (i, f.relative_ms)),
+            Some((2, 1500))
+        );
+        assert_eq!(
+            index.at_or_before(1500).map(|(i, f)| (i, f.relative_ms)),
+            Some((2, 1500))
+        );
+        assert_eq!(
+            index.at_or_before(0).map(|(i, f)| (i, f.relative_ms)),
+            Some((0, 500)),
+            "before the first: the first"
+        );
+        assert_eq!(index.at_or_before(u64::MAX).map(|(i, _)| i), Some(4));
+        assert_eq!(FrameIndex::default().at_or_before(0), None);
         let last = index.page(second.next_after, 2);
         assert_eq!((ms(&last), last.next_after), (vec![2500], None));
         // `after` between frames, before all, at the end, past the end.

@@ -111,6 +111,10 @@ pub struct CreateBotArgs {
     /// When the bot joins, as an ISO-8601 time (e.g. 2026-11-21T10:00:00Z); now if absent.
     #[arg(long)]
     pub join_at: Option<String>,
+    /// What to call the bot's recordings in the browse UI and the API (sent as the bot's
+    /// metadata); without it they are called by the bot's name.
+    #[arg(long)]
+    pub title: Option<String>,
 }
 
 /// `recall-frames bot create`: creates a bot exactly as `POST /api/bots` does, for the server
@@ -124,7 +128,8 @@ pub async fn create_bot(config: &Config, args: &CreateBotArgs) -> anyhow::Result
         &args.meeting_url,
         args.bot_name.clone(),
         args.join_at.as_deref(),
-    )?;
+    )?
+    .with_title(args.title.as_deref())?;
     let (token, _) = crate::auth::existing_ws_token(config.ws_token.clone(), &config.data_dir)
         .await?
         .with_context(|| {

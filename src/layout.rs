@@ -18,6 +18,7 @@ use crate::frame::{
     FrameTime, Participant, ParticipantEvent, ParticipantId, RecordingId, StreamKind,
 };
 use crate::store::Key;
+use crate::title::Title;
 
 pub const RECORDING_FILE: &str = "recording.json";
 pub const PARTICIPANT_FILE: &str = "participant.json";
@@ -174,6 +175,11 @@ pub struct RecordingSummary {
     pub participant_events: Option<crate::frame::Resource>,
     pub first_frame: Option<FrameTime>,
     pub last_frame: Option<FrameTime>,
+    /// What the recording's context (its metadata, its bot's) calls it, kept up to date
+    /// as the context changes (see [`crate::title`]); absent when the context names
+    /// nothing, and in summaries written before titles were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Title>,
 }
 
 impl RecordingSummary {
@@ -196,6 +202,7 @@ impl RecordingSummary {
             participant_events: None,
             first_frame: None,
             last_frame: None,
+            title: None,
         });
         let mut set = |field: &mut Option<crate::frame::Resource>,
                        value: &Option<crate::frame::Resource>| {
@@ -211,6 +218,9 @@ impl RecordingSummary {
         if summary.recording != recording {
             summary.recording = recording;
             changed = true;
+        }
+        if changed {
+            summary.refresh_title();
         }
         (summary, changed)
     }
@@ -246,7 +256,23 @@ impl RecordingSummary {
             .into_iter()
             .flatten()
             .max_by(|a, b| a.relative.total_cmp(&b.relative));
+        self.refresh_title();
         self
+    }
+
+    /// The title this context gives the recording, as `title` holds it once written; for
+    /// summaries written before titles were, worked out from the context they hold.
+    pub fn title(&self) -> Option<Title> {
+        self.title.clone().or_else(|| self.context_title())
+    }
+
+    fn context_title(&self) -> Option<Title> {
+        let bot = self.bot.as_ref().map(|bot| &bot.metadata);
+        Title::from_context(&self.recording.metadata, bot)
+    }
+
+    fn refresh_title(&mut self) {
+        self.title = self.context_title();
     }
 }
 
@@ -395,6 +421,7 @@ mod tests {
             participant_events: None,
             first_frame: first.map(time),
             last_frame: last.map(time),
+            title: None,
         };
         let mine = summary(Some(5.0), Some(8.0), None);
         let theirs = summary(Some(0.5), Some(6.0), Some("bot_1"));
@@ -409,6 +436,66 @@ mod tests {
         let merged = summary(None, None, Some("bot_2")).merged_with(merged);
         assert_eq!(merged.bot, Some(resource("bot_2")), "mine where I have one");
         assert_eq!(merged.first_frame, Some(time(0.5)));
+    }
+
+    #[test]
+    fn a_summary_keeps_its_contexts_title_and_older_ones_work_it_out() {
+        let info = |metadata: serde_json::Value, bot: Option<serde_json::Value>| {
+            crate::frame::RecordingInfo {
+                id: RecordingId::parse("rec").unwrap(),
+                metadata,
+                bot: bot.map(|metadata| crate::frame::Resource {
+                    id: "bot_1".into(),
+                    metadata,
+                }),
+                realtime_endpoint: None,
+                video_separate: None,
+                participant_events: None,
+            }
+        };
+        let mut summary = None;
+        RecordingSummary::note(&mut summary, &info(serde_json::json!({}), None));
+        assert_eq!(summary.as_ref().unwrap().title, None);
+        let (_, changed) = RecordingSummary::note(
+            &mut summary,
+            &info(
+                serde_json::json!({}),
+                Some(serde_json::json!({"bot_name": "Recorder"})),
+            ),
+        );
+        assert!(changed);
+        let title = summary.as_ref().unwrap().title.clone().unwrap();
+        assert_eq!(
+            (title.text.as_str(), title.source),
+            ("Recorder", crate::title::TitleSource::BotName)
+        );
+        let (_, changed) = RecordingSummary::note(
+            &mut summary,
+            &info(serde_json::json!({"title": "Weekly sync"}), None),
+        );
+        assert!(changed);
+        assert_eq!(
+            summary.as_ref().unwrap().title.as_ref().unwrap().text,
+            "Weekly sync"
+        );
+
+        // A recording.json written before titles were: worked out from what it holds.
+        let older: RecordingSummary = serde_json::from_value(serde_json::json!({
+            "recording": {"id": "rec", "metadata": {}},
+            "bot": {"id": "bot_1", "metadata": {"title": "Design review"}},
+            "realtime_endpoint": null, "video_separate": null,
+            "first_frame": null, "last_frame": null
+        }))
+        .unwrap();
+        assert_eq!(older.title, None);
+        assert_eq!(older.title().unwrap().text, "Design review");
+        // Merged with a writer that knows the bot: the title of the merged context.
+        let merged = summary.unwrap().merged_with(older);
+        assert_eq!(
+            merged.title.unwrap().text,
+            "Weekly sync",
+            "the recording's own first"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 // What a user of the crate needs: the server (`run`), its configuration and command line,
 // the domain types, the layout of saved recordings, the recorder and store to write them,
-// the catalog to read them back, and the simulator.
+// the catalog to read them back, what recordings are called, and the simulator.
 pub mod catalog;
 pub mod cli;
 pub mod frame;
@@ -18,6 +18,7 @@ pub mod recorder;
 pub mod simulate;
 pub mod sink;
 pub mod store;
+pub mod title;
 
 mod auth;
 mod config;

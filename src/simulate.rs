@@ -43,6 +43,19 @@ const DEFAULT_NAMES: [&str; 8] = [
     "Hiro Tanaka",
 ];
 
+/// Meeting titles the simulated bots carry when `--title` is not given, one per bot in
+/// turn, so that a demo's list of recordings reads like a real one.
+const DEFAULT_TITLES: [&str; 8] = [
+    "Weekly sync",
+    "Design review",
+    "Sprint planning",
+    "Customer call: onboarding",
+    "Product roadmap Q3",
+    "Incident retrospective",
+    "Hiring panel",
+    "All hands",
+];
+
 /// Frames rendered per stream before a `--fps max` run when `--ring` is not given.
 const DEFAULT_MAX_RING: usize = 20;
 
@@ -123,6 +136,12 @@ pub struct SimulateArgs {
     /// [default: sim-<UTC time>-<random>].
     #[arg(long)]
     pub recording: Option<String>,
+
+    /// Meeting title, sent in each bot's metadata as a bot created with a title has it
+    /// (with #2, #3, ... per bot when there are several) [default: a made-up title per bot,
+    /// such as "Weekly sync"].
+    #[arg(long)]
+    pub title: Option<String>,
 
     /// Wait between reconnection attempts (Recall waits 3 s).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
@@ -367,7 +386,7 @@ impl Simulation {
                 return Err(SimulateError::BadRecordingId(id));
             }
             bots.push(BotPlan {
-                resources: bot_resources(&id),
+                resources: bot_resources(&id, &bot_title(args.title.as_deref(), index, args.bots)),
                 cast: cast
                     .iter()
                     .map(|m| CastMember {
@@ -605,7 +624,22 @@ fn default_recording_id() -> String {
     format!("sim-{now}-{:04x}", rand::random::<u16>())
 }
 
-fn bot_resources(recording: &str) -> BotResources {
+/// Bot `index`'s meeting title, of `bots`.
+fn bot_title(title: Option<&str>, index: usize, bots: usize) -> String {
+    match title {
+        Some(title) if bots == 1 => title.to_owned(),
+        Some(title) => format!("{title} #{}", index + 1),
+        None => {
+            let title = DEFAULT_TITLES[index % DEFAULT_TITLES.len()];
+            match index / DEFAULT_TITLES.len() {
+                0 => title.to_owned(),
+                round => format!("{title} #{}", round + 1),
+            }
+        }
+    }
+}
+
+fn bot_resources(recording: &str, title: &str) -> BotResources {
     let resource = |prefix: &str, metadata| Resource {
         id: format!("{prefix}-{recording}").into(),
         metadata,
@@ -617,7 +651,10 @@ fn bot_resources(recording: &str) -> BotResources {
         },
         bot: resource(
             "bot",
-            serde_json::json!({"simulator": "recall-frames simulate"}),
+            serde_json::json!({
+                "simulator": "recall-frames simulate",
+                crate::title::TITLE_KEY: title,
+            }),
         ),
         realtime_endpoint: resource("re", serde_json::json!({})),
         video_separate: resource("vs", serde_json::json!({})),
@@ -774,6 +811,17 @@ mod tests {
         let mut all = vec!["ws://127.0.0.1:9/ws?token=abcdefghijklmnop"];
         all.extend(extra);
         SimulateArgs::from_args(all).unwrap()
+    }
+
+    #[test]
+    fn each_bot_carries_a_meeting_title() {
+        assert_eq!(bot_title(None, 0, 1), "Weekly sync");
+        assert_eq!(bot_title(None, 1, 20), "Design review");
+        assert_eq!(bot_title(None, 8, 20), "Weekly sync #2");
+        assert_eq!(bot_title(Some("Demo"), 0, 1), "Demo");
+        assert_eq!(bot_title(Some("Demo"), 2, 3), "Demo #3");
+        let bot = bot_resources("rec", "Weekly sync").bot;
+        assert_eq!(bot.metadata["title"], "Weekly sync");
     }
 
     #[tokio::test]

@@ -119,10 +119,15 @@ function streamPage() {
   const speed = $("speed");
   const scrubber = $("scrubber");
   const strip = $("filmstrip");
+  const copyButton = $("copy-link");
+  const share = $("share");
+  const shareLink = $("share-link");
+  const copyStatus = $("copy-status");
 
   const MAX_PAUSE_MS = 3000; // longer gaps between frames are shortened
   const STRIP_LENGTH = 24; // thumbnails in the filmstrip
   const LIVE_FOR_MS = 10000; // a stream with a frame this recently is live
+  const ADDRESS_EVERY_MS = 500; // ?t= in the address is rewritten at most this often
 
   const frames = []; // {relative_ms, relative, absolute, url, ...} in time order
   let at = 0;
@@ -132,6 +137,7 @@ function streamPage() {
   let lastLiveFrame = 0;
   let loaded = false;
   const early = []; // frames announced while the listing was loading
+  let addressTimer = null;
 
   async function load() {
     let url = `${framesUrl}?limit=1000`;
@@ -144,10 +150,61 @@ function streamPage() {
     }
   }
 
-  function show(index) {
+  /** A frame's time as ?t= has it: its exact millisecond, in seconds. */
+  const seconds = (frame) => String(frame.relative_ms / 1000);
+
+  /** The address of this page at a frame. */
+  function linkTo(frame) {
+    const url = new URL(location.href);
+    url.searchParams.set("t", seconds(frame));
+    url.hash = "";
+    return url.href;
+  }
+
+  /** ?t= of the address the page was opened at, in milliseconds; null if absent or not a time. */
+  function openingMoment() {
+    const t = new URLSearchParams(location.search).get("t");
+    const s = t === null || t.trim() === "" ? NaN : Number(t);
+    return Number.isFinite(s) && s >= 0 ? Math.round(s * 1000) : null;
+  }
+
+  /** The place of the frame at or before `ms`, or of the first frame if `ms` is earlier. */
+  function placeAt(ms) {
+    let low = 0;
+    let high = frames.length - 1;
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      if (frames[middle].relative_ms <= ms) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+
+  /** Keeps ?t= on the frame shown, rewriting the address (not the history) at most every ADDRESS_EVERY_MS. */
+  function keepInAddress() {
+    if (addressTimer) return;
+    addressTimer = setTimeout(() => {
+      addressTimer = null;
+      if (frames.length > 0) history.replaceState(history.state, "", linkTo(frames[at]));
+    }, ADDRESS_EVERY_MS);
+  }
+
+  /**
+   * Shows a frame at its own size at most: the image's width and height are the frame's, and
+   * the style sheet only ever scales it down (a narrow window, a short one), never up.
+   */
+  function size(frame) {
+    if (!frame.width || !frame.height) return;
+    if (screen.width !== frame.width) screen.width = frame.width;
+    if (screen.height !== frame.height) screen.height = frame.height;
+  }
+
+  /** Shows the frame at `index`; `moved` (the default) also keeps it in the address. */
+  function show(index, moved = true) {
     if (frames.length === 0) return;
     at = Math.max(0, Math.min(index, frames.length - 1));
     const frame = frames[at];
+    size(frame);
     screen.src = frame.url;
     screen.alt = `Frame at ${clock(frame.relative)}`;
     $("relative").textContent = clock(frame.relative);
@@ -158,6 +215,35 @@ function streamPage() {
     scrubber.setAttribute("aria-valuetext", `${clock(frame.relative)}, frame ${at + 1} of ${frames.length}`);
     drawStrip();
     if (at + 1 < frames.length) new Image().src = frames[at + 1].url; // preload
+    if (moved) {
+      keepInAddress();
+      share.hidden = true; // a link shown for another frame would mislead
+      say("");
+    }
+  }
+
+  function say(text) {
+    copyStatus.textContent = text;
+  }
+
+  /** Copies a link to the frame shown; where the clipboard cannot be used (plain http to another machine, a refusal), shows the link, selected, to copy by hand. */
+  async function copyLink() {
+    if (frames.length === 0) return;
+    const frame = frames[at];
+    const link = linkTo(frame);
+    history.replaceState(history.state, "", link);
+    try {
+      if (!window.isSecureContext || !navigator.clipboard) throw new Error("no clipboard here");
+      await navigator.clipboard.writeText(link);
+      share.hidden = true;
+      say(`Link to ${clock(frame.relative)} copied`);
+    } catch {
+      shareLink.value = link;
+      share.hidden = false;
+      shareLink.focus();
+      shareLink.select();
+      say(`The clipboard is not available here: copy the selected link to ${clock(frame.relative)}`);
+    }
   }
 
   function drawStrip() {
@@ -241,10 +327,11 @@ function streamPage() {
     if (place <= at) at++;
     if (atEnd && !playing) show(frames.length - 1);
     else if (atEnd && playing) schedule();
-    else show(at);
+    else show(at, false);
   }
 
   playButton.addEventListener("click", () => (playing ? pause() : play()));
+  copyButton.addEventListener("click", copyLink);
   speed.addEventListener("change", schedule);
   scrubber.addEventListener("input", () => {
     show(Number(scrubber.value));
@@ -275,7 +362,8 @@ function streamPage() {
   load()
     .then(() => {
       loaded = true;
-      show(0);
+      const moment = openingMoment();
+      show(moment === null ? 0 : placeAt(moment), false);
       early.forEach(arrive);
     })
     .catch((error) => {

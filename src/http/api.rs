@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::frame::{FrameTime, RecordingId, StreamKey, StreamKind};
 use crate::layout;
 use crate::state::AppState;
+use crate::title::TitleSource;
 
 /// Frames never change once saved: caches may keep them for good.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -155,6 +156,9 @@ struct RecordingList {
 #[derive(Serialize)]
 struct RecordingHead {
     id: RecordingId,
+    /// What people call the recording (see [`crate::title`]), never empty.
+    title: String,
+    title_source: TitleSource,
     bot_id: Option<String>,
     started_at: Option<Timestamp>,
     first_frame: Option<FrameTime>,
@@ -172,7 +176,16 @@ struct RecordingJson {
     #[serde(flatten)]
     head: RecordingHead,
     participants: usize,
+    /// Who took part, for a list that names them.
+    people: Vec<PersonJson>,
     thumbnail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PersonJson {
+    id: u64,
+    name: Option<String>,
+    is_host: bool,
 }
 
 #[derive(Serialize)]
@@ -235,6 +248,8 @@ impl RecordingHead {
     fn new(overview: &RecordingOverview) -> Self {
         RecordingHead {
             id: overview.id.clone(),
+            title: overview.title.text.clone(),
+            title_source: overview.title.source,
             bot_id: overview.bot_id(),
             started_at: overview.started_at,
             first_frame: overview.first_frame,
@@ -253,6 +268,15 @@ impl RecordingJson {
         RecordingJson {
             head: RecordingHead::new(overview),
             participants: overview.participants,
+            people: overview
+                .people
+                .iter()
+                .map(|p| PersonJson {
+                    id: p.id.0,
+                    name: p.name.clone(),
+                    is_host: p.is_host,
+                })
+                .collect(),
             thumbnail: overview
                 .thumbnail
                 .as_ref()

@@ -30,6 +30,9 @@ pub struct NewBot {
     /// ISO-8601; the bot joins now when absent.
     #[serde(default)]
     join_at: Option<String>,
+    /// What to call the bot's recordings in the browse UI and the API.
+    #[serde(default)]
+    title: Option<String>,
 }
 
 impl NewBot {
@@ -65,7 +68,8 @@ pub async fn create_bot(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
     let body = NewBot::from_json(body)?;
-    let request = BotRequest::new(&body.meeting_url, body.bot_name, body.join_at.as_deref())?;
+    let request = BotRequest::new(&body.meeting_url, body.bot_name, body.join_at.as_deref())?
+        .with_title(body.title.as_deref())?;
     let bot = state.bots.create(&request).await?;
     Ok((StatusCode::CREATED, Json(bot)))
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::catalog::{ParticipantDetail, RecordingOverview, StreamSummary};
 use crate::error::ApiError;
-use crate::frame::StreamKind;
+use crate::frame::{Participant, StreamKind};
 use crate::http::api::{CatalogResult as _, recording_id, stream_key, urls};
 use crate::state::AppState;
 
@@ -89,18 +89,42 @@ fn kind_label(kind: StreamKind) -> &'static str {
 }
 
 fn display_name(detail: &ParticipantDetail) -> String {
-    detail
-        .participant
+    person_name(&detail.participant)
+}
+
+fn person_name(participant: &Participant) -> String {
+    participant
         .name
         .clone()
         .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| format!("Participant {}", detail.participant.id))
+        .unwrap_or_else(|| format!("Participant {}", participant.id))
+}
+
+/// Names a card lists before it counts the rest.
+const NAMES_SHOWN: usize = 4;
+
+/// `Alice Smith, Bob Okafor and Carmen Díaz`; past [`NAMES_SHOWN`], `... and 3 more`.
+fn people_text(people: &[Participant]) -> String {
+    let names: Vec<String> = people.iter().map(person_name).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        _ if names.len() > NAMES_SHOWN => format!(
+            "{} and {} more",
+            names[..NAMES_SHOWN].join(", "),
+            names.len() - NAMES_SHOWN
+        ),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 // ---- view models ----
 
 struct RecordingCard {
     id: String,
+    title: String,
+    /// The names of who took part, as one line.
+    people: String,
     page: String,
     started: String,
     duration: String,
@@ -118,6 +142,8 @@ impl RecordingCard {
     fn new(overview: &RecordingOverview) -> Self {
         RecordingCard {
             id: overview.id.to_string(),
+            title: overview.title.text.clone(),
+            people: people_text(&overview.people),
             page: urls::recording_page(&overview.id),
             zip: urls::recording_zip(&overview.id),
             started: overview.started_at.map(wall_clock).unwrap_or_default(),
@@ -255,6 +281,7 @@ struct RecordingPage {
 struct StreamPage {
     assets: &'static str,
     recording_id: String,
+    recording_title: String,
     recording_page: String,
     participant_id: u64,
     kind: &'static str,
@@ -262,15 +289,39 @@ struct StreamPage {
     frames_url: String,
     zip: String,
     total: usize,
-    first: Option<FirstFrame>,
+    shown: Option<ShownFrame>,
 }
 
-struct FirstFrame {
+/// The frame a stream page opens at: the first, or the one at or before `?t=`.
+struct ShownFrame {
     url: String,
     width: u32,
     height: u32,
     at: String,
     absolute: String,
+    /// Its place in the stream, from 0.
+    index: usize,
+}
+
+#[derive(Deserialize)]
+struct MomentParams {
+    /// Seconds since the recording started.
+    t: Option<String>,
+}
+
+/// `?t=<seconds>` as the millisecond it names. Past the last frame is fine (the last frame
+/// is shown); anything but a number of seconds from 0 up is refused.
+fn moment(t: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(t) = t else { return Ok(None) };
+    match t.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            // Saturates past u64::MAX: the last frame, as for any time past the end.
+            Ok(Some((seconds * 1000.0).round() as u64))
+        }
+        _ => Err(ApiError::BadRequest(std::borrow::Cow::Borrowed(
+            "t must be a number of seconds from the start of the recording, such as t=12.5",
+        ))),
+    }
 }
 
 fn page(template: &impl Template) -> Result<Response, ApiError> {
@@ -340,8 +391,10 @@ async fn show_recording(
 async fn show_stream(
     State(state): State<AppState>,
     Path((recording, participant, kind)): Path<(String, String, String)>,
+    Query(params): Query<MomentParams>,
 ) -> Result<Response, ApiError> {
     let key = stream_key(&recording, &participant, &kind)?;
+    let moment = moment(params.t.as_deref())?;
     let detail = state
         .catalog
         .recording(&key.recording)
@@ -357,16 +410,26 @@ async fn show_stream(
         .iter()
         .find(|s| s.key.kind == key.kind)
         .ok_or(ApiError::NotFound("stream"))?;
-    let first = stream.first.map(|f| FirstFrame {
+    let opening = match moment {
+        Some(ms) => state
+            .catalog
+            .frame_at(&key, ms)
+            .await
+            .or_not_found("stream")?,
+        None => stream.first.map(|f| (0, f)),
+    };
+    let shown = opening.map(|(index, f)| ShownFrame {
         url: urls::frame(&key, f.relative_ms),
         width: f.width,
         height: f.height,
         at: clock(f.relative),
         absolute: f.absolute.map(wall_clock).unwrap_or_default(),
+        index,
     });
     page(&StreamPage {
         assets: &ASSET_VERSION,
         recording_id: key.recording.to_string(),
+        recording_title: detail.overview.title.text.clone(),
         recording_page: urls::recording_page(&key.recording),
         participant_id: key.participant.0,
         kind: key.kind.as_str(),
@@ -374,7 +437,7 @@ async fn show_stream(
         frames_url: urls::frames(&key),
         zip: urls::zip(&key),
         total: stream.frames,
-        first,
+        shown,
     })
 }
 
@@ -424,5 +487,35 @@ mod tests {
         assert_eq!(duration(3900.0), "1 h 05 min");
         let at: Timestamp = "2026-11-21T10:00:12.5Z".parse().unwrap();
         assert_eq!(wall_clock(at), "2026-11-21 10:00:12 UTC");
+    }
+
+    #[test]
+    fn a_moment_is_seconds_from_the_start() {
+        assert_eq!(moment(None).unwrap(), None);
+        assert_eq!(moment(Some("12.5")).unwrap(), Some(12_500));
+        assert_eq!(moment(Some("0")).unwrap(), Some(0));
+        assert_eq!(moment(Some("1e30")).unwrap(), Some(u64::MAX));
+        for bad in ["", "-1", "NaN", "inf", "12s", "1:00"] {
+            assert!(moment(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_card_names_the_first_few_people_and_counts_the_rest() {
+        let person = |id: u64, name: Option<&str>| Participant {
+            name: name.map(str::to_owned),
+            ..Participant::unknown(crate::frame::ParticipantId(id))
+        };
+        let names = ["Alice", "Bob", "Carol", "Dan", "Eve", "Frank"];
+        let people: Vec<Participant> = (0..6).map(|i| person(i, Some(names[i as usize]))).collect();
+        assert_eq!(people_text(&[]), "");
+        assert_eq!(people_text(&people[..1]), "Alice");
+        assert_eq!(people_text(&people[..3]), "Alice, Bob and Carol");
+        assert_eq!(people_text(&people[..4]), "Alice, Bob, Carol and Dan");
+        assert_eq!(people_text(&people), "Alice, Bob, Carol, Dan and 2 more");
+        assert_eq!(
+            people_text(&[person(7, None), person(8, Some(" "))]),
+            "Participant 7 and Participant 8"
+        );
     }
 }

@@ -18,6 +18,9 @@ pub struct BotRequest {
     meeting_url: String,
     bot_name: Option<String>,
     join_at: Option<Timestamp>,
+    /// What to call its recordings: sent as the bot's metadata, which Recall returns with
+    /// every event.
+    title: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,10 @@ pub enum InvalidBotRequest {
     MeetingUrlScheme(String),
     #[error("bot_name must not be empty")]
     EmptyBotName,
+    #[error("title must not be empty")]
+    EmptyTitle,
+    #[error("title must be at most {max} characters, not {0}", max = crate::title::MAX_TITLE_CHARS)]
+    LongTitle(usize),
     #[error(
         "join_at {0:?} is not an ISO-8601 time with an offset (for example 2026-11-21T10:00:00Z)"
     )]
@@ -70,16 +77,36 @@ impl BotRequest {
             meeting_url: meeting_url.to_owned(),
             bot_name,
             join_at,
+            title: None,
         })
     }
 
+    /// The request, with a title for the bot's recordings (blank or over
+    /// [`crate::title::MAX_TITLE_CHARS`] is refused).
+    pub fn with_title(mut self, title: Option<&str>) -> Result<Self, InvalidBotRequest> {
+        if let Some(title) = title {
+            let length = title.trim().chars().count();
+            if length > crate::title::MAX_TITLE_CHARS {
+                return Err(InvalidBotRequest::LongTitle(length));
+            }
+            self.title =
+                Some(crate::title::check_title(title).ok_or(InvalidBotRequest::EmptyTitle)?);
+        }
+        Ok(self)
+    }
+
     /// The body of Recall's create-bot request: per-participant PNG frames and participant
-    /// events, streamed to `endpoint`.
+    /// events, streamed to `endpoint`, and metadata that names its recordings.
     pub fn body(&self, endpoint: &EndpointUrl) -> Value {
         let body = CreateBotBody {
             meeting_url: &self.meeting_url,
             bot_name: self.bot_name.as_deref(),
             join_at: self.join_at,
+            metadata: crate::title::bot_metadata(
+                self.title.as_deref(),
+                self.bot_name.as_deref(),
+                &self.meeting_url,
+            ),
             recording_config: RecordingConfig {
                 video_mixed_layout: "gallery_view_v2",
                 video_separate_png: Empty {},
@@ -101,6 +128,7 @@ struct CreateBotBody<'a> {
     bot_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     join_at: Option<Timestamp>,
+    metadata: serde_json::Map<String, Value>,
     recording_config: RecordingConfig<'a>,
 }
 
@@ -234,6 +262,10 @@ mod tests {
         assert_eq!(body["meeting_url"], "https://meet.google.com/abc-defg-hij");
         assert_eq!(body["bot_name"], "Recorder");
         assert_eq!(body["join_at"], "2026-11-21T09:00:00Z", "normalised to UTC");
+        assert_eq!(
+            body["metadata"],
+            json!({"bot_name": "Recorder", "meeting_host": "meet.google.com"})
+        );
         let config = &body["recording_config"];
         assert_eq!(config["video_separate_png"], json!({}));
         let endpoint = &config["realtime_endpoints"][0];
@@ -263,5 +295,25 @@ mod tests {
         assert!(error("ftp://meet.example/abc", None, None).contains("http:// or https://"));
         assert!(error("https://zoom.us/j/1", Some("  "), None).contains("bot_name"));
         assert!(error("https://zoom.us/j/1", None, Some("tomorrow")).contains("join_at"));
+        let titled = |title: &str| {
+            BotRequest::new("https://zoom.us/j/1", None, None)
+                .unwrap()
+                .with_title(Some(title))
+        };
+        assert_eq!(
+            titled(" \n ").unwrap_err().to_string(),
+            "title must not be empty"
+        );
+        assert!(
+            titled(&"x".repeat(201))
+                .unwrap_err()
+                .to_string()
+                .contains("at most 200 characters, not 201")
+        );
+        let url = EndpointUrl::new(&Url::parse("https://f.example").unwrap(), &token());
+        assert_eq!(
+            titled(" Weekly sync ").unwrap().body(&url)["metadata"],
+            json!({"title": "Weekly sync", "meeting_host": "zoom.us"})
+        );
     }
 }

@@ -107,7 +107,10 @@ async fn creating_a_bot_sends_recall_the_exact_request() {
         request.body,
         expected_body(
             MEETING,
-            json!({"bot_name": "Recorder", "join_at": "2026-11-21T10:00:00Z"}),
+            json!({
+                "bot_name": "Recorder", "join_at": "2026-11-21T10:00:00Z",
+                "metadata": {"bot_name": "Recorder", "meeting_host": "meet.google.com"}
+            }),
             &format!("wss://frames.example.com/team-a/ws?token={WS_TOKEN}")
         )
     );
@@ -174,7 +177,7 @@ async fn on_fly_the_public_url_is_the_apps_fly_dev_host() {
         recall.received()[0].body,
         expected_body(
             MEETING,
-            json!({}),
+            json!({"metadata": {"meeting_host": "meet.google.com"}}),
             &format!("wss://my-frames.fly.dev/ws?token={WS_TOKEN}")
         )
     );
@@ -301,6 +304,15 @@ async fn bad_requests_get_a_clear_422_and_never_reach_recall() {
             json!({"meeting_url": MEETING, "bot_name": " "}),
             "bot_name must not be empty",
         ),
+        (
+            json!({"meeting_url": MEETING, "title": "  "}),
+            "title must not be empty",
+        ),
+        (
+            json!({"meeting_url": MEETING, "title": "t".repeat(201)}),
+            "title must be at most 200 characters",
+        ),
+        (json!({"meeting_url": MEETING, "title": 7}), "title"),
         (json!([MEETING]), "must be a JSON object"),
     ];
     for (body, expected) in cases {
@@ -549,6 +561,8 @@ async fn the_command_line_creates_a_bot_as_the_route_does() {
             MEETING,
             "--bot-name",
             "Recorder",
+            "--title",
+            "Weekly sync",
         ],
     )
     .await;
@@ -565,7 +579,10 @@ async fn the_command_line_creates_a_bot_as_the_route_does() {
         received[0].body,
         expected_body(
             MEETING,
-            json!({"bot_name": "Recorder"}),
+            json!({
+                "bot_name": "Recorder",
+                "metadata": {"title": "Weekly sync", "bot_name": "Recorder", "meeting_host": "meet.google.com"}
+            }),
             &format!("wss://frames.example.com/ws?token={WS_TOKEN}")
         )
     );

@@ -148,6 +148,51 @@ async fn index_to_recording_to_stream_to_the_exact_png() {
 }
 
 #[tokio::test]
+async fn a_stream_page_opens_at_the_frame_at_or_before_t() {
+    let (server, _) = server_with_frames().await;
+    let page = "/recordings/rec_9f1c2a/100/webcam";
+    // Alice's webcam frames are at 0.5, 1.0 and 12.5 s.
+    for (t, frame, at, position) in [
+        ("", "000000500", "0:00.500", "1 of 3"),
+        ("?t=0", "000000500", "0:00.500", "1 of 3"),
+        ("?t=1", "000001000", "0:01.000", "2 of 3"),
+        ("?t=12.499", "000001000", "0:01.000", "2 of 3"),
+        ("?t=12.5", "000012500", "0:12.500", "3 of 3"),
+        ("?t=99999", "000012500", "0:12.500", "3 of 3"),
+    ] {
+        let response = server.get(&format!("{page}{t}")).await;
+        assert_eq!(response.status(), 200, "{t}");
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains(&format!(
+                "src=\"/api/recordings/rec_9f1c2a/100/webcam/{frame}.png\""
+            )),
+            "{t}: shows {frame}"
+        );
+        assert!(
+            html.contains(&format!("<dd id=\"relative\">{at}</dd>")),
+            "{t}: at {at}"
+        );
+        assert!(
+            html.contains(&format!("<dd id=\"position\">{position}</dd>")),
+            "{t}: {position}"
+        );
+    }
+    for bad in ["?t=-1", "?t=soon", "?t=NaN", "?t="] {
+        let response = server.get(&format!("{page}{bad}")).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("t must be a number of seconds"),
+            "{bad}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn pages_follow_after_and_limit() {
     let server = TestServer::start().await;
     let mut bot = server.connect().await;

@@ -20,6 +20,8 @@ use thirtyfour::{ChromeCapabilities, LoggingPrefsLogLevel};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const RECORDING: &str = "weekly-sync_7f3e2b";
+/// The title in the recording's metadata.
+const TITLE: &str = "Weekly sync";
 /// Frame size: 16:9, smaller than Recall's 640x360 to keep drawing them quick.
 const WIDTH: u32 = 480;
 const HEIGHT: u32 = 270;
@@ -104,6 +106,7 @@ async fn stream_a_meeting(bot: &mut Bot) {
         for ((id, name, _), poses) in people.iter().zip(&poses) {
             let frame = TestFrame::new(t)
                 .recording(RECORDING)
+                .recording_metadata(json!({"title": TITLE}))
                 .participant(*id, *name)
                 .png(poses[i % 4].clone());
             bot.send_frame(&frame).await;
@@ -111,6 +114,7 @@ async fn stream_a_meeting(bot: &mut Bot) {
         if i % 3 == 0 {
             let slide = TestFrame::new(t + 0.25)
                 .recording(RECORDING)
+                .recording_metadata(json!({"title": TITLE}))
                 .kind("screenshare")
                 .png(slide_png(WIDTH, HEIGHT, i as u32 / 3));
             bot.send_frame(&slide).await;
@@ -159,9 +163,10 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     // 1. The index lists the recording.
     driver.goto(server.url("/")).await.unwrap();
     let link = driver
-        .find(By::LinkText(RECORDING))
+        .find(By::LinkText(TITLE))
         .await
-        .expect("the index links the recording");
+        .expect("the index links the recording by its title");
+    sees_the_title_and_people_on_the_index(driver).await;
     assert!(all_images_render(driver).await, "index thumbnails render");
     save_screenshot(driver, "screenshot-index.png").await;
     assert_eq!(
@@ -189,11 +194,13 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     // 5. A frame streamed now shows up without a reload: a new person, a newer frame.
     let newcomer = TestFrame::new(6.0)
         .recording(RECORDING)
+        .recording_metadata(json!({"title": TITLE}))
         .participant(400, Some("Dev Patel"))
         .png(webcam_png(WIDTH, HEIGHT, 280.0, 3.0));
     bot.send_frame(&newcomer).await;
     let newer = TestFrame::new(6.0)
         .recording(RECORDING)
+        .recording_metadata(json!({"title": TITLE}))
         .png(webcam_png(WIDTH, HEIGHT, 212.0, 106.0));
     bot.send_frame(&newer).await;
     wait_for(
@@ -259,6 +266,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     bot.send_frame(
         &TestFrame::new(6.5)
             .recording(RECORDING)
+            .recording_metadata(json!({"title": TITLE}))
             .png(webcam_png(WIDTH, HEIGHT, 212.0, 106.5)),
     )
     .await;
@@ -277,6 +285,8 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     );
     driver.set_window_rect(0, 0, 1280, 1300).await.unwrap();
     save_screenshot(driver, "screenshot-player.png").await;
+
+    opens_at_a_moment_and_keeps_it_in_the_address(driver, server).await;
 
     // The same pages at phone width.
     driver.set_window_rect(0, 0, 390, 844).await.unwrap();
@@ -313,6 +323,208 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
         .map(|entry| entry.message)
         .collect();
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+}
+
+/// The card names the meeting and its people; the id is there, as secondary text.
+async fn sees_the_title_and_people_on_the_index(driver: &WebDriver) {
+    assert_eq!(text(driver, ".recording-card h2").await, TITLE);
+    assert_eq!(
+        text(driver, ".recording-card .recording-id code").await,
+        RECORDING
+    );
+    let people = text(driver, ".recording-card .people").await;
+    assert!(
+        people.ends_with("Alice Smith, Bob Okafor and Carmen Díaz"),
+        "{people}"
+    );
+    assert!(
+        driver.title().await.unwrap().starts_with("Recordings"),
+        "the index's own title"
+    );
+}
+
+/// A stream page opened at `?t=` shows the frame at or before that time, at no more than
+/// its own size; playing keeps `?t=` on the frame shown; the link to a moment can be copied,
+/// or read off the page where the clipboard cannot be used.
+async fn opens_at_a_moment_and_keeps_it_in_the_address(driver: &WebDriver, server: &TestServer) {
+    driver.set_window_rect(0, 0, 1280, 960).await.unwrap();
+    let stream = format!("/recordings/{RECORDING}/100/webcam");
+    // Alice's webcam has frames every 0.5 s from 0 to 6.5: 2.7 s falls on the one at 2.5 s.
+    driver
+        .goto(server.url(&format!("{stream}?t=2.7")))
+        .await
+        .unwrap();
+    wait_for(
+        driver,
+        "the frame at 2.5 s",
+        "document.getElementById('position').textContent === '6 of 14'",
+    )
+    .await;
+    assert_eq!(text(driver, "#relative").await, "0:02.500");
+    assert_eq!(
+        text(driver, ".crumbs a:nth-of-type(2)").await,
+        TITLE,
+        "the breadcrumb names the recording"
+    );
+    wait_until_rendered(driver, "#frame").await;
+    assert!(
+        shown_frame_src(driver).await.ends_with("/000002500.png"),
+        "the picture is the frame at 2.5 s"
+    );
+    assert_eq!(
+        address_t(driver).await.as_deref(),
+        Some("2.7"),
+        "opening moves nothing"
+    );
+
+    // Room to spare: the frame at its own size, not stretched to the page.
+    let (shown, natural) = frame_widths(driver).await;
+    assert_eq!(
+        shown, natural,
+        "shown at its own size: {shown} px of {natural}"
+    );
+    assert_eq!(natural, f64::from(WIDTH));
+
+    // Playing (at 1x: frames every 0.5 s, far from the end) moves ?t= with the frame shown.
+    click(driver, By::Id("play")).await;
+    wait_for(
+        driver,
+        "?t= to move on as the player plays",
+        "Number(new URLSearchParams(location.search).get('t')) > 2.7",
+    )
+    .await;
+    assert_eq!(text(driver, "#play").await, "Pause", "still playing");
+    click(driver, By::Id("play")).await; // pause
+    wait_for(
+        driver,
+        "?t= to settle on the frame shown",
+        "(() => { const ms = Number(document.getElementById('frame').src.match(/(\\d{9})\\.png$/)[1]);
+                  return Math.round(Number(new URLSearchParams(location.search).get('t')) * 1000) === ms; })()",
+    )
+    .await;
+    let moment = address_t(driver).await.expect("?t= in the address");
+    let position = text(driver, "#position").await;
+
+    // Without a clipboard (as over plain http), the link is shown to copy by hand; the
+    // button works from the keyboard.
+    driver
+        .execute(
+            "Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})",
+            vec![],
+        )
+        .await
+        .unwrap();
+    driver
+        .find(By::Id("copy-link"))
+        .await
+        .unwrap()
+        .send_keys(Key::Enter)
+        .await
+        .unwrap();
+    wait_for(
+        driver,
+        "the link shown by hand",
+        "!document.getElementById('share').hidden",
+    )
+    .await;
+    let link: String = driver
+        .execute(
+            "const input = document.getElementById('share-link');
+             return document.activeElement === input ? input.value : 'not focused';",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert_eq!(
+        link,
+        server.url(&format!("{stream}?t={moment}")),
+        "the link names this moment"
+    );
+    assert!(
+        text(driver, "#copy-status")
+            .await
+            .contains("copy the selected link"),
+        "the status says what to do"
+    );
+
+    // The link opens where it was taken.
+    driver.goto(&link).await.unwrap();
+    wait_for(
+        driver,
+        "the linked frame",
+        &format!("document.getElementById('position').textContent === '{position}'"),
+    )
+    .await;
+
+    // With the clipboard the browser offers, the link is copied (or, if the browser
+    // refuses, shown as above): either way the page says so.
+    click(driver, By::Id("copy-link")).await;
+    wait_for(
+        driver,
+        "the copy to be confirmed or the link shown",
+        "document.getElementById('copy-status').textContent !== ''",
+    )
+    .await;
+    let said = text(driver, "#copy-status").await;
+    let shown: bool = driver
+        .execute("return !document.getElementById('share').hidden", vec![])
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert!(
+        said.ends_with("copied") || (shown && said.contains("copy the selected link")),
+        "{said}"
+    );
+
+    // A phone: scaled down to fit, never wider than the screen.
+    driver.set_window_rect(0, 0, 390, 844).await.unwrap();
+    wait_until_rendered(driver, "#frame").await;
+    let (shown, natural) = frame_widths(driver).await;
+    assert!(
+        shown < natural && shown <= 390.0,
+        "scaled down to fit: {shown} px of {natural}"
+    );
+    assert!(fits_the_width(driver).await, "{stream}: fits a phone");
+}
+
+/// The player's picture's rendered width and the width of the frame it shows.
+async fn frame_widths(driver: &WebDriver) -> (f64, f64) {
+    let widths: Vec<f64> = driver
+        .execute(
+            "const img = document.getElementById('frame');
+             return [img.getBoundingClientRect().width, img.naturalWidth];",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    (widths[0], widths[1])
+}
+
+async fn shown_frame_src(driver: &WebDriver) -> String {
+    driver
+        .execute("return document.getElementById('frame').src", vec![])
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
+}
+
+/// `?t=` of the page's address, as written.
+async fn address_t(driver: &WebDriver) -> Option<String> {
+    driver
+        .execute(
+            "return new URLSearchParams(location.search).get('t')",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
 }
 
 /// Whether the page needs no sideways scrolling.

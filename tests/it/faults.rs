@@ -164,12 +164,12 @@ fn noise_frame(
     seed: u32,
 ) -> TestFrame {
     TestFrame {
-        recording: RECORDING.into(),
         participant,
         name: None,
         kind,
         relative,
         png: noise_png(width, height, seed),
+        ..TestFrame::new(relative)
     }
 }
 

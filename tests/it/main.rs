@@ -16,3 +16,4 @@ mod participant_events;
 mod receiver;
 mod security;
 mod simulate;
+mod titles;

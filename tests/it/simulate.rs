@@ -188,6 +188,13 @@ async fn bots_participants_and_screenshares_land_on_disk_as_sent() {
         recording["last_frame"]["relative"], 0.075,
         "4 frames at 40 fps"
     );
+    // Each simulated meeting has a title, as a bot created with one does.
+    assert_eq!(
+        recording["title"],
+        serde_json::json!({"text": "Weekly sync", "source": "metadata"})
+    );
+    let second = read_json(&server.data_dir.join("sim_test-2/recording.json"));
+    assert_eq!(second["title"]["text"], "Design review");
 }
 
 #[tokio::test]

@@ -15,6 +15,9 @@ pub struct TestFrame {
     pub kind: &'static str,
     pub relative: f64,
     pub png: Vec<u8>,
+    /// `recording.metadata` and `bot.metadata` as Recall sends them back.
+    pub recording_metadata: Value,
+    pub bot_metadata: Value,
 }
 
 impl TestFrame {
@@ -27,7 +30,21 @@ impl TestFrame {
             kind: "webcam",
             relative,
             png: png(64, 36, (relative * 1000.0) as u32),
+            recording_metadata: json!({"team": "research"}),
+            bot_metadata: json!({"purpose": "tests"}),
         }
+    }
+
+    /// The recording's metadata, as Recall echoes it with every event.
+    pub fn recording_metadata(mut self, metadata: Value) -> Self {
+        self.recording_metadata = metadata;
+        self
+    }
+
+    /// The bot's metadata, as given when the bot was created.
+    pub fn bot_metadata(mut self, metadata: Value) -> Self {
+        self.bot_metadata = metadata;
+        self
     }
 
     pub fn participant(mut self, id: u64, name: Option<&str>) -> Self {
@@ -68,8 +85,8 @@ impl TestFrame {
                 },
                 "realtime_endpoint": {"id": "re_1", "metadata": {}},
                 "video_separate": {"id": "vs_1", "metadata": {}},
-                "recording": {"id": self.recording, "metadata": {"team": "research"}},
-                "bot": {"id": "bot_1", "metadata": {"purpose": "tests"}}
+                "recording": {"id": self.recording, "metadata": self.recording_metadata},
+                "bot": {"id": "bot_1", "metadata": self.bot_metadata}
             }
         })
     }

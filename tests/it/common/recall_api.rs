@@ -192,7 +192,8 @@ async fn create_bot(State(shared): State<Shared>, body: axum::Json<Value>) -> Re
         "recording_config": request["recording_config"],
         "status_changes": [{"code": "ready", "message": null, "created_at": "2026-11-21T10:00:00Z"}],
         "recordings": [],
-        "metadata": {}
+        // Recall keeps the metadata a bot is created with, and sends it with every event.
+        "metadata": request.get("metadata").cloned().unwrap_or(json!({}))
     });
     inner.bots.insert(id, bot.clone());
     (StatusCode::CREATED, axum::Json(bot)).into_response()

@@ -12,6 +12,8 @@ use super::{TestEvent, TestFrame, TestServer, eventually};
 pub fn recording_entry(frames: u64) -> Value {
     json!({
         "id": "rec_9f1c2a",
+        "title": "Recording of 21 Nov 2026, 10:00 UTC",
+        "title_source": "start_time",
         "bot_id": "bot_1",
         "started_at": "2026-11-21T10:00:00Z",
         "first_frame": {"relative": 0.5, "absolute": "2026-11-21T10:00:00.5Z"},
@@ -19,6 +21,10 @@ pub fn recording_entry(frames: u64) -> Value {
         "duration": 12.0,
         "frames": frames,
         "participants": 2,
+        "people": [
+            {"id": 100, "name": "Alice Smith", "is_host": true},
+            {"id": 200, "name": null, "is_host": false}
+        ],
         "thumbnail": "/api/recordings/rec_9f1c2a/100/webcam/000012500.png",
         "url": "/api/recordings/rec_9f1c2a",
         "page": "/recordings/rec_9f1c2a",
