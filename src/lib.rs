@@ -10,6 +10,7 @@
 // What a user of the crate needs: the server (`run`), its configuration and command line,
 // the domain types, the layout of saved recordings, the recorder and store to write them,
 // the catalog to read them back, and the simulator.
+pub mod audio;
 pub mod catalog;
 pub mod cli;
 pub mod frame;
