@@ -33,6 +33,10 @@ use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKey
 use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 use crate::store::{Key, LogCursor, Store, StoreError, read_log, read_whole_log};
 
+mod audio;
+
+pub use self::audio::AudioTrackView;
+
 /// Reads in flight at once while a listing fans out (recordings, participants).
 const PARALLEL: usize = 8;
 /// Participant folders remembered: a folder's name never changes once chosen.
@@ -418,17 +422,28 @@ impl Catalog {
     }
 
     async fn stream_key(&self, stream: &StreamKey) -> Result<Key, CatalogError> {
-        let cached = (stream.recording.clone(), stream.participant);
-        let known = self.folders.lock().get(&cached).cloned();
-        let folder = match known {
-            Some(folder) => folder,
-            None => self
-                .participant_folders(&stream.recording)
-                .await?
-                .remove(&stream.participant)
-                .ok_or(CatalogError::NotFound)?,
-        };
+        let folder = self
+            .participant_folder(&stream.recording, stream.participant)
+            .await?;
         Ok(layout::stream_key(&stream.recording, &folder, stream.kind))
+    }
+
+    /// The folder of a participant of a recording.
+    async fn participant_folder(
+        &self,
+        recording: &RecordingId,
+        participant: ParticipantId,
+    ) -> Result<String, CatalogError> {
+        let cached = (recording.clone(), participant);
+        let known = self.folders.lock().get(&cached).cloned();
+        match known {
+            Some(folder) => Ok(folder),
+            None => self
+                .participant_folders(recording)
+                .await?
+                .remove(&participant)
+                .ok_or(CatalogError::NotFound),
+        }
     }
 
     async fn frame_key(&self, stream: &StreamKey, relative_ms: u64) -> Result<Key, CatalogError> {

@@ -71,6 +71,14 @@ fn decode_and_check(text: &str) -> Result<(), TestCaseError> {
                 &layout::stream_dir(root, &event.recording.id, &folder, StreamKind::Webcam),
             )
         }
+        Ok(Inbound::Audio(chunk)) => {
+            // A whole number of samples, within the cap, at a place on the timeline.
+            prop_assert!(RecordingId::parse(chunk.recording.id.as_str()).is_some());
+            prop_assert!(!chunk.pcm.is_empty() && chunk.pcm.len() % 2 == 0);
+            prop_assert!(chunk.samples() <= recall_frames::audio::MAX_CHUNK_SAMPLES);
+            prop_assert!(FrameTime::relative_ms(chunk.time.relative).is_some());
+            Ok(())
+        }
         Ok(Inbound::Ignored) => Ok(()),
         Err(refusal) => {
             // Every refusal has a label and a message to send back.
