@@ -80,6 +80,10 @@ pub struct CreateBotArgs {
     /// When the bot joins, as an ISO-8601 time (e.g. 2026-11-21T10:00:00Z); now if absent.
     #[arg(long)]
     pub join_at: Option<String>,
+    /// Also stream each participant's audio (Recall's audio_separate_raw). Off by default:
+    /// it costs more at Recall, and Recall may have to enable it for the workspace.
+    #[arg(long)]
+    pub audio: bool,
 }
 
 /// `recall-frames bot create`: creates a bot exactly as `POST /api/bots` does, for the server
@@ -93,7 +97,8 @@ pub async fn create_bot(config: &Config, args: &CreateBotArgs) -> anyhow::Result
         &args.meeting_url,
         args.bot_name.clone(),
         args.join_at.as_deref(),
-    )?;
+    )?
+    .with_audio(args.audio);
     let (token, _) = crate::auth::existing_ws_token(config.ws_token.clone(), &config.data_dir)
         .await?
         .with_context(|| {

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use serde_json::value::RawValue;
 
 use self::audio::decode_audio;
-pub use self::audio::{MIXED_AUDIO_EVENT, SEPARATE_AUDIO_EVENT, is_audio_event};
+pub use self::audio::{SEPARATE_AUDIO_EVENT, is_audio_event};
 use self::one_pass::OnePass;
 pub use self::png::{MAX_SIDE, png_dimensions};
 pub use self::refusal::{Refusal, RefusalReason};

@@ -30,6 +30,9 @@ pub struct NewBot {
     /// ISO-8601; the bot joins now when absent.
     #[serde(default)]
     join_at: Option<String>,
+    /// Stream each participant's audio too (`audio_separate_raw`); off by default.
+    #[serde(default)]
+    audio: bool,
 }
 
 impl NewBot {
@@ -65,7 +68,8 @@ pub async fn create_bot(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
     let body = NewBot::from_json(body)?;
-    let request = BotRequest::new(&body.meeting_url, body.bot_name, body.join_at.as_deref())?;
+    let request = BotRequest::new(&body.meeting_url, body.bot_name, body.join_at.as_deref())?
+        .with_audio(body.audio);
     let bot = state.bots.create(&request).await?;
     Ok((StatusCode::CREATED, Json(bot)))
 }

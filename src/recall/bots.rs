@@ -18,6 +18,9 @@ pub struct BotRequest {
     meeting_url: String,
     bot_name: Option<String>,
     join_at: Option<Timestamp>,
+    /// Each participant's audio too (`audio_separate_raw`): off unless asked, since Recall
+    /// charges more for it and may have to enable it for the workspace.
+    audio: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +73,23 @@ impl BotRequest {
             meeting_url: meeting_url.to_owned(),
             bot_name,
             join_at,
+            audio: false,
         })
     }
 
+    /// The same bot, streaming each participant's audio as well when `audio`.
+    pub fn with_audio(mut self, audio: bool) -> Self {
+        self.audio = audio;
+        self
+    }
+
     /// The body of Recall's create-bot request: per-participant PNG frames and participant
-    /// events, streamed to `endpoint`.
+    /// events (and, when asked, per-participant audio), streamed to `endpoint`.
     pub fn body(&self, endpoint: &EndpointUrl) -> Value {
+        let mut events: Vec<&'static str> = crate::event::recorded_events().collect();
+        if self.audio {
+            events.push(crate::event::SEPARATE_AUDIO_EVENT);
+        }
         let body = CreateBotBody {
             meeting_url: &self.meeting_url,
             bot_name: self.bot_name.as_deref(),
@@ -83,10 +97,11 @@ impl BotRequest {
             recording_config: RecordingConfig {
                 video_mixed_layout: "gallery_view_v2",
                 video_separate_png: Empty {},
+                audio_separate_raw: self.audio.then_some(Empty {}),
                 realtime_endpoints: [RealtimeEndpoint {
                     kind: "websocket",
                     url: endpoint.expose(),
-                    events: crate::event::recorded_events().collect(),
+                    events,
                 }],
             },
         };
@@ -108,6 +123,8 @@ struct CreateBotBody<'a> {
 struct RecordingConfig<'a> {
     video_mixed_layout: &'static str,
     video_separate_png: Empty,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audio_separate_raw: Option<Empty>,
     realtime_endpoints: [RealtimeEndpoint<'a>; 1],
 }
 
