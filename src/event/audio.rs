@@ -79,7 +79,7 @@ pub(super) fn decode_audio(
     let start_sample =
         AudioChunk::start_sample(time.relative).ok_or(Refusal::BadRelativeTime(time.relative))?;
     let pcm = decode_base64(&data.buffer).map_err(Refusal::InvalidBase64)?;
-    if pcm.is_empty() || pcm.len() as u64 % BYTES_PER_SAMPLE != 0 {
+    if pcm.is_empty() || !(pcm.len() as u64).is_multiple_of(BYTES_PER_SAMPLE) {
         return Err(Refusal::BadAudioLength(pcm.len()));
     }
     if pcm.len() as u64 / BYTES_PER_SAMPLE > MAX_CHUNK_SAMPLES {

@@ -327,27 +327,29 @@ impl AudioTrack {
                     .await?;
             }
             Some(held) => {
-                if !held.pieces.contains_key(&piece) {
-                    // A late chunk into a piece already put: read it back to change it.
-                    let stored = match held_samples {
-                        0 => Vec::new(),
-                        _ => self
-                            .inner
-                            .store
-                            .get(&key)
-                            .await?
-                            .map(|found| {
-                                found
-                                    .bytes
-                                    .get(WAV_HEADER_BYTES as usize..)
-                                    .unwrap_or_default()
-                                    .to_vec()
-                            })
-                            .unwrap_or_default(),
-                    };
-                    held.pieces.insert(piece, stored);
-                }
-                let data = held.pieces.entry(piece).or_default();
+                let data = match held.pieces.entry(piece) {
+                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        // A late chunk into a piece already put: read it back to change it.
+                        let stored = match held_samples {
+                            0 => Vec::new(),
+                            _ => self
+                                .inner
+                                .store
+                                .get(&key)
+                                .await?
+                                .map(|found| {
+                                    found
+                                        .bytes
+                                        .get(WAV_HEADER_BYTES as usize..)
+                                        .unwrap_or_default()
+                                        .to_vec()
+                                })
+                                .unwrap_or_default(),
+                        };
+                        entry.insert(stored)
+                    }
+                };
                 let (from, to) = (
                     (at * BYTES_PER_SAMPLE) as usize,
                     (at * BYTES_PER_SAMPLE) as usize + pcm.len(),
