@@ -66,6 +66,8 @@ pub struct Recorder {
     publisher: Mutex<Option<JoinHandle<()>>>,
     /// Flushes audio tracks and lets go of quiet ones.
     audio_keeper: Mutex<Option<JoinHandle<()>>>,
+    /// Makes audio folders whole at start-up, in a folder.
+    audio_repair: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Inner {
@@ -95,11 +97,16 @@ impl Recorder {
         let stop = CancellationToken::new();
         let publisher = tokio::spawn(publish_queued(inner.clone(), stop.clone()));
         let audio_keeper = tokio::spawn(audio::keep_tracks(inner.clone(), stop.clone()));
+        let audio_repair = inner
+            .store
+            .writes_in_place()
+            .then(|| tokio::spawn(audio::repair_all(inner.clone(), stop.clone())));
         Recorder {
             inner,
             stop,
             publisher: Mutex::new(Some(publisher)),
             audio_keeper: Mutex::new(Some(audio_keeper)),
+            audio_repair: Mutex::new(audio_repair),
         }
     }
 
@@ -631,11 +638,14 @@ impl FrameSink for Recorder {
         {
             tracing::warn!(%error, "the summary publisher panicked");
         }
-        let audio_keeper = self.audio_keeper.lock().take();
-        if let Some(keeper) = audio_keeper
-            && let Err(error) = keeper.await
-        {
-            tracing::warn!(%error, "the audio track keeper panicked");
+        let audio_tasks = [
+            self.audio_keeper.lock().take(),
+            self.audio_repair.lock().take(),
+        ];
+        for task in audio_tasks.into_iter().flatten() {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "an audio task panicked");
+            }
         }
         let audio = self.inner.audio.sweep(Duration::ZERO).await;
         for recording in self.inner.recordings.all() {

@@ -26,6 +26,7 @@ use crate::audio::{
     SAMPLES_PER_MS, StoredTrack, Timeline, WAV_HEADER_BYTES, parse_piece_file_name,
     piece_file_name, pieces_of, wav_header,
 };
+use crate::frame::RecordingId;
 use crate::layout::{self, AudioRecord};
 use crate::sink::{AudioOutcome, SinkError};
 use crate::store::{Key, LogWriter, Store, StoreError, read_whole_log};
@@ -175,71 +176,16 @@ impl AudioTrack {
         if recording.state.lock().note_recording(&first.recording) {
             inner.publish(&recording).await?;
         }
-        let manifest_key = folder.join(layout::AUDIO_MANIFEST);
-        let records = read_whole_log(inner.store.as_ref(), &manifest_key)
-            .await?
-            .iter()
-            .filter_map(|line| {
-                serde_json::from_slice::<AudioRecord>(line)
-                    .inspect_err(|error| tracing::warn!(%manifest_key, %error, "skipping an audio manifest line"))
-                    .ok()
-            })
-            .collect::<Vec<_>>();
-        let listed = inner.store.list(&folder).await?;
-        let settled = jiff::Timestamp::now()
-            - jiff::SignedDuration::try_from(inner.settle()).unwrap_or_default();
-        let mut young = false;
-        let mut pieces = Vec::new();
-        for object in &listed {
-            if let Some([name]) = object.key.strip_prefix(&folder).as_deref()
-                && let Some(ms) = parse_piece_file_name(name)
-            {
-                let samples = object.size.saturating_sub(WAV_HEADER_BYTES) / BYTES_PER_SAMPLE;
-                pieces.push((ms * SAMPLES_PER_MS, samples));
-                young |= object.written_by > settled;
-            }
-        }
-        let stored = StoredTrack::read(records, pieces);
-        let mut manifest = inner.store.log_writer(&manifest_key, LINES_PER_PART);
-        let mut track = AudioTrack {
+        let (stored, manifest) = survey(inner, &folder).await?;
+        Ok(AudioTrack {
             inner: inner.clone(),
             recording,
             folder,
-            timeline: stored.timeline.clone(),
-            pieces: stored.pieces.clone(),
+            timeline: stored.timeline,
+            pieces: stored.pieces,
             held: (!inner.store.writes_in_place()).then(Held::default),
-            manifest: inner.store.log_writer(&manifest_key, LINES_PER_PART),
-        };
-        if inner.store.writes_in_place() {
-            repair_headers(inner.store.as_ref(), &track.folder, &track.pieces).await?;
-        }
-        // On a shared store another writer may still be about to list what it stored:
-        // samples without a line are rebuilt only once nothing can be.
-        if !young {
-            for start in &stored.unlisted_segments {
-                manifest.push(json_line(&segment_record(*start)));
-            }
-            for (from, to) in stored.unlisted_tails() {
-                manifest.push(json_line(&AudioRecord::Chunk {
-                    start_sample: from,
-                    start: seconds(from),
-                    absolute: None,
-                    samples: to - from,
-                    bytes: (to - from) * BYTES_PER_SAMPLE,
-                    received_at: jiff::Timestamp::now(),
-                    written: to - from,
-                    overlap: 0,
-                    recovered: true,
-                }));
-                track.timeline.received.insert((from, to));
-            }
-            if !stored.unlisted_segments.is_empty() || !stored.unlisted_tails().is_empty() {
-                tracing::info!(folder = %track.folder, "rebuilt audio manifest lines of samples saved before a crash");
-            }
-            manifest.flush().await?;
-        }
-        track.manifest = manifest;
-        Ok(track)
+            manifest,
+        })
     }
 
     fn piece_key(&self, piece: u64) -> Key {
@@ -388,6 +334,127 @@ impl AudioTrack {
             }
         }
         self.manifest.flush().await
+    }
+}
+
+/// What an audio folder holds, made whole: headers a crash left stale rewritten (where
+/// pieces are written in place), and lines rebuilt for samples stored without one. Returns
+/// the track as stored, with every stored sample received, and a writer of its manifest.
+async fn survey(
+    inner: &Inner,
+    folder: &Key,
+) -> Result<(StoredTrack, Box<dyn LogWriter>), StoreError> {
+    let manifest_key = folder.join(layout::AUDIO_MANIFEST);
+    let records = read_whole_log(inner.store.as_ref(), &manifest_key)
+        .await?
+        .iter()
+        .filter_map(|line| {
+            serde_json::from_slice::<AudioRecord>(line)
+                .inspect_err(|error| tracing::warn!(%manifest_key, %error, "skipping an audio manifest line"))
+                .ok()
+        })
+        .collect::<Vec<_>>();
+    let listed = inner.store.list(folder).await?;
+    let settled =
+        jiff::Timestamp::now() - jiff::SignedDuration::try_from(inner.settle()).unwrap_or_default();
+    let mut young = false;
+    let mut pieces = Vec::new();
+    for object in &listed {
+        if let Some([name]) = object.key.strip_prefix(folder).as_deref()
+            && let Some(ms) = parse_piece_file_name(name)
+        {
+            let samples = object.size.saturating_sub(WAV_HEADER_BYTES) / BYTES_PER_SAMPLE;
+            pieces.push((ms * SAMPLES_PER_MS, samples));
+            young |= object.written_by > settled;
+        }
+    }
+    let mut stored = StoredTrack::read(records, pieces);
+    let mut manifest = inner.store.log_writer(&manifest_key, LINES_PER_PART);
+    if inner.store.writes_in_place() {
+        repair_headers(inner.store.as_ref(), folder, &stored.pieces).await?;
+    }
+    // On a shared store another writer may still be about to list what it stored: samples
+    // without a line are rebuilt only once nothing can be.
+    let tails = stored.unlisted_tails();
+    if !young && (!stored.unlisted_segments.is_empty() || !tails.is_empty()) {
+        for start in &stored.unlisted_segments {
+            manifest.push(json_line(&segment_record(*start)));
+        }
+        for (from, to) in tails {
+            manifest.push(json_line(&AudioRecord::Chunk {
+                start_sample: from,
+                start: seconds(from),
+                absolute: None,
+                samples: to - from,
+                bytes: (to - from) * BYTES_PER_SAMPLE,
+                received_at: jiff::Timestamp::now(),
+                written: to - from,
+                overlap: 0,
+                recovered: true,
+            }));
+            stored.timeline.received.insert((from, to));
+        }
+        manifest.flush().await?;
+        tracing::info!(%folder, "rebuilt audio manifest lines of samples saved before a crash");
+    }
+    Ok((stored, manifest))
+}
+
+/// At start-up, where pieces are written in place (a folder): makes every audio folder
+/// whole (see [`survey`]), so that a file a `kill -9` left with a stale header plays whole
+/// again without waiting for its participant to speak. Each track is held while it is
+/// looked at, so a chunk arriving meanwhile waits for it.
+pub(super) async fn repair_all(inner: Arc<Inner>, stop: CancellationToken) {
+    let store = inner.store.clone();
+    let recordings = match store.list_folders(&Key::root()).await {
+        Ok(names) => names,
+        Err(error) => {
+            tracing::warn!(%error, "could not list recordings to look over their audio");
+            return;
+        }
+    };
+    for id in recordings
+        .iter()
+        .filter_map(|name| RecordingId::parse(name))
+    {
+        let recording = layout::recording_key(&id);
+        let mut tracks = vec![(None, layout::audio_key(&id, None))];
+        match store.list_folders(&recording).await {
+            Ok(folders) => tracks.extend(folders.iter().filter_map(|name| {
+                let participant = layout::parse_participant_folder_name(name)?;
+                Some((Some(participant), layout::audio_key(&id, Some(name))))
+            })),
+            Err(error) => tracing::warn!(%error, %recording, "could not list participants"),
+        }
+        for (participant, folder) in tracks {
+            if stop.is_cancelled() {
+                return;
+            }
+            let key = AudioTrackKey {
+                recording: id.clone(),
+                participant,
+            };
+            let shared = inner
+                .audio
+                .open
+                .lock()
+                .entry(key.clone())
+                .or_default()
+                .clone();
+            let mut slot = shared.lock().await;
+            if slot.track.is_some() || slot.closed {
+                continue; // open already: its opening made it whole
+            }
+            if let Err(error) = survey(&inner, &folder).await {
+                tracing::warn!(%error, %folder, "could not look over an audio folder");
+            }
+            // Let go: a chunk waiting on this place takes a new one.
+            slot.closed = true;
+            let mut open = inner.audio.open.lock();
+            if open.get(&key).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                open.remove(&key);
+            }
+        }
     }
 }
 

@@ -439,7 +439,7 @@ async fn audio_lands_in_pieces_that_play_in_place_and_in_a_bucket() {
 }
 
 #[tokio::test]
-async fn a_stale_header_and_samples_without_lines_are_repaired_at_open() {
+async fn a_stale_header_and_samples_without_lines_are_repaired_when_the_recorder_starts_again() {
     let store = MemoryStore::default();
     let recorder = Recorder::new(Arc::new(store.clone()));
     recorder.record_audio(&chunk(0, &[1, 2])).await.unwrap();

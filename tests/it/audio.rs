@@ -309,6 +309,23 @@ async fn kill_9_mid_segment_then_restart_every_wav_plays_and_matches_its_manifes
     );
 
     let mut binary = BinaryServer::spawn(data.path(), &env, &[]);
+    // Repaired at start-up, before anyone speaks again: the header gives every sample, and
+    // the samples without a line have one.
+    eventually("the stale header is repaired", || async {
+        wav_samples(&std::fs::read(&piece).unwrap()).len() == before + 100
+    })
+    .await;
+    assert_eq!(
+        wav_samples(&std::fs::read(&piece).unwrap()),
+        sent[..before + 100]
+    );
+    let lines = read_jsonl(&dir.join("audio.jsonl"));
+    let last = lines.last().unwrap();
+    assert_eq!(last["recovered"], true);
+    assert_eq!(
+        last["start_sample"].as_u64().unwrap() + last["samples"].as_u64().unwrap(),
+        (before + 100) as u64
+    );
     let mut bot = Bot::connect(&binary.ws_url(WS_TOKEN)).await;
     // Recall resends everything from where it was; the server keeps what it has.
     for chunk in &chunks {
