@@ -223,6 +223,10 @@ pub struct Placement {
     pub gaps: Vec<Span>,
     /// Samples of the chunk already received: kept as first written, not written again.
     pub overlap: u64,
+    /// The chunk's samples on the timeline.
+    pub chunk: Span,
+    /// The segments written to, with their ends once the writes are done.
+    pub segment_ends: Vec<(u64, u64)>,
 }
 
 impl Placement {
@@ -237,19 +241,36 @@ impl Timeline {
     /// and stored. A chunk whose every sample was received already places nothing: a
     /// duplicate.
     pub fn place(&mut self, start: u64, samples: u64) -> Placement {
+        let placement = self.plan(start, samples);
+        self.commit(&placement);
+        placement
+    }
+
+    /// Notes what [`Timeline::plan`] decided as done: its samples received and stored.
+    pub fn commit(&mut self, placement: &Placement) {
+        for &(segment, end) in &placement.segment_ends {
+            let stored = self.segments.entry(segment).or_insert(end);
+            *stored = (*stored).max(end);
+        }
+        self.received.insert(placement.chunk);
+    }
+
+    /// Decides where the samples `[start, start + samples)` go, changing nothing: the caller
+    /// stores them, then [`Timeline::commit`]s, so that a chunk that failed to be stored can
+    /// come again. Costs a copy of the segments (a few per long silence), never of the
+    /// samples received.
+    pub fn plan(&self, start: u64, samples: u64) -> Placement {
         let end = start + samples;
         let missing = self.received.missing((start, end));
         let mut placement = Placement {
             overlap: samples - missing.iter().map(|(s, e)| e - s).sum::<u64>(),
+            chunk: (start, end),
             ..Placement::default()
         };
+        let mut segments = self.segments.clone();
         for (mut at, run_end) in missing {
             while at < run_end {
-                let previous = self
-                    .segments
-                    .range(..=at)
-                    .next_back()
-                    .map(|(&s, &e)| (s, e));
+                let previous = segments.range(..=at).next_back().map(|(&s, &e)| (s, e));
                 let (segment, segment_end) = match previous {
                     Some((s, e)) if at <= e + SEGMENT_GAP_SAMPLES => (s, e),
                     _ => {
@@ -257,13 +278,12 @@ impl Timeline {
                         // the chunk's first are silence, not a gap.
                         let s = at / SAMPLES_PER_MS * SAMPLES_PER_MS;
                         let s = previous.map_or(s, |(_, e)| s.max(e));
-                        self.segments.insert(s, s);
+                        segments.insert(s, s);
                         placement.new_segments.push(s);
                         (s, s)
                     }
                 };
-                let limit = self
-                    .segments
+                let limit = segments
                     .range(segment + 1..)
                     .next()
                     .map_or(u64::MAX, |(&s, _)| s);
@@ -272,11 +292,13 @@ impl Timeline {
                     placement.gaps.push((segment_end, at));
                 }
                 placement.writes.push((segment, (at, until)));
-                self.segments.insert(segment, segment_end.max(until));
+                segments.insert(segment, segment_end.max(until));
+                placement
+                    .segment_ends
+                    .push((segment, segment_end.max(until)));
                 at = until;
             }
         }
-        self.received.insert((start, end));
         placement
     }
 

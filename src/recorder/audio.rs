@@ -194,9 +194,8 @@ impl AudioTrack {
 
     async fn write(&mut self, chunk: &AudioChunk) -> Result<AudioOutcome, SinkError> {
         let (start, samples) = (chunk.start_sample, chunk.samples());
-        // Decided on a copy, kept only once stored: a chunk that fails can come again.
-        let mut timeline = self.timeline.clone();
-        let placement = timeline.place(start, samples);
+        // Decided first, noted only once stored: a chunk that fails can come again.
+        let placement = self.timeline.plan(start, samples);
         if placement.writes.is_empty() {
             return Ok(AudioOutcome::Duplicate);
         }
@@ -209,7 +208,7 @@ impl AudioTrack {
                 self.store_run(piece, from - piece, pcm, to - piece).await?;
             }
         }
-        self.timeline = timeline;
+        self.timeline.commit(&placement);
         for &segment in &placement.new_segments {
             self.manifest.push(json_line(&segment_record(segment)));
         }
