@@ -45,7 +45,7 @@ pub enum Refusal {
     )]
     TooManyStreams { limit: usize },
     /// Not a decoding fault: DATA_DIR is below `MIN_FREE_BYTES`.
-    #[error("the server is low on disk space; frames are refused until space is freed")]
+    #[error("the server is low on disk space; frames and audio are refused until space is freed")]
     StorageLow,
 }
 

@@ -35,8 +35,10 @@ use crate::store::{Key, LogWriter, Store, StoreError, read_whole_log};
 /// bytes each, 50 a second per participant.
 const LINES_PER_PART: usize = 1000;
 /// A track that receives nothing for this long is flushed and let go; its next chunk opens
-/// it again from what is stored.
-const QUIET: Duration = Duration::from_secs(60);
+/// it again from what is stored. Long, because opening reads the whole manifest (about
+/// 50 lines a second of audio) and someone silent for a minute is common; an open track
+/// holds its timeline and, in a bucket, one piece (at most 320 KB).
+const QUIET: Duration = Duration::from_secs(600);
 /// How often quiet tracks are looked for, and, where pieces are held in memory, how often
 /// they are written at least.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -458,13 +460,17 @@ pub(super) async fn repair_all(inner: Arc<Inner>, stop: CancellationToken) {
 }
 
 /// Rewrites each piece's header that does not say how many samples it holds: a crash
-/// between a write and its header's.
+/// between a write and its header's. Only a piece that grew can have one, and only the
+/// last of a run of pieces grows (the others are full), so only those are read.
 async fn repair_headers(
     store: &dyn Store,
     folder: &Key,
     pieces: &BTreeMap<u64, u64>,
 ) -> Result<(), StoreError> {
-    for (&piece, &samples) in pieces {
+    let may_be_stale = pieces.iter().filter(|&(&piece, &samples)| {
+        samples < PIECE_SAMPLES || !pieces.contains_key(&(piece + PIECE_SAMPLES))
+    });
+    for (&piece, &samples) in may_be_stale {
         let key = piece_key(folder, piece);
         let Some(found) = store.get(&key).await? else {
             continue;
