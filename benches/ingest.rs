@@ -37,6 +37,7 @@ fn real_event() -> (String, Vec<u8>) {
         realtime_endpoint: resource("re"),
         video_separate: resource("vs"),
         participant_events: resource("pe"),
+        audio_separate: resource("as"),
     };
     let participant = WireParticipant {
         id: ParticipantId(100),

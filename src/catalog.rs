@@ -34,6 +34,10 @@ use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
 use crate::store::{Key, LogCursor, Store, StoreError, read_log, read_whole_log};
 use crate::title::Title;
 
+mod audio;
+
+pub use self::audio::AudioTrackView;
+
 /// Reads in flight at once while a listing fans out (recordings, participants).
 const PARALLEL: usize = 8;
 /// Participant folders remembered: a folder's name never changes once chosen.
@@ -349,8 +353,9 @@ impl Catalog {
     }
 
     /// Everything a recording's folder holds that the catalog reads, in the layout's order:
-    /// `recording.json`, `events.jsonl`, then each participant's `participant.json` and
-    /// stream folders. A new kind of file is one more line here.
+    /// `recording.json`, `events.jsonl`, the mixed audio track, then each participant's
+    /// `participant.json`, stream folders and audio track. A new kind of file is one more
+    /// line here.
     pub async fn recording_files(&self, id: &RecordingId) -> Result<Vec<SavedFile>, CatalogError> {
         let detail = self.recording(id).await?;
         let recording = layout::recording_key(id);
@@ -358,6 +363,7 @@ impl Catalog {
             SavedFile::at(recording.join(layout::RECORDING_FILE), SavedContent::Whole),
             SavedFile::at(recording.join(layout::EVENTS_LOG), SavedContent::Log),
         ];
+        files.extend(self.audio_files(layout::audio_key(id, None)).await?);
         for participant in &detail.participants {
             let folder = recording.join(&participant.folder);
             files.push(SavedFile::at(
@@ -369,6 +375,8 @@ impl Catalog {
                     SavedContent::Stream(stream.key.clone())
                 }));
             }
+            let audio = layout::audio_key(id, Some(&participant.folder));
+            files.extend(self.audio_files(audio).await?);
         }
         Ok(files)
     }
@@ -539,17 +547,28 @@ impl Catalog {
     }
 
     async fn stream_key(&self, stream: &StreamKey) -> Result<Key, CatalogError> {
-        let cached = (stream.recording.clone(), stream.participant);
-        let known = self.folders.lock().get(&cached).cloned();
-        let folder = match known {
-            Some(folder) => folder,
-            None => self
-                .participant_folders(&stream.recording)
-                .await?
-                .remove(&stream.participant)
-                .ok_or(CatalogError::NotFound)?,
-        };
+        let folder = self
+            .participant_folder(&stream.recording, stream.participant)
+            .await?;
         Ok(layout::stream_key(&stream.recording, &folder, stream.kind))
+    }
+
+    /// The folder of a participant of a recording.
+    async fn participant_folder(
+        &self,
+        recording: &RecordingId,
+        participant: ParticipantId,
+    ) -> Result<String, CatalogError> {
+        let cached = (recording.clone(), participant);
+        let known = self.folders.lock().get(&cached).cloned();
+        match known {
+            Some(folder) => Ok(folder),
+            None => self
+                .participant_folders(recording)
+                .await?
+                .remove(&participant)
+                .ok_or(CatalogError::NotFound),
+        }
     }
 
     async fn frame_key(&self, stream: &StreamKey, relative_ms: u64) -> Result<Key, CatalogError> {

@@ -115,6 +115,10 @@ pub struct CreateBotArgs {
     /// metadata); without it they are called by the bot's name.
     #[arg(long)]
     pub title: Option<String>,
+    /// Also stream each participant's audio (Recall's audio_separate_raw). Off by default:
+    /// it costs more at Recall, and Recall may have to enable it for the workspace.
+    #[arg(long)]
+    pub audio: bool,
 }
 
 /// `recall-frames bot create`: creates a bot exactly as `POST /api/bots` does, for the server
@@ -129,7 +133,8 @@ pub async fn create_bot(config: &Config, args: &CreateBotArgs) -> anyhow::Result
         args.bot_name.clone(),
         args.join_at.as_deref(),
     )?
-    .with_title(args.title.as_deref())?;
+    .with_title(args.title.as_deref())?
+    .with_audio(args.audio);
     let (token, _) = crate::auth::existing_ws_token(config.ws_token.clone(), &config.data_dir)
         .await?
         .with_context(|| {

@@ -246,5 +246,6 @@ fn recording_info(overview: &RecordingOverview) -> RecordingInfo {
         realtime_endpoint: summary.and_then(|s| s.realtime_endpoint.clone()),
         video_separate: summary.and_then(|s| s.video_separate.clone()),
         participant_events: summary.and_then(|s| s.participant_events.clone()),
+        audio_separate: summary.and_then(|s| s.audio_separate.clone()),
     }
 }

@@ -5,6 +5,7 @@
 //! reference decoding of the `wire` types, then the `buffer`'s base64 and the `png` checks.
 //! Every way a message can fail is a [`Refusal`].
 
+mod audio;
 mod buffer;
 mod one_pass;
 mod png;
@@ -16,12 +17,15 @@ use std::time::Instant;
 use jiff::Timestamp;
 use serde_json::value::RawValue;
 
+use self::audio::decode_audio;
+pub use self::audio::{SEPARATE_AUDIO_EVENT, is_audio_event};
 use self::one_pass::OnePass;
 pub use self::png::{MAX_SIDE, png_dimensions};
 pub use self::refusal::{Refusal, RefusalReason};
 use self::wire::{
     Envelope, WireFrameEvent, WireParticipantEvent, decode_frame, decode_participant_event,
 };
+use crate::audio::AudioChunk;
 use crate::frame::{Frame, ParticipantEvent, ParticipantEventKind};
 
 /// The event type that carries one participant's video frame.
@@ -42,6 +46,7 @@ pub fn recorded_events() -> impl Iterator<Item = &'static str> {
 pub enum Inbound {
     Frame(Box<Frame>),
     ParticipantEvent(Box<ParticipantEvent>),
+    Audio(Box<AudioChunk>),
     /// A well-formed event of a type this server does not record.
     Ignored,
 }
@@ -62,7 +67,10 @@ pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<I
                 .map(|event| Inbound::ParticipantEvent(Box::new(event)))
         }
         Ok(OnePass::Ignored) => Ok(Inbound::Ignored),
-        Ok(OnePass::DataFirst) | Err(_) => decode_in_two_passes(text, received_at, received),
+        // Audio messages are small: the reference decoding alone reads them.
+        Ok(OnePass::Audio | OnePass::DataFirst) | Err(_) => {
+            decode_in_two_passes(text, received_at, received)
+        }
     }
 }
 
@@ -79,6 +87,10 @@ fn decode_in_two_passes(
         let event: WireFrameEvent = serde_json::from_str(data).map_err(Refusal::from_json)?;
         return decode_frame(event, received_at, received)
             .map(|frame| Inbound::Frame(Box::new(frame)));
+    }
+    if is_audio_event(&envelope.event) {
+        return decode_audio(&envelope.event, data, received_at, received)
+            .map(|chunk| Inbound::Audio(Box::new(chunk)));
     }
     // Participant event types this server does not know (Recall may add some) are ignored
     // like any other event.

@@ -140,6 +140,8 @@ pub struct RecordingInfo {
     pub video_separate: Option<Resource>,
     /// Sent with participant events, in place of `video_separate`.
     pub participant_events: Option<Resource>,
+    /// Sent with audio chunks, in place of `video_separate`.
+    pub audio_separate: Option<Resource>,
 }
 
 /// When a frame was taken: seconds since the recording started, and wall-clock time if given.

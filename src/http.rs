@@ -114,3 +114,24 @@ async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.encode(),
     )
 }
+
+/// Passes a body through until shutdown starts, then fails it, so the client sees a cut
+/// transfer rather than a file that looks complete, and shutdown does not wait for it.
+pub fn abort_on_shutdown(
+    body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    let state = (Box::pin(body), Box::pin(shutdown.cancelled_owned()), false);
+    futures_util::stream::unfold(state, |(mut body, mut stop, stopped)| async move {
+        if stopped {
+            return None;
+        }
+        tokio::select! {
+            item = futures_util::StreamExt::next(&mut body) => item.map(|item| (item, (body, stop, false))),
+            () = &mut stop => {
+                let error = std::io::Error::other("the server is shutting down");
+                Some((Err(error), (body, stop, true)))
+            }
+        }
+    })
+}

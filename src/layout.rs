@@ -7,7 +7,14 @@
 //! <recording_id>/<participant_id>[-<name-slug>]/participant.json
 //! <recording_id>/<participant_id>[-<name-slug>]/<webcam|screenshare>/frames.jsonl
 //! <recording_id>/<participant_id>[-<name-slug>]/<webcam|screenshare>/<relative_ms:09>.png
+//! <recording_id>/<participant_id>[-<name-slug>]/audio/audio.jsonl
+//! <recording_id>/<participant_id>[-<name-slug>]/audio/<start_ms:09>.wav
+//! <recording_id>/audio/audio.jsonl                 (the mixed track)
+//! <recording_id>/audio/<start_ms:09>.wav
 //! ```
+//!
+//! An audio folder's WAV files are pieces of at most 10 s, each named by the millisecond of
+//! its first sample on the recording's timeline (see [`crate::audio`]).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +31,8 @@ pub const RECORDING_FILE: &str = "recording.json";
 pub const PARTICIPANT_FILE: &str = "participant.json";
 pub const FRAMES_MANIFEST: &str = "frames.jsonl";
 pub const EVENTS_LOG: &str = "events.jsonl";
+pub const AUDIO_FOLDER: &str = "audio";
+pub const AUDIO_MANIFEST: &str = "audio.jsonl";
 
 /// Longest name slug kept in a participant folder name.
 const MAX_SLUG_LEN: usize = 48;
@@ -57,6 +66,51 @@ pub fn stream_key(recording: &RecordingId, participant_folder: &str, kind: Strea
     recording_key(recording)
         .join(participant_folder)
         .join(kind.as_str())
+}
+
+/// The key of an audio track's folder: in the participant's folder, or the recording's for
+/// the mixed track (`participant_folder` `None`).
+pub fn audio_key(recording: &RecordingId, participant_folder: Option<&str>) -> Key {
+    let recording = recording_key(recording);
+    match participant_folder {
+        Some(folder) => recording.join(folder).join(AUDIO_FOLDER),
+        None => recording.join(AUDIO_FOLDER),
+    }
+}
+
+/// One line of an audio track's `audio.jsonl`. Places are samples on the recording's
+/// timeline (16 kHz from its start); `start` is the same in seconds, for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AudioRecord {
+    /// A segment began: its first piece is `file`.
+    Segment {
+        file: String,
+        start_sample: u64,
+        start: f64,
+    },
+    /// A chunk received: `written` of its samples were stored (replacing silence or
+    /// extending a segment), `overlap` were received before and kept as first written.
+    Chunk {
+        start_sample: u64,
+        start: f64,
+        absolute: Option<Timestamp>,
+        samples: u64,
+        bytes: u64,
+        received_at: Timestamp,
+        written: u64,
+        overlap: u64,
+        /// Set on lines rebuilt at start-up for samples stored before a crash took their
+        /// line.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recovered: bool,
+    },
+    /// A short silence filled with zeros inside a segment, before the chunk that follows.
+    Gap {
+        start_sample: u64,
+        samples: u64,
+        start: f64,
+    },
 }
 
 /// The key of a participant's claim on its folder (see [`ParticipantClaim`]).
@@ -173,6 +227,9 @@ pub struct RecordingSummary {
     pub video_separate: Option<crate::frame::Resource>,
     #[serde(default)]
     pub participant_events: Option<crate::frame::Resource>,
+    /// The audio streams' resource, once audio was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_separate: Option<crate::frame::Resource>,
     pub first_frame: Option<FrameTime>,
     pub last_frame: Option<FrameTime>,
     /// What the recording's context (its metadata, its bot's) calls it, kept up to date
@@ -200,6 +257,7 @@ impl RecordingSummary {
             realtime_endpoint: None,
             video_separate: None,
             participant_events: None,
+            audio_separate: None,
             first_frame: None,
             last_frame: None,
             title: None,
@@ -215,6 +273,7 @@ impl RecordingSummary {
         set(&mut summary.realtime_endpoint, &info.realtime_endpoint);
         set(&mut summary.video_separate, &info.video_separate);
         set(&mut summary.participant_events, &info.participant_events);
+        set(&mut summary.audio_separate, &info.audio_separate);
         if summary.recording != recording {
             summary.recording = recording;
             changed = true;
@@ -248,6 +307,7 @@ impl RecordingSummary {
         pick(&mut self.realtime_endpoint, other.realtime_endpoint);
         pick(&mut self.video_separate, other.video_separate);
         pick(&mut self.participant_events, other.participant_events);
+        pick(&mut self.audio_separate, other.audio_separate);
         self.first_frame = [self.first_frame, other.first_frame]
             .into_iter()
             .flatten()
@@ -419,6 +479,7 @@ mod tests {
             realtime_endpoint: None,
             video_separate: Some(resource("vs")),
             participant_events: None,
+            audio_separate: None,
             first_frame: first.map(time),
             last_frame: last.map(time),
             title: None,
@@ -451,6 +512,7 @@ mod tests {
                 realtime_endpoint: None,
                 video_separate: None,
                 participant_events: None,
+                audio_separate: None,
             }
         };
         let mut summary = None;

@@ -1,6 +1,7 @@
 //! recall-frames: records the per-participant PNG frames that Recall.ai meeting bots stream
 //! over a websocket, as timestamped PNG sequences grouped by recording, participant and
-//! stream.
+//! stream, and, when the bot sends it, each participant's audio (and the mixed audio) as
+//! WAV pieces on the recording's timeline ([`audio`]).
 //!
 //! [`run`] is the whole server; `main.rs` only parses the configuration, binds and calls it,
 //! and tests call it the same way with their own listener and shutdown future.
@@ -8,8 +9,10 @@
 #![warn(clippy::unwrap_used)]
 
 // What a user of the crate needs: the server (`run`), its configuration and command line,
-// the domain types, the layout of saved recordings, the recorder and store to write them,
-// the catalog to read them back, what recordings are called, and the simulator.
+// the domain types (frames in `frame`, audio chunks and their timeline in `audio`), the
+// layout of saved recordings, the recorder and store to write them, the catalog to read them
+// back, what recordings are called, and the simulator.
+pub mod audio;
 pub mod catalog;
 pub mod cli;
 pub mod frame;

@@ -77,6 +77,13 @@ pub struct Metrics {
     pub bucket_last_success: Gauge<f64, AtomicU64>,
     pub bucket_requests_failed: Family<KindLabel, Counter>,
     pub bucket_retries: Counter,
+    // Audio (issue 12).
+    pub audio_chunks_received: Counter,
+    pub audio_chunks_saved: Counter,
+    pub audio_seconds_saved: Counter<f64, AtomicU64>,
+    pub audio_chunks_duplicate: Counter,
+    pub audio_samples_overlapping: Counter,
+    pub audio_save_seconds: Histogram,
 }
 
 /// Why a websocket upgrade was refused (`ws_upgrades_refused{reason}`).
@@ -118,6 +125,12 @@ impl Default for Metrics {
             bucket_last_success: Gauge::default(),
             bucket_requests_failed: Family::default(),
             bucket_retries: Counter::default(),
+            audio_chunks_received: Counter::default(),
+            audio_chunks_saved: Counter::default(),
+            audio_seconds_saved: Counter::default(),
+            audio_chunks_duplicate: Counter::default(),
+            audio_samples_overlapping: Counter::default(),
+            audio_save_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         };
         // Every label value exists from the start, so a dashboard sees zeros, not gaps.
         for kind in StreamKind::ALL {
@@ -269,6 +282,36 @@ impl Default for Metrics {
             "Bucket requests sent again after a failure",
             metrics.bucket_retries.clone(),
         );
+        r.register(
+            "audio_chunks_received",
+            "Audio chunks decoded and accepted for saving",
+            metrics.audio_chunks_received.clone(),
+        );
+        r.register(
+            "audio_chunks_saved",
+            "Audio chunks that added samples to their track",
+            metrics.audio_chunks_saved.clone(),
+        );
+        r.register(
+            "audio_seconds_saved",
+            "Seconds of audio (16 kHz samples / 16,000) written to tracks",
+            metrics.audio_seconds_saved.clone(),
+        );
+        r.register(
+            "audio_chunks_duplicate",
+            "Audio chunks skipped because every sample had been received before",
+            metrics.audio_chunks_duplicate.clone(),
+        );
+        r.register(
+            "audio_samples_overlapping",
+            "Samples of saved chunks that overlapped samples received before (the first kept)",
+            metrics.audio_samples_overlapping.clone(),
+        );
+        r.register(
+            "audio_save_seconds",
+            "Time from a message's receipt to its audio chunk being saved",
+            metrics.audio_save_seconds.clone(),
+        );
         metrics
     }
 }
@@ -302,6 +345,22 @@ impl Metrics {
             .inc();
         self.bytes_saved.inc_by(bytes);
         self.save_seconds.observe(latency.as_secs_f64());
+    }
+
+    /// What became of an audio chunk, `latency` after its receipt.
+    pub fn audio_recorded(&self, outcome: crate::sink::AudioOutcome, latency: Duration) {
+        match outcome {
+            crate::sink::AudioOutcome::Saved { written, overlap } => {
+                self.audio_chunks_saved.inc();
+                self.audio_seconds_saved
+                    .inc_by(written as f64 / f64::from(crate::audio::SAMPLE_RATE));
+                self.audio_samples_overlapping.inc_by(overlap);
+                self.audio_save_seconds.observe(latency.as_secs_f64());
+            }
+            crate::sink::AudioOutcome::Duplicate => {
+                self.audio_chunks_duplicate.inc();
+            }
+        }
     }
 
     /// A frame written by `backend` in `took`.
@@ -340,6 +399,8 @@ pub struct Tally {
     pub ignored: AtomicU64,
     /// Participant events recorded.
     pub events: AtomicU64,
+    /// Audio chunks saved (duplicates count in `duplicates`).
+    pub audio: AtomicU64,
     refused: [AtomicU64; RefusalReason::ALL.len()],
 }
 
@@ -353,6 +414,7 @@ impl Tally {
             failed: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            audio: AtomicU64::new(0),
             refused: Default::default(),
         }
     }
@@ -390,6 +452,7 @@ impl Drop for Tally {
                 failed = load(&self.failed),
                 ignored = load(&self.ignored),
                 events = load(&self.events),
+                audio = load(&self.audio),
                 refused = %self.refused_summary(),
                 "connection summary"
             );

@@ -197,6 +197,30 @@ impl Pipeline {
         recorded
     }
 
+    /// Records an audio chunk in the sink and waits until it is stored. Like events, chunks
+    /// skip the stream channels: they are small (a few hundred bytes), and one connection's
+    /// chunks are written in arrival order, so a slow sink holds the connection back rather
+    /// than filling a queue.
+    pub async fn record_audio(
+        &self,
+        chunk: &crate::audio::AudioChunk,
+    ) -> Result<crate::sink::AudioOutcome, crate::sink::SinkError> {
+        let started = std::time::Instant::now();
+        let recorded = self.inner.sink.record_audio(chunk).await;
+        match &recorded {
+            Ok(outcome) => {
+                self.inner
+                    .metrics
+                    .audio_recorded(*outcome, chunk.received.elapsed());
+                self.inner
+                    .metrics
+                    .sink_wrote(self.inner.sink.backend(), started.elapsed());
+            }
+            Err(error) => self.inner.sink_failed(error),
+        }
+        recorded
+    }
+
     /// Flushes what the sink holds back; call after [`Pipeline::close`].
     pub async fn flush_sink(&self) -> Result<(), crate::sink::SinkError> {
         self.inner.sink.flush().await
@@ -502,6 +526,7 @@ pub(crate) mod tests {
                 realtime_endpoint: None,
                 video_separate: None,
                 participant_events: None,
+                audio_separate: None,
             },
             received_at: jiff::Timestamp::now(),
             received: std::time::Instant::now(),

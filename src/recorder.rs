@@ -17,6 +17,8 @@
 //!   frame and its line) and writes their lines, rebuilt from the PNG. On a shared store
 //!   only frames older than any live writer's flush could be: the others are looked at
 //!   again once they are.
+//! - Audio tracks (`recorder/audio.rs`) go in the participant's folder, or the recording's
+//!   for the mixed track, as WAV pieces on the recording's timeline with their manifest.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -62,6 +64,10 @@ pub struct Recorder {
     inner: Arc<Inner>,
     stop: CancellationToken,
     publisher: Mutex<Option<JoinHandle<()>>>,
+    /// Flushes audio tracks and lets go of quiet ones.
+    audio_keeper: Mutex<Option<JoinHandle<()>>>,
+    /// Makes audio folders whole at start-up, in a folder.
+    audio_repair: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Inner {
@@ -74,6 +80,7 @@ struct Inner {
     /// write theirs).
     queue: Mutex<Vec<Lease<Recording>>>,
     nudge: Notify,
+    audio: audio::AudioTracks,
 }
 
 impl Recorder {
@@ -85,13 +92,21 @@ impl Recorder {
             events: Mutex::new(LruCache::new(EVENT_LOGS_KEPT)),
             queue: Mutex::default(),
             nudge: Notify::new(),
+            audio: audio::AudioTracks::default(),
         });
         let stop = CancellationToken::new();
         let publisher = tokio::spawn(publish_queued(inner.clone(), stop.clone()));
+        let audio_keeper = tokio::spawn(audio::keep_tracks(inner.clone(), stop.clone()));
+        let audio_repair = inner
+            .store
+            .writes_in_place()
+            .then(|| tokio::spawn(audio::repair_all(inner.clone(), stop.clone())));
         Recorder {
             inner,
             stop,
             publisher: Mutex::new(Some(publisher)),
+            audio_keeper: Mutex::new(Some(audio_keeper)),
+            audio_repair: Mutex::new(audio_repair),
         }
     }
 
@@ -623,10 +638,27 @@ impl FrameSink for Recorder {
         {
             tracing::warn!(%error, "the summary publisher panicked");
         }
+        let audio_tasks = [
+            self.audio_keeper.lock().take(),
+            self.audio_repair.lock().take(),
+        ];
+        for task in audio_tasks.into_iter().flatten() {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "an audio task panicked");
+            }
+        }
+        let audio = self.inner.audio.sweep(Duration::ZERO).await;
         for recording in self.inner.recordings.all() {
             self.inner.publish(&recording).await?;
         }
-        Ok(())
+        audio
+    }
+
+    async fn record_audio(
+        &self,
+        chunk: &crate::audio::AudioChunk,
+    ) -> Result<crate::sink::AudioOutcome, SinkError> {
+        self.inner.audio.record(&self.inner, chunk).await
     }
 
     fn backend(&self) -> &'static str {
@@ -890,5 +922,6 @@ impl Described {
     }
 }
 
+mod audio;
 #[cfg(test)]
 mod tests;

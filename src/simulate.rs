@@ -3,7 +3,8 @@
 //!
 //! Each simulated bot is one websocket connection streaming one recording: its participants'
 //! webcam (and some screenshare) frames as `video_separate_png.data` events, optionally
-//! framed by `participant_events.*`. A bot reconnects as Recall's do and resumes where it
+//! framed by `participant_events.*`, and with `--audio` each participant's voice as
+//! `audio_separate_raw.data` chunks during their speech turns. A bot reconnects as Recall's do and resumes where it
 //! was. [`Simulation::prepare`] checks the arguments and makes the frames;
 //! [`Simulation::run`] streams them and returns a [`Report`].
 
@@ -11,6 +12,7 @@ mod bot;
 pub mod picture;
 mod progress;
 pub mod source;
+pub mod voice;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -116,6 +118,17 @@ pub struct SimulateArgs {
     /// and .leave after them.
     #[arg(long)]
     pub participant_events: bool,
+
+    /// Also send each participant's audio as audio_separate_raw.data chunks (16 kHz mono
+    /// PCM): a voice of their own while it is their turn to speak (4 s each, in turn),
+    /// nothing while they are quiet.
+    #[arg(long)]
+    pub audio: bool,
+
+    /// Length of each audio chunk, in milliseconds.
+    #[arg(long, default_value_t = 20, value_name = "MS",
+          value_parser = RangedU64ValueParser::<u64>::new().range(20..=100))]
+    pub audio_chunk_ms: u64,
 
     /// Size of the generated frames, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x360", value_parser = parse_size)]
@@ -296,6 +309,8 @@ struct Plan {
     rate: Rate,
     stop: Stop,
     participant_events: bool,
+    /// With `--audio`: the length of a chunk, in milliseconds.
+    audio_chunk_ms: Option<u64>,
     retry_delay: Duration,
     retries: u32,
     meeting_start: Timestamp,
@@ -464,6 +479,7 @@ impl Simulation {
                 rate: args.fps,
                 stop,
                 participant_events: args.participant_events,
+                audio_chunk_ms: args.audio.then_some(args.audio_chunk_ms),
                 retry_delay: args.retry_delay,
                 retries: args.retries,
                 meeting_start: Timestamp::now(),
@@ -609,6 +625,27 @@ impl Plan {
     fn relative_ms(&self, tick: u64) -> u64 {
         (tick as f64 * 1000.0 / self.rate.clock_fps()).round() as u64
     }
+
+    /// With `--audio`, the audio chunks each participant has per round of frames: enough to
+    /// cover the time to the next round (those past it are skipped).
+    fn audio_chunks_per_tick(&self) -> Option<u64> {
+        let chunk_ms = self.audio_chunk_ms?;
+        let tick_ms = (1000.0 / self.rate.clock_fps()).ceil() as u64;
+        Some(tick_ms.div_ceil(chunk_ms) + 1)
+    }
+
+    /// Audio chunk `chunk` of round `tick`: its first timeline sample and its length, or
+    /// `None` when it starts at or past the next round.
+    fn audio_chunk(&self, tick: u64, chunk: u64) -> Option<(u64, usize)> {
+        let per_ms = crate::audio::SAMPLES_PER_MS;
+        let chunk_samples = self.audio_chunk_ms? * per_ms;
+        let (start, next) = (
+            self.relative_ms(tick) * per_ms,
+            self.relative_ms(tick + 1) * per_ms,
+        );
+        let first = start + chunk * chunk_samples;
+        (first < next).then(|| (first, (chunk_samples.min(next - first)) as usize))
+    }
 }
 
 fn participant_name(names: &[String], slot: usize) -> String {
@@ -659,6 +696,7 @@ fn bot_resources(recording: &str, title: &str) -> BotResources {
         realtime_endpoint: resource("re", serde_json::json!({})),
         video_separate: resource("vs", serde_json::json!({})),
         participant_events: resource("pe", serde_json::json!({})),
+        audio_separate: resource("as", serde_json::json!({})),
     }
 }
 

@@ -4,10 +4,12 @@
 //!
 //! The pipeline opens a [`StreamWriter`] per stream when the stream's first frame arrives,
 //! writes every frame through it in order, and closes it when the stream goes quiet.
-//! Participant events go to the sink directly, one at a time, in arrival order.
+//! Participant events and audio chunks go to the sink directly, one at a time, in arrival
+//! order.
 
 use async_trait::async_trait;
 
+use crate::audio::AudioChunk;
 use crate::frame::{Frame, ParticipantEvent};
 use crate::store::StoreError;
 
@@ -21,10 +23,21 @@ pub enum WriteOutcome {
     Duplicate,
 }
 
+/// What became of an audio chunk handed to a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioOutcome {
+    /// `written` samples stored; `overlap` were received before and kept as they were.
+    Saved { written: u64, overlap: u64 },
+    /// Every sample was received before: nothing was written.
+    Duplicate,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("this sink does not record audio")]
+    NoAudio,
 }
 
 impl From<crate::files::FsError> for SinkError {
@@ -39,6 +52,7 @@ impl SinkError {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkError::Store(error) => error.kind(),
+            SinkError::NoAudio => "unsupported",
         }
     }
 }
@@ -51,6 +65,12 @@ pub trait FrameSink: Send + Sync + 'static {
     /// Records one participant event in its recording, after the ones handed over before it,
     /// and keeps what the sink knows of the participant current.
     async fn record_event(&self, event: &ParticipantEvent) -> Result<(), SinkError>;
+
+    /// Places one audio chunk on its track's timeline and stores what it adds, after the
+    /// chunks handed over before it.
+    async fn record_audio(&self, _chunk: &AudioChunk) -> Result<AudioOutcome, SinkError> {
+        Err(SinkError::NoAudio)
+    }
 
     /// Writes out whatever summaries are still held back; called once at shutdown.
     async fn flush(&self) -> Result<(), SinkError>;

@@ -198,6 +198,23 @@ pub trait Store: Send + Sync + 'static {
         create_then_log(self, key, bytes, log, line).await
     }
 
+    /// Writes each `(offset, bytes)` into the object at `key`, in order, creating it when
+    /// absent; bytes between its end and an offset read as zeros. Only where objects are
+    /// files changed in place ([`Store::writes_in_place`]): a reader may see the object
+    /// between two of the writes. Elsewhere (a bucket) an error: objects there are only
+    /// ever replaced whole.
+    async fn write_at(&self, key: &Key, _writes: Vec<(u64, Bytes)>) -> Result<(), StoreError> {
+        Err(StoreError::Unexpected {
+            key: key.clone(),
+            why: "this store replaces objects whole and cannot write into one".into(),
+        })
+    }
+
+    /// Whether [`Store::write_at`] works here: a folder, not a bucket.
+    fn writes_in_place(&self) -> bool {
+        false
+    }
+
     /// The object at `key`.
     async fn get(&self, key: &Key) -> Result<Option<Fetched>, StoreError>;
 

@@ -14,6 +14,8 @@ pub(super) enum OnePass<'a> {
     Frame(Box<WireFrameEvent<'a>>),
     ParticipantEvent(ParticipantEventKind, Box<WireParticipantEvent<'a>>),
     Ignored,
+    /// An audio event: small, so its own parser reads it again (`event/audio.rs`).
+    Audio,
     /// `data` came before `event` (its type was not known when it was read), or is missing
     /// where it is required: the two passes decide.
     DataFirst,
@@ -91,6 +93,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for OnePass<'a> {
                     (Some(_), _, Some((kind, wire))) => {
                         Ok(OnePass::ParticipantEvent(kind, Box::new(wire)))
                     }
+                    (Some(name), _, _) if super::audio::is_audio_event(name) => Ok(OnePass::Audio),
                     // A participant event without its data: the two passes refuse it.
                     (Some(name), _, None) if ParticipantEventKind::parse(name).is_some() => {
                         Ok(OnePass::DataFirst)

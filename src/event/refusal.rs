@@ -21,6 +21,14 @@ pub enum Refusal {
     TruncatedPng,
     #[error("PNG is {width}x{height}; sides of 1 to {MAX_SIDE} px are accepted")]
     BadDimensions { width: u32, height: u32 },
+    #[error(
+        "audio buffer is {0} bytes: a whole number (one or more) of 16-bit samples is expected"
+    )]
+    BadAudioLength(usize),
+    #[error("audio chunk of {0} samples is over the limit of {max} (10 s at 16 kHz)", max = crate::audio::MAX_CHUNK_SAMPLES)]
+    AudioTooLong(u64),
+    #[error("audio_separate_raw.data has no participant")]
+    NoAudioParticipant,
     #[error("unknown stream type {0:?}: expected \"webcam\" or \"screenshare\"")]
     UnknownStreamType(String),
     #[error("relative timestamp {0} is not between 0 and {max} seconds", max = FrameTime::MAX_RELATIVE_MS / 1000)]
@@ -37,7 +45,7 @@ pub enum Refusal {
     )]
     TooManyStreams { limit: usize },
     /// Not a decoding fault: DATA_DIR is below `MIN_FREE_BYTES`.
-    #[error("the server is low on disk space; frames are refused until space is freed")]
+    #[error("the server is low on disk space; frames and audio are refused until space is freed")]
     StorageLow,
 }
 
@@ -58,10 +66,14 @@ pub enum RefusalReason {
     TooManyStreams,
     /// A frame while DATA_DIR is below `MIN_FREE_BYTES`.
     StorageLow,
+    /// Audio that is not a whole number of 16-bit samples, or no sample at all.
+    BadAudioLength,
+    /// An audio chunk longer than `MAX_CHUNK_SAMPLES`.
+    AudioTooLong,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 11] = [
+    pub const ALL: [RefusalReason; 13] = [
         RefusalReason::InvalidJson,
         RefusalReason::WrongShape,
         RefusalReason::InvalidBase64,
@@ -73,6 +85,8 @@ impl RefusalReason {
         RefusalReason::TooLarge,
         RefusalReason::TooManyStreams,
         RefusalReason::StorageLow,
+        RefusalReason::BadAudioLength,
+        RefusalReason::AudioTooLong,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +102,8 @@ impl RefusalReason {
             RefusalReason::TooLarge => "too_large",
             RefusalReason::TooManyStreams => "too_many_streams",
             RefusalReason::StorageLow => "storage_low",
+            RefusalReason::BadAudioLength => "bad_audio_length",
+            RefusalReason::AudioTooLong => "audio_too_long",
         }
     }
 }
@@ -96,7 +112,9 @@ impl Refusal {
     pub fn reason(&self) -> RefusalReason {
         match self {
             Refusal::InvalidJson(_) => RefusalReason::InvalidJson,
-            Refusal::WrongShape(_) => RefusalReason::WrongShape,
+            Refusal::WrongShape(_) | Refusal::NoAudioParticipant => RefusalReason::WrongShape,
+            Refusal::BadAudioLength(_) => RefusalReason::BadAudioLength,
+            Refusal::AudioTooLong(_) => RefusalReason::AudioTooLong,
             Refusal::InvalidBase64(_) => RefusalReason::InvalidBase64,
             Refusal::NotPng | Refusal::InvalidPngHeader(_) | Refusal::TruncatedPng => {
                 RefusalReason::InvalidPng

@@ -122,13 +122,14 @@ pub(super) fn decode_participant_event(
             realtime_endpoint,
             video_separate: None,
             participant_events,
+            audio_separate: None,
         },
         received_at,
     })
 }
 
 /// The recording id, checked to be safe as a folder name.
-fn recording_id(recording: &Resource) -> Result<RecordingId, Refusal> {
+pub(super) fn recording_id(recording: &Resource) -> Result<RecordingId, Refusal> {
     recording
         .id
         .as_str()
@@ -137,7 +138,7 @@ fn recording_id(recording: &Resource) -> Result<RecordingId, Refusal> {
 }
 
 impl WireParticipant {
-    fn decode(self) -> Result<Participant, Refusal> {
+    pub(super) fn decode(self) -> Result<Participant, Refusal> {
         let id = self
             .id
             .as_u64()
@@ -156,7 +157,7 @@ impl WireParticipant {
 
 impl WireTimestamp<'_> {
     /// The time, and the relative part in whole milliseconds.
-    fn decode(self) -> Result<(FrameTime, u64), Refusal> {
+    pub(super) fn decode(self) -> Result<(FrameTime, u64), Refusal> {
         let relative_ms =
             FrameTime::relative_ms(self.relative).ok_or(Refusal::BadRelativeTime(self.relative))?;
         let absolute = self
@@ -215,6 +216,7 @@ pub(super) fn decode_frame(
             realtime_endpoint,
             video_separate,
             participant_events: None,
+            audio_separate: None,
         },
         received_at,
         received,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 use tower_http::services::ServeFile;
 
+use crate::audio::{AudioTrackKey, SAMPLE_RATE, SAMPLES_PER_MS, Span, piece_file_name};
 use crate::catalog::{
     self, CatalogError, FrameInfo, FrameSource, ParticipantDetail, RecordingOverview, StreamSummary,
 };
@@ -50,6 +51,16 @@ pub fn routes() -> axum::Router<AppState> {
             "/api/recordings/{recording}/{participant}/{stream}",
             get(super::zip::get_stream_zip),
         )
+        // `audio` and `audio.wav` where a stream type goes: a fixed segment wins over
+        // `{stream}`. `{participant}` is `mixed` for the mixed track.
+        .route(
+            "/api/recordings/{recording}/{participant}/audio",
+            get(get_audio),
+        )
+        .route(
+            "/api/recordings/{recording}/{participant}/audio.wav",
+            get(get_audio_wav),
+        )
         .route(
             "/api/recordings/{recording}/{participant}/{stream}/frames",
             get(list_frames),
@@ -77,6 +88,22 @@ pub fn stream_key(recording: &str, participant: &str, kind: &str) -> Result<Stre
         kind: StreamKind::parse(kind).ok_or(ApiError::BadRequest(Cow::Borrowed(
             "stream type must be webcam or screenshare",
         )))?,
+    })
+}
+
+/// An audio track from the URL: a participant's id, or `mixed`.
+pub fn audio_track(recording: &str, participant: &str) -> Result<AudioTrackKey, ApiError> {
+    let participant = match participant {
+        "mixed" => None,
+        id => Some(
+            catalog::parse_participant_id(id).ok_or(ApiError::BadRequest(Cow::Borrowed(
+                "participant id must be a number, or mixed for the mixed audio",
+            )))?,
+        ),
+    };
+    Ok(AudioTrackKey {
+        recording: recording_id(recording)?,
+        participant,
     })
 }
 
@@ -133,6 +160,19 @@ pub mod urls {
             stream_api(key),
             crate::layout::frame_file_name(relative_ms)
         )
+    }
+
+    /// A participant's audio track (`mixed` for the mixed track): its segments and gaps.
+    pub fn audio(track: &crate::audio::AudioTrackKey) -> String {
+        match track.participant {
+            Some(id) => format!("/api/recordings/{}/{id}/audio", track.recording),
+            None => format!("/api/recordings/{}/mixed/audio", track.recording),
+        }
+    }
+
+    /// The track as one WAV on the recording's timeline.
+    pub fn audio_wav(track: &crate::audio::AudioTrackKey) -> String {
+        format!("{}.wav", audio(track))
     }
 
     pub fn zip(key: &StreamKey) -> String {
@@ -442,6 +482,161 @@ fn bytes_response(request: &HeaderMap, bytes: Bytes, etag: Option<String>) -> Re
         response.headers_mut().typed_insert(etag);
     }
     response
+}
+
+// ---- audio ----
+
+#[derive(Serialize)]
+struct AudioJson {
+    recording: RecordingId,
+    /// The participant's id; `null` for the mixed track.
+    participant: Option<u64>,
+    sample_rate: u32,
+    channels: u16,
+    sample_format: &'static str,
+    /// Seconds from the recording's start to the track's last sample: the WAV's length.
+    duration: f64,
+    chunks: usize,
+    segments: Vec<AudioSegmentJson>,
+    /// Silences inside segments, filled with zeros: what no chunk covered.
+    gaps: Vec<SpanJson>,
+    wav_url: String,
+}
+
+#[derive(Serialize)]
+struct SpanJson {
+    start: f64,
+    end: f64,
+    start_sample: u64,
+    end_sample: u64,
+}
+
+impl SpanJson {
+    fn new((start, end): Span) -> Self {
+        let seconds = |sample: u64| sample as f64 / f64::from(SAMPLE_RATE);
+        SpanJson {
+            start: seconds(start),
+            end: seconds(end),
+            start_sample: start,
+            end_sample: end,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AudioSegmentJson {
+    #[serde(flatten)]
+    span: SpanJson,
+    /// Its WAV pieces, in time order, each at most 10 s.
+    files: Vec<String>,
+}
+
+async fn get_audio(
+    State(state): State<AppState>,
+    Path((recording, participant)): Path<(String, String)>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let track = audio_track(&recording, &participant)?;
+    let view = state.catalog.audio(&track).await.or_not_found("audio")?;
+    let stored = &view.stored;
+    let segments = stored
+        .timeline
+        .segments
+        .iter()
+        .map(|(&start, &end)| {
+            let next = stored
+                .timeline
+                .segments
+                .range(start + 1..)
+                .next()
+                .map_or(u64::MAX, |(&s, _)| s);
+            AudioSegmentJson {
+                span: SpanJson::new((start, end)),
+                files: stored
+                    .pieces
+                    .range(start..next)
+                    .map(|(&piece, _)| piece_file_name(piece / SAMPLES_PER_MS))
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok(Json(AudioJson {
+        recording: track.recording.clone(),
+        participant: track.participant.map(|id| id.0),
+        sample_rate: SAMPLE_RATE,
+        channels: 1,
+        sample_format: "s16le",
+        duration: stored.end() as f64 / f64::from(SAMPLE_RATE),
+        chunks: stored.chunks,
+        segments,
+        gaps: stored
+            .timeline
+            .gaps()
+            .into_iter()
+            .map(SpanJson::new)
+            .collect(),
+        wav_url: urls::audio_wav(&track),
+    }))
+}
+
+/// The whole track as one WAV from the recording's start, silence where nothing was sent,
+/// streamed; one byte range of it when asked (a browser seeking).
+async fn get_audio_wav(
+    State(state): State<AppState>,
+    Path((recording, participant)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let track = audio_track(&recording, &participant)?;
+    let view = state.catalog.audio(&track).await.or_not_found("audio")?;
+    let len = view.wav_len();
+    let range = match headers.typed_get::<headers::Range>() {
+        None => None,
+        Some(range) => {
+            use std::ops::Bound;
+            let first = range.satisfiable_ranges(len).next().map(|(start, end)| {
+                let start = match start {
+                    Bound::Included(s) => s,
+                    Bound::Excluded(s) => s + 1,
+                    Bound::Unbounded => 0,
+                };
+                let end = match end {
+                    Bound::Included(e) => e.saturating_add(1).min(len),
+                    Bound::Excluded(e) => e.min(len),
+                    Bound::Unbounded => len,
+                };
+                (start, end)
+            });
+            match first {
+                Some((start, end)) if start < end => Some((start, end)),
+                _ => {
+                    return Ok((
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+                    )
+                        .into_response());
+                }
+            }
+        }
+    };
+    let (from, to) = range.unwrap_or((0, len));
+    let body = super::abort_on_shutdown(
+        state.catalog.wav_bytes(&view, (from, to)),
+        state.shutdown.clone(),
+    );
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // A track being recorded grows: always ask again.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(to - from));
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let content_range = format!("bytes {from}-{}/{len}", to - 1);
+        if let Ok(value) = HeaderValue::from_str(&content_range) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

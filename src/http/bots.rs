@@ -33,6 +33,9 @@ pub struct NewBot {
     /// What to call the bot's recordings in the browse UI and the API.
     #[serde(default)]
     title: Option<String>,
+    /// Stream each participant's audio too (`audio_separate_raw`); off by default.
+    #[serde(default)]
+    audio: bool,
 }
 
 impl NewBot {
@@ -69,7 +72,8 @@ pub async fn create_bot(
     let Json(body) = body?;
     let body = NewBot::from_json(body)?;
     let request = BotRequest::new(&body.meeting_url, body.bot_name, body.join_at.as_deref())?
-        .with_title(body.title.as_deref())?;
+        .with_title(body.title.as_deref())?
+        .with_audio(body.audio);
     let bot = state.bots.create(&request).await?;
     Ok((StatusCode::CREATED, Json(bot)))
 }

@@ -27,10 +27,12 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 use tracing::Instrument as _;
 
+use crate::audio::{AudioChunk, AudioTrackKey};
 use crate::error::ApiError;
 use crate::event::{self, Inbound, Refusal, RefusalReason};
 use crate::frame::{Frame, StreamKey};
 use crate::metrics::Tally;
+use crate::sink::AudioOutcome;
 use crate::state::AppState;
 
 /// How long a closing connection waits for the bot to acknowledge our close frame, reading
@@ -153,6 +155,7 @@ where
         state: state.clone(),
         sender,
         streams: HashMap::new(),
+        audio_tracks: HashMap::new(),
     };
     let end = connection.read(receiver).await;
     // Completes the closing handshake where one was started, and lets the bot know.
@@ -170,6 +173,8 @@ struct Connection<W> {
     /// The streams this connection feeds, with when each last had a frame: at most
     /// `MAX_STREAMS_PER_CONNECTION`.
     streams: HashMap<StreamKey, Instant>,
+    /// The audio tracks this connection feeds, likewise.
+    audio_tracks: HashMap<AudioTrackKey, Instant>,
 }
 
 impl<W> Connection<W>
@@ -274,6 +279,7 @@ where
                     }
                 }
             }
+            Ok(Ok(Inbound::Audio(chunk))) => self.receive_audio(&chunk).await,
             Ok(Ok(Inbound::Ignored)) => {
                 self.state.metrics.events_ignored.inc();
                 self.tally.ignored.fetch_add(1, Ordering::Relaxed);
@@ -281,6 +287,55 @@ where
             Ok(Err(refusal)) => self.refuse(&refusal),
             Err(panic) => tracing::error!(error = %panic, "decoding a message panicked"),
         }
+        Ok(())
+    }
+
+    /// Audio is written by the connection itself, in order, as events are: chunks are small
+    /// (a few hundred bytes, dozens a second per participant), and waiting on the sink here
+    /// reaches the bot as backpressure. Nothing is queued, nothing dropped.
+    async fn receive_audio(&mut self, chunk: &AudioChunk) {
+        if let Err(refusal) = self.admit_audio(chunk) {
+            self.refuse(&refusal);
+            return;
+        }
+        self.state.metrics.audio_chunks_received.inc();
+        match self.state.pipeline.record_audio(chunk).await {
+            Ok(AudioOutcome::Saved { .. }) => {
+                self.tally.audio.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(AudioOutcome::Duplicate) => {
+                self.tally.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.tally.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, track = %chunk.track(), start_sample = chunk.start_sample,
+                    "audio chunk not saved");
+            }
+        }
+    }
+
+    /// The checks a valid audio chunk must still pass: room on disk, and a place for its
+    /// track under `MAX_STREAMS_PER_CONNECTION` (audio tracks counted apart from video).
+    fn admit_audio(&mut self, chunk: &AudioChunk) -> Result<(), Refusal> {
+        if self.state.disk.is_low() {
+            return Err(Refusal::StorageLow);
+        }
+        let now = Instant::now();
+        let track = chunk.track();
+        if let Some(last) = self.audio_tracks.get_mut(&track) {
+            *last = now;
+            return Ok(());
+        }
+        let limit = self.state.config.max_streams_per_connection;
+        if self.audio_tracks.len() >= limit {
+            let idle = self.state.config.stream_idle_timeout;
+            self.audio_tracks
+                .retain(|_, last| now.saturating_duration_since(*last) < idle);
+        }
+        if self.audio_tracks.len() >= limit {
+            return Err(Refusal::TooManyStreams { limit });
+        }
+        self.audio_tracks.insert(track, now);
         Ok(())
     }
 

@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
 
@@ -67,7 +66,7 @@ fn zip_response(state: &AppState, files: Vec<SavedFile>, name: &str) -> Response
             .map(|error| Err(std::io::Error::other(error.to_string())))
     });
     let body = futures_util::stream::select(tokio_util::io::ReaderStream::new(reader), failed);
-    let body = abort_on_shutdown(body, state.shutdown.clone());
+    let body = super::abort_on_shutdown(body, state.shutdown.clone());
     (
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
@@ -76,27 +75,6 @@ fn zip_response(state: &AppState, files: Vec<SavedFile>, name: &str) -> Response
         Body::from_stream(body),
     )
         .into_response()
-}
-
-/// Passes a body through until shutdown starts, then fails it, so the client sees a cut
-/// transfer rather than a ZIP that looks complete, and shutdown does not wait for it.
-fn abort_on_shutdown(
-    body: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let state = (Box::pin(body), Box::pin(shutdown.cancelled_owned()), false);
-    futures_util::stream::unfold(state, |(mut body, mut stop, stopped)| async move {
-        if stopped {
-            return None;
-        }
-        tokio::select! {
-            item = body.next() => item.map(|item| (item, (body, stop, false))),
-            () = &mut stop => {
-                let error = std::io::Error::other("the server is shutting down");
-                Some((Err(error), (body, stop, true)))
-            }
-        }
-    })
 }
 
 /// The frames a manifest lists, in time order, each once.

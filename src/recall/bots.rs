@@ -21,6 +21,9 @@ pub struct BotRequest {
     /// What to call its recordings: sent as the bot's metadata, which Recall returns with
     /// every event.
     title: Option<String>,
+    /// Each participant's audio too (`audio_separate_raw`): off unless asked, since Recall
+    /// charges more for it and may have to enable it for the workspace.
+    audio: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,7 @@ impl BotRequest {
             bot_name,
             join_at,
             title: None,
+            audio: false,
         })
     }
 
@@ -95,9 +99,20 @@ impl BotRequest {
         Ok(self)
     }
 
+    /// The same bot, streaming each participant's audio as well when `audio`.
+    pub fn with_audio(mut self, audio: bool) -> Self {
+        self.audio = audio;
+        self
+    }
+
     /// The body of Recall's create-bot request: per-participant PNG frames and participant
-    /// events, streamed to `endpoint`, and metadata that names its recordings.
+    /// events (and, when asked, per-participant audio), streamed to `endpoint`, and metadata
+    /// that names its recordings.
     pub fn body(&self, endpoint: &EndpointUrl) -> Value {
+        let mut events: Vec<&'static str> = crate::event::recorded_events().collect();
+        if self.audio {
+            events.push(crate::event::SEPARATE_AUDIO_EVENT);
+        }
         let body = CreateBotBody {
             meeting_url: &self.meeting_url,
             bot_name: self.bot_name.as_deref(),
@@ -110,10 +125,11 @@ impl BotRequest {
             recording_config: RecordingConfig {
                 video_mixed_layout: "gallery_view_v2",
                 video_separate_png: Empty {},
+                audio_separate_raw: self.audio.then_some(Empty {}),
                 realtime_endpoints: [RealtimeEndpoint {
                     kind: "websocket",
                     url: endpoint.expose(),
-                    events: crate::event::recorded_events().collect(),
+                    events,
                 }],
             },
         };
@@ -136,6 +152,8 @@ struct CreateBotBody<'a> {
 struct RecordingConfig<'a> {
     video_mixed_layout: &'static str,
     video_separate_png: Empty,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audio_separate_raw: Option<Empty>,
     realtime_endpoints: [RealtimeEndpoint<'a>; 1],
 }
 

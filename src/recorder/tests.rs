@@ -51,6 +51,7 @@ fn frame(relative_ms: u64, name: &str) -> Frame {
             realtime_endpoint: None,
             video_separate: None,
             participant_events: None,
+            audio_separate: None,
         },
         received_at: Timestamp::now(),
         received: Instant::now(),
@@ -347,5 +348,122 @@ async fn a_hanging_summary_write_stalls_no_stream() {
     assert_eq!(
         json(&slow.store, "rec/recording.json")["last_frame"]["relative"],
         2.5
+    );
+}
+
+fn chunk(start_sample: u64, samples: &[i16]) -> crate::audio::AudioChunk {
+    let mut pcm = Vec::new();
+    for sample in samples {
+        pcm.extend_from_slice(&sample.to_le_bytes());
+    }
+    let recording = frame(0, "Alice").recording;
+    crate::audio::AudioChunk {
+        source: crate::audio::AudioSource::Participant(participant("Alice")),
+        time: FrameTime {
+            relative: start_sample as f64 / 16_000.0,
+            absolute: None,
+        },
+        start_sample,
+        pcm: pcm.into(),
+        recording,
+        received_at: Timestamp::now(),
+        received: Instant::now(),
+    }
+}
+
+/// The samples of a WAV piece, read by a real WAV reader.
+fn wav_samples(bytes: Vec<u8>) -> Vec<i16> {
+    hound::WavReader::new(Cursor::new(bytes))
+        .unwrap()
+        .into_samples()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn audio_lands_in_pieces_that_play_in_place_and_in_a_bucket() {
+    for store in [
+        MemoryStore::default(),
+        MemoryStore::shared(Duration::from_secs(60)),
+    ] {
+        let recorder = Recorder::new(Arc::new(store.clone()));
+        let piece = key("rec/100-alice/audio/000001000.wav");
+        // 1 s in, two chunks with 2 samples of silence between, and one resent.
+        for (start, samples) in [
+            (16_000, &[1i16, 2][..]),
+            (16_004, &[5, 6]),
+            (16_000, &[1, 2]),
+        ] {
+            recorder.record_audio(&chunk(start, samples)).await.unwrap();
+        }
+        if store.writes_in_place() {
+            assert_eq!(
+                wav_samples(store.bytes(&piece).unwrap()),
+                [1, 2, 0, 0, 5, 6]
+            );
+        } else {
+            assert!(store.bytes(&piece).is_none(), "held until the flush");
+        }
+        // A late chunk fills the silence, and only it.
+        let late = recorder.record_audio(&chunk(16_001, &[9, 3, 4, 9])).await;
+        assert_eq!(
+            late.unwrap(),
+            crate::sink::AudioOutcome::Saved {
+                written: 2,
+                overlap: 2
+            }
+        );
+        recorder.flush().await.unwrap();
+        assert_eq!(
+            wav_samples(store.bytes(&piece).unwrap()),
+            [1, 2, 3, 4, 5, 6]
+        );
+        let manifest = store
+            .bytes(&key("rec/100-alice/audio/audio.jsonl"))
+            .unwrap();
+        let kinds: Vec<String> = crate::store::complete_lines(&manifest)
+            .map(|line| serde_json::from_slice::<Value>(line).unwrap()["kind"].to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "\"segment\"",
+                "\"chunk\"",
+                "\"gap\"",
+                "\"chunk\"",
+                "\"chunk\""
+            ],
+            "the duplicate is not listed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_header_and_samples_without_lines_are_repaired_when_the_recorder_starts_again() {
+    let store = MemoryStore::default();
+    let recorder = Recorder::new(Arc::new(store.clone()));
+    recorder.record_audio(&chunk(0, &[1, 2])).await.unwrap();
+    recorder.flush().await.unwrap();
+    // A crash between a write and its header and line: two samples more, header stale.
+    let piece = key("rec/100-alice/audio/000000000.wav");
+    store.append_raw(&piece, &[3, 0, 4, 0]);
+    drop(recorder);
+    let recorder = Recorder::new(Arc::new(store.clone()));
+    let again = recorder.record_audio(&chunk(2, &[3, 4])).await.unwrap();
+    assert_eq!(
+        again,
+        crate::sink::AudioOutcome::Duplicate,
+        "rebuilt as received"
+    );
+    assert_eq!(wav_samples(store.bytes(&piece).unwrap()), [1, 2, 3, 4]);
+    let manifest = store
+        .bytes(&key("rec/100-alice/audio/audio.jsonl"))
+        .unwrap();
+    let last: Value =
+        serde_json::from_slice(crate::store::complete_lines(&manifest).last().unwrap()).unwrap();
+    assert_eq!(last["recovered"], true);
+    assert_eq!(
+        (last["start_sample"].as_u64(), last["samples"].as_u64()),
+        (Some(2), Some(2))
     );
 }

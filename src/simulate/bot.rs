@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::progress::Progress;
 use super::source::FrameSource;
 use super::wire::{self, EncodedPng, ParticipantEvent};
-use super::{Plan, Refused, SimulateError, Stop};
+use super::{Plan, Refused, SimulateError, Stop, voice};
 use crate::auth::signature::{self, SigningSecret};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -247,6 +247,12 @@ enum Step {
         tick: u64,
         stream: usize,
     },
+    /// With `--audio`: after a round's frames, each participant's audio up to the next.
+    Audio {
+        tick: u64,
+        member: usize,
+        chunk: u64,
+    },
     Done,
 }
 
@@ -255,6 +261,8 @@ struct Cursor {
     prologue: Vec<(usize, ParticipantEvent)>,
     epilogue: Vec<(usize, ParticipantEvent)>,
     streams: usize,
+    /// With `--audio`: participants, and audio chunks of each per round.
+    audio: Option<(usize, u64)>,
     /// The round whose pacing wait is behind us (a reconnect mid-round does not wait again).
     paced: Option<u64>,
     /// The current message's first send failed: sending it again may repeat it.
@@ -280,6 +288,9 @@ impl Cursor {
             prologue,
             epilogue,
             streams: plan.bots[bot].streams.len(),
+            audio: plan
+                .audio_chunks_per_tick()
+                .map(|chunks| (cast.len(), chunks)),
             paced: None,
             unsure: false,
         };
@@ -321,9 +332,34 @@ impl Cursor {
                 tick,
                 stream: stream + 1,
             },
+            Step::Frame { tick, .. } if self.audio.is_some() => Step::Audio {
+                tick,
+                member: 0,
+                chunk: 0,
+            },
             Step::Frame { tick, .. } => Step::Frame {
                 tick: tick + 1,
                 stream: 0,
+            },
+            Step::Audio {
+                tick,
+                member,
+                chunk,
+            } => match self.audio {
+                Some((_, chunks)) if chunk + 1 < chunks => Step::Audio {
+                    tick,
+                    member,
+                    chunk: chunk + 1,
+                },
+                Some((members, _)) if member + 1 < members => Step::Audio {
+                    tick,
+                    member: member + 1,
+                    chunk: 0,
+                },
+                _ => Step::Frame {
+                    tick: tick + 1,
+                    stream: 0,
+                },
             },
             Step::Done => Step::Done,
         };
@@ -565,6 +601,34 @@ impl Sender {
                     let (text, png_bytes) = self.frame_message(tick, stream).await;
                     (text, Some(png_bytes))
                 }
+                Step::Audio {
+                    tick,
+                    member,
+                    chunk,
+                } => {
+                    let plan = &self.plan;
+                    let bot = &plan.bots[self.bot];
+                    let speaking = plan.audio_chunk(tick, chunk).filter(|&(start, _)| {
+                        voice::is_speaking(
+                            member,
+                            bot.cast.len(),
+                            start / crate::audio::SAMPLES_PER_MS,
+                        )
+                    });
+                    let Some((start, samples)) = speaking else {
+                        // Quiet, or past the round: nothing to send.
+                        self.cursor.advance();
+                        continue;
+                    };
+                    let text = wire::audio_event(
+                        &bot.resources,
+                        &bot.cast[member].participant,
+                        plan.meeting_start,
+                        start,
+                        &voice::voice(member, start, samples),
+                    );
+                    (text, None)
+                }
                 Step::Event {
                     member,
                     event,
@@ -688,7 +752,7 @@ impl Sender {
             Step::Event { .. } => {
                 counters.events.fetch_add(1, Ordering::Relaxed);
             }
-            Step::Done => {}
+            Step::Audio { .. } | Step::Done => {}
         }
     }
 
@@ -701,6 +765,9 @@ impl Sender {
                 self.plan.relative_ms(tick) as f64 / 1000.0
             ),
             Step::Event { event, .. } => format!("the {} event", event.name()),
+            Step::Audio { tick, member, .. } => {
+                format!("participant {}'s audio after frame {tick}", member + 1)
+            }
             Step::Done => "the end".into(),
         }
     }

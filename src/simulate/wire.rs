@@ -53,6 +53,7 @@ pub struct BotResources {
     pub realtime_endpoint: Resource,
     pub video_separate: Resource,
     pub participant_events: Resource,
+    pub audio_separate: Resource,
 }
 
 /// The participant events the simulator sends.
@@ -159,6 +160,53 @@ pub fn frame_event(
     serde_json::to_string(&event).expect("events serialise to JSON")
 }
 
+#[derive(Serialize)]
+struct AudioEvent<'a> {
+    data: AudioPayload<'a>,
+    realtime_endpoint: &'a Resource,
+    audio_separate: &'a Resource,
+    recording: &'a Resource,
+    bot: &'a Resource,
+}
+
+#[derive(Serialize)]
+struct AudioPayload<'a> {
+    buffer: String,
+    timestamp: WireTimestamp,
+    participant: &'a WireParticipant,
+}
+
+/// One `audio_separate_raw.data` message: `samples` from timeline sample `start_sample` on
+/// (a whole millisecond), as s16le base64.
+pub fn audio_event(
+    resources: &BotResources,
+    participant: &WireParticipant,
+    meeting_start: Timestamp,
+    start_sample: u64,
+    samples: &[i16],
+) -> String {
+    use base64::Engine as _;
+    let pcm: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let event = Envelope {
+        event: crate::event::SEPARATE_AUDIO_EVENT,
+        data: AudioEvent {
+            data: AudioPayload {
+                buffer: base64::engine::general_purpose::STANDARD.encode(pcm),
+                timestamp: WireTimestamp::new(
+                    meeting_start,
+                    start_sample / crate::audio::SAMPLES_PER_MS,
+                ),
+                participant,
+            },
+            realtime_endpoint: &resources.realtime_endpoint,
+            audio_separate: &resources.audio_separate,
+            recording: &resources.recording,
+            bot: &resources.bot,
+        },
+    };
+    serde_json::to_string(&event).expect("events serialise to JSON")
+}
+
 /// One `participant_events.*` message.
 pub fn participant_event(
     resources: &BotResources,
@@ -203,6 +251,7 @@ mod tests {
             realtime_endpoint: resource("re"),
             video_separate: resource("vs"),
             participant_events: resource("pe"),
+            audio_separate: resource("as"),
         }
     }
 

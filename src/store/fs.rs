@@ -184,6 +184,33 @@ impl Inner {
         }
     }
 
+    /// Writes into `path` in place, creating it (and its folder) if need be. A hole left
+    /// past the end reads as zeros.
+    fn write_at(&self, path: &Path, writes: &[(u64, Bytes)]) -> Result<(), FsError> {
+        use std::os::unix::fs::FileExt as _;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(path)
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let file = match open() {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir).at("create folder", dir)?;
+                open()
+            }
+            opened => opened,
+        }
+        .at("open", path)?;
+        self.sweep(dir)?;
+        for (offset, bytes) in writes {
+            file.write_all_at(bytes, *offset).at("write into", path)?;
+        }
+        Ok(())
+    }
+
     /// Replaces `path` with `contents` atomically: readers see the old file or the new one.
     fn replace(&self, path: &Path, contents: &[u8]) -> Result<(), FsError> {
         let mut temp = self.temp_file_for(path)?;
@@ -313,6 +340,15 @@ impl Store for FsStore {
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {
         let (inner, path) = (self.inner.clone(), self.path(key));
         Ok(blocking(move || inner.replace(&path, &bytes)).await?)
+    }
+
+    async fn write_at(&self, key: &Key, writes: Vec<(u64, Bytes)>) -> Result<(), StoreError> {
+        let (inner, path) = (self.inner.clone(), self.path(key));
+        Ok(blocking(move || inner.write_at(&path, &writes)).await?)
+    }
+
+    fn writes_in_place(&self) -> bool {
+        true
     }
 
     async fn swap(
@@ -643,6 +679,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path().to_owned()).await.unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn writes_in_place_create_the_file_and_leave_zeros_in_holes() {
+        let (dir, store) = store().await;
+        assert!(store.writes_in_place());
+        let key = Key::of(["rec", "audio", "000000000.wav"]);
+        let writes = vec![
+            (4, Bytes::from_static(b"ef")),
+            (0, Bytes::from_static(b"ab")),
+        ];
+        store.write_at(&key, writes).await.unwrap();
+        let path = dir.path().join("rec/audio/000000000.wav");
+        assert_eq!(fs::read(&path).unwrap(), b"ab\0\0ef");
+        store
+            .write_at(&key, vec![(2, Bytes::from_static(b"cd"))])
+            .await
+            .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"abcdef");
     }
 
     #[tokio::test]

@@ -120,6 +120,30 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    /// As a folder does; a shared store (a bucket's stand-in) refuses, as a bucket does.
+    async fn write_at(&self, key: &Key, writes: Vec<(u64, Bytes)>) -> Result<(), StoreError> {
+        if self.shared.is_some() {
+            return Err(StoreError::Unexpected {
+                key: key.clone(),
+                why: "a shared store replaces objects whole".into(),
+            });
+        }
+        let mut all = self.bytes(key).unwrap_or_default();
+        for (offset, bytes) in writes {
+            let (from, to) = (offset as usize, offset as usize + bytes.len());
+            if all.len() < to {
+                all.resize(to, 0);
+            }
+            all[from..to].copy_from_slice(&bytes);
+        }
+        self.write(key, all);
+        Ok(())
+    }
+
+    fn writes_in_place(&self) -> bool {
+        self.shared.is_none()
+    }
+
     async fn swap(
         &self,
         key: &Key,

@@ -37,6 +37,26 @@ fn real_event() -> Value {
     })
 }
 
+/// A realistic audio chunk: 20 ms of one participant's audio.
+fn real_audio_event() -> Value {
+    let pcm: Vec<u8> = (0..320i16).flat_map(|s| (s * 37).to_le_bytes()).collect();
+    json!({
+        "event": "audio_separate_raw.data",
+        "data": {
+            "data": {
+                "buffer": base64::engine::general_purpose::STANDARD.encode(&pcm),
+                "timestamp": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.500Z"},
+                "participant": {"id": 100, "name": "Alice", "is_host": true,
+                                "platform": "desktop", "extra_data": {"k": [1, 2]}}
+            },
+            "realtime_endpoint": {"id": "re_1", "metadata": {}},
+            "audio_separate": {"id": "as_1", "metadata": {}},
+            "recording": {"id": "rec_1", "metadata": {"team": "x"}},
+            "bot": {"id": "bot_1", "metadata": {}}
+        }
+    })
+}
+
 /// A realistic participant event (a chat message, the kind with the most data).
 fn real_participant_event() -> Value {
     json!({
@@ -70,6 +90,14 @@ fn decode_and_check(text: &str) -> Result<(), TestCaseError> {
                 root,
                 &layout::stream_dir(root, &event.recording.id, &folder, StreamKind::Webcam),
             )
+        }
+        Ok(Inbound::Audio(chunk)) => {
+            // A whole number of samples, within the cap, at a place on the timeline.
+            prop_assert!(RecordingId::parse(chunk.recording.id.as_str()).is_some());
+            prop_assert!(!chunk.pcm.is_empty() && chunk.pcm.len() % 2 == 0);
+            prop_assert!(chunk.samples() <= recall_frames::audio::MAX_CHUNK_SAMPLES);
+            prop_assert!(FrameTime::relative_ms(chunk.time.relative).is_some());
+            Ok(())
         }
         Ok(Inbound::Ignored) => Ok(()),
         Err(refusal) => {
@@ -269,6 +297,37 @@ proptest! {
     }
 
     #[test]
+    fn the_decoder_survives_byte_mutations_of_real_audio_events(
+        mutations in prop::collection::vec(mutation(), 1..8)
+    ) {
+        let mut bytes = real_audio_event().to_string().into_bytes();
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        decode_and_check(&String::from_utf8_lossy(&bytes))?;
+    }
+
+    #[test]
+    fn the_decoder_survives_values_swapped_in_real_audio_events(
+        swaps in prop::collection::vec((prop::sample::select(POINTERS), json_leaf()), 1..4)
+    ) {
+        let mut event = real_audio_event();
+        for (pointer, value) in &swaps {
+            if let Some(slot) = event.pointer_mut(pointer) {
+                *slot = value.clone();
+            }
+        }
+        let text = event.to_string();
+        decode_and_check(&text)?;
+        if let Some(id) = event.pointer("/data/recording/id").and_then(Value::as_str)
+            && RecordingId::parse(id).is_none()
+            && let Ok(Inbound::Audio(_)) = event::decode(&text, jiff::Timestamp::now(), Instant::now())
+        {
+            return Err(TestCaseError::fail(format!("accepted recording id {id:?}")));
+        }
+    }
+
+    #[test]
     fn the_decoder_survives_values_swapped_in_real_events(
         swaps in prop::collection::vec((prop::sample::select(POINTERS), json_leaf()), 1..4)
     ) {
@@ -339,6 +398,12 @@ fn the_real_event_itself_decodes() {
     let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
     assert!(
         matches!(decoded, Ok(Inbound::ParticipantEvent(_))),
+        "{decoded:?}"
+    );
+    let text = real_audio_event().to_string();
+    let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
+    assert!(
+        matches!(&decoded, Ok(Inbound::Audio(chunk)) if chunk.samples() == 320 && chunk.start_sample == 200_000),
         "{decoded:?}"
     );
 }

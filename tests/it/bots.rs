@@ -639,3 +639,67 @@ async fn the_command_line_uses_the_token_the_server_keeps_and_never_makes_one() 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Invalid meeting URL."), "{stderr}");
 }
+
+#[tokio::test]
+async fn audio_is_asked_of_recall_only_when_requested_by_the_route_or_the_command() {
+    let recall = RecallStandIn::start().await;
+    let server = server_for(&recall, &["--public-url", "https://frames.example.com"]).await;
+    let endpoint = format!("wss://frames.example.com/ws?token={WS_TOKEN}");
+    let mut with_audio = expected_body(MEETING, json!({}), &endpoint);
+    let config = &mut with_audio["recording_config"];
+    config["audio_separate_raw"] = json!({});
+    config["realtime_endpoints"][0]["events"]
+        .as_array_mut()
+        .unwrap()
+        .push("audio_separate_raw.data".into());
+
+    for (body, expected) in [
+        (
+            json!({"meeting_url": MEETING}),
+            expected_body(MEETING, json!({}), &endpoint),
+        ),
+        (
+            json!({"meeting_url": MEETING, "audio": false}),
+            expected_body(MEETING, json!({}), &endpoint),
+        ),
+        (
+            json!({"meeting_url": MEETING, "audio": true}),
+            with_audio.clone(),
+        ),
+    ] {
+        let (status, bot) = create(&server, body.clone()).await;
+        assert_eq!(status, 201, "{bot}");
+        assert_eq!(recall.received().last().unwrap().body, expected, "{body}");
+    }
+    let (status, body) = create(&server, json!({"meeting_url": MEETING, "audio": "yes"})).await;
+    assert_eq!(status, 422);
+    assert!(error_of(&body).contains("audio"), "{body}");
+
+    let data = tempfile::tempdir().unwrap();
+    let base = recall.url();
+    let output = recall_frames(
+        &[
+            ("RECALL_API_KEY", RECALL_API_KEY),
+            ("PUBLIC_URL", "https://frames.example.com"),
+            ("WS_TOKEN", WS_TOKEN),
+        ],
+        &[
+            "--recall-api-base",
+            &base,
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "bot",
+            "create",
+            "--meeting-url",
+            MEETING,
+            "--audio",
+        ],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(recall.received().last().unwrap().body, with_audio);
+}

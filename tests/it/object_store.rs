@@ -1062,3 +1062,110 @@ async fn the_test_store_refuses_a_second_create_and_a_stale_rewrite() {
     );
     assert_eq!(s3.get(key.as_ref()).await.unwrap(), b"rewritten".as_slice());
 }
+
+#[tokio::test]
+async fn audio_lands_in_the_bucket_in_bounded_pieces_and_reads_back_whole() {
+    let s3 = S3Server::start().await;
+    let mut server = start(&s3, None, &[]).await;
+    let mut bot = server.connect().await;
+    // 10.5 s in 100 ms chunks: more than one 10 s piece.
+    let chunks: Vec<TestAudio> = (0..105)
+        .map(|i| TestAudio::at_sample(16_000 + i * 1_600, 1_600, (i * 13) as i16))
+        .collect();
+    let mut expected = vec![0i16; 16_000];
+    for chunk in &chunks {
+        bot.send_text(chunk.event()).await;
+        expected.extend_from_slice(&chunk.samples);
+    }
+    let api = "/api/recordings/rec_9f1c2a/100/audio";
+    let url = server.url(api);
+    eventually("the bucket holds every chunk", || async {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["chunks"].as_u64())
+                    == Some(105)
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let served = server
+        .get(&format!("{api}.wav"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let read = |bytes: &[u8]| -> Vec<i16> {
+        hound::WavReader::new(std::io::Cursor::new(bytes.to_vec()))
+            .unwrap()
+            .into_samples()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(read(&served), expected);
+    bot.close().await;
+    server.stop().await.expect("a clean shutdown");
+
+    // In the bucket: complete WAV objects of at most 10 s, named by their first millisecond.
+    let folder = "rec_9f1c2a/100-alice-smith/audio";
+    let pieces: Vec<String> = s3
+        .keys()
+        .await
+        .into_iter()
+        .filter(|key| key.starts_with(folder) && key.ends_with(".wav"))
+        .collect();
+    assert_eq!(
+        pieces,
+        [
+            format!("{folder}/000001000.wav"),
+            format!("{folder}/000011000.wav")
+        ]
+    );
+    let first = s3.get(&pieces[0]).await.unwrap();
+    assert_eq!(first.len(), 44 + 2 * 160_000, "a full piece: 10 s");
+    assert_eq!(read(&first), expected[16_000..176_000]);
+    assert_eq!(
+        read(&s3.get(&pieces[1]).await.unwrap()),
+        expected[176_000..]
+    );
+    let lines = chunk_lines(&s3, &format!("{folder}/audio")).await;
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "chunk").count(), 105);
+
+    // Another instance reads it back the same, and carries on without rewriting the past.
+    let server = start(&s3, None, &[]).await;
+    let mut bot = server.connect().await;
+    bot.send_text(chunks[104].event()).await;
+    let more = TestAudio::at_sample(16_000 + 105 * 1_600, 1_600, 77);
+    bot.send_text(more.event()).await;
+    expected.extend_from_slice(&more.samples);
+    let url = server.url(api);
+    eventually("the next chunk is in the bucket", || async {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["chunks"].as_u64())
+                    == Some(106)
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let served = server
+        .get(&format!("{api}.wav"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(read(&served), expected);
+    assert_eq!(
+        server
+            .metric("recall_frames_audio_chunks_duplicate_total")
+            .await,
+        1.0
+    );
+}

@@ -526,3 +526,80 @@ async fn a_refused_upgrade_shows_the_status_and_a_line_not_a_page() {
     assert!(error.len() < 300, "{stderr}");
     assert!(!stderr.contains("</html>"), "{stderr}");
 }
+
+#[tokio::test]
+async fn with_audio_each_participant_is_heard_in_their_turn_on_the_timeline() {
+    use recall_frames::simulate::voice;
+    let server = TestServer::start().await;
+    let (_, report) = simulate(
+        &server.ws_url(WS_TOKEN),
+        &[
+            "--participants",
+            "2",
+            "--screenshare",
+            "0",
+            "--frames",
+            "20",
+            "--fps",
+            "max",
+            "--size",
+            SMALL,
+            "--recording",
+            "sim_audio",
+            "--audio",
+            "--audio-chunk-ms",
+            "40",
+        ],
+    )
+    .await;
+    assert_eq!(report.refused(), 0, "{report}");
+    let recording = &report.recordings[0].id;
+    // 20 rounds at 2 fps: 10 s. Turns of 4 s: the first speaks 0-4 s and 8-10 s, the second
+    // 4-8 s; nothing is sent while quiet.
+    for (member, id) in [(0usize, 100u64), (1, 101)] {
+        let api = format!("/api/recordings/{recording}/{id}/audio");
+        let listing = server.get_json(&api).await;
+        let segments: Vec<(u64, u64)> = listing["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["start"].as_f64().unwrap() as u64,
+                    s["end"].as_f64().unwrap() as u64,
+                )
+            })
+            .collect();
+        let expected_segments: &[(u64, u64)] = if member == 0 {
+            &[(0, 4), (8, 10)]
+        } else {
+            &[(4, 8)]
+        };
+        assert_eq!(segments, expected_segments, "participant {id}");
+        let wav = server
+            .get(&format!("{api}.wav"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let samples: Vec<i16> = hound::WavReader::new(std::io::Cursor::new(wav.to_vec()))
+            .unwrap()
+            .into_samples()
+            .map(Result::unwrap)
+            .collect();
+        let end = expected_segments.last().unwrap().1 * 16_000;
+        let expected: Vec<i16> = (0..end)
+            .map(|i| {
+                if voice::is_speaking(member, 2, i / 16) {
+                    voice::voice(member, i, 1)[0]
+                } else {
+                    0
+                }
+            })
+            .collect();
+        assert!(
+            samples == expected,
+            "participant {id}'s voice, in their turns only"
+        );
+    }
+}

@@ -178,3 +178,80 @@ pub fn absolute_time(relative: f64) -> String {
     let at = start + jiff::SignedDuration::from_millis((relative * 1000.0).round() as i64);
     at.to_string()
 }
+
+/// An audio chunk as Recall sends it: `audio_separate_raw.data` of participant 100 ("Alice
+/// Smith") in [`RECORDING`], or `audio_mixed_raw.data` with [`TestAudio::mixed`].
+#[derive(Clone)]
+pub struct TestAudio {
+    pub recording: String,
+    /// `None` for the mixed audio.
+    pub participant: Option<u64>,
+    pub relative: f64,
+    pub samples: Vec<i16>,
+}
+
+impl TestAudio {
+    /// `samples` starting `relative` seconds into the recording.
+    pub fn new(relative: f64, samples: Vec<i16>) -> Self {
+        TestAudio {
+            recording: RECORDING.into(),
+            participant: Some(100),
+            relative,
+            samples,
+        }
+    }
+
+    /// `n` samples starting at sample `start` (16 kHz) whose values tell them apart: each is
+    /// `seed` plus its place, so any misplaced sample shows.
+    pub fn at_sample(start: u64, n: usize, seed: i16) -> Self {
+        let samples = (0..n).map(|i| seed.wrapping_add(i as i16).max(1)).collect();
+        Self::new(start as f64 / 16_000.0, samples)
+    }
+
+    pub fn participant(mut self, id: u64) -> Self {
+        self.participant = Some(id);
+        self
+    }
+
+    pub fn mixed(mut self) -> Self {
+        self.participant = None;
+        self
+    }
+
+    /// The buffer as Recall encodes it: s16le, base64.
+    pub fn buffer(&self) -> String {
+        let bytes: Vec<u8> = self.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    pub fn event_value(&self) -> Value {
+        let mut data = json!({
+            "buffer": self.buffer(),
+            "timestamp": {"relative": self.relative, "absolute": absolute_time(self.relative)},
+        });
+        let (event, resource) = match self.participant {
+            Some(id) => {
+                data["participant"] = json!({
+                    "id": id, "name": if id == 100 { Some("Alice Smith") } else { None },
+                    "is_host": id == 100, "platform": "desktop", "extra_data": {}
+                });
+                ("audio_separate_raw.data", "audio_separate")
+            }
+            None => ("audio_mixed_raw.data", "audio_mixed"),
+        };
+        json!({
+            "event": event,
+            "data": {
+                "data": data,
+                "realtime_endpoint": {"id": "re_1", "metadata": {}},
+                resource: {"id": "as_1", "metadata": {}},
+                "recording": {"id": self.recording, "metadata": {"team": "research"}},
+                "bot": {"id": "bot_1", "metadata": {"purpose": "tests"}}
+            }
+        })
+    }
+
+    pub fn event(&self) -> String {
+        self.event_value().to_string()
+    }
+}

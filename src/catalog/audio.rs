@@ -1,0 +1,201 @@
+//! Reading an audio track back: its segments and gaps from its manifest and pieces, and the
+//! whole track as one WAV on the recording's timeline, any byte range of it, streamed from
+//! the pieces with silence where nothing was sent.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+
+use super::{Catalog, CatalogError, SavedContent, SavedFile};
+use crate::audio::{
+    AudioTrackKey, BYTES_PER_SAMPLE, SAMPLES_PER_MS, StoredTrack, WAV_HEADER_BYTES,
+    parse_piece_file_name, piece_file_name, wav_header,
+};
+use crate::layout::{self, AudioRecord};
+use crate::store::{Key, Store, read_whole_log};
+
+/// Zeros handed out for silence, a slice at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// A saved audio track, as its manifest and its pieces have it now.
+#[derive(Debug, Clone)]
+pub struct AudioTrackView {
+    pub folder: Key,
+    pub stored: StoredTrack,
+}
+
+impl AudioTrackView {
+    /// Bytes of the track as one WAV: the header, then every sample from the recording's
+    /// start to the track's last.
+    pub fn wav_len(&self) -> u64 {
+        WAV_HEADER_BYTES + self.stored.end() * BYTES_PER_SAMPLE
+    }
+}
+
+/// Where one run of the WAV's bytes comes from.
+enum Source {
+    Header(Bytes),
+    Silence,
+    /// A piece, from this byte of its file on.
+    Piece(Key, u64),
+}
+
+impl Catalog {
+    /// A participant's audio track, or the mixed track (`participant` `None`).
+    pub async fn audio(&self, track: &AudioTrackKey) -> Result<AudioTrackView, CatalogError> {
+        let folder = match track.participant {
+            Some(participant) => {
+                let folder = self
+                    .participant_folder(&track.recording, participant)
+                    .await?;
+                layout::audio_key(&track.recording, Some(&folder))
+            }
+            None => layout::audio_key(&track.recording, None),
+        };
+        let manifest = folder.join(layout::AUDIO_MANIFEST);
+        let (lines, listed) = futures_util::try_join!(
+            read_whole_log(self.store.as_ref(), &manifest),
+            self.store.list(&folder),
+        )?;
+        let records = lines.iter().filter_map(|line| {
+            serde_json::from_slice::<AudioRecord>(line)
+                .inspect_err(
+                    |error| tracing::warn!(%manifest, %error, "skipping an audio manifest line"),
+                )
+                .ok()
+        });
+        let pieces: Vec<(u64, u64)> = listed
+            .iter()
+            .filter_map(|object| {
+                let name = object.key.strip_prefix(&folder)?;
+                let [name] = name.as_slice() else {
+                    return None;
+                };
+                let ms = parse_piece_file_name(name)?;
+                let samples = object.size.saturating_sub(WAV_HEADER_BYTES) / BYTES_PER_SAMPLE;
+                Some((ms * SAMPLES_PER_MS, samples))
+            })
+            .collect();
+        let stored = StoredTrack::read(records, pieces);
+        if stored.pieces.is_empty() {
+            return Err(CatalogError::NotFound);
+        }
+        Ok(AudioTrackView { folder, stored })
+    }
+
+    /// An audio track's folder to download: its WAV pieces in time order, then its
+    /// manifest; nothing when the track has no piece.
+    pub(super) async fn audio_files(&self, folder: Key) -> Result<Vec<SavedFile>, CatalogError> {
+        let mut pieces: Vec<(u64, Key)> = self
+            .store
+            .list(&folder)
+            .await?
+            .into_iter()
+            .filter_map(|object| {
+                let ms = match object.key.strip_prefix(&folder)?.as_slice() {
+                    [name] => parse_piece_file_name(name)?,
+                    _ => return None,
+                };
+                Some((ms, object.key))
+            })
+            .collect();
+        if pieces.is_empty() {
+            return Ok(Vec::new());
+        }
+        pieces.sort_by_key(|(ms, _)| *ms);
+        let manifest = folder.join(layout::AUDIO_MANIFEST);
+        Ok(pieces
+            .into_iter()
+            .map(|(_, key)| SavedFile::at(key, SavedContent::Whole))
+            .chain([SavedFile::at(manifest, SavedContent::Log)])
+            .collect())
+    }
+
+    /// The bytes `[from, to)` of the track as one WAV (see [`AudioTrackView::wav_len`]).
+    pub fn wav_bytes(
+        &self,
+        view: &AudioTrackView,
+        (from, to): (u64, u64),
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let header = Bytes::copy_from_slice(&wav_header(view.stored.end()));
+        // The whole file as runs: (first byte, end, source).
+        let mut runs = vec![(0, WAV_HEADER_BYTES, Source::Header(header))];
+        let mut at = WAV_HEADER_BYTES;
+        for (&piece, &samples) in &view.stored.pieces {
+            let first = WAV_HEADER_BYTES + piece * BYTES_PER_SAMPLE;
+            if first > at {
+                runs.push((at, first, Source::Silence));
+            }
+            let end = first + samples * BYTES_PER_SAMPLE;
+            // Pieces never overlap; should one seem to, the earlier one's bytes stand.
+            let start = first.max(at);
+            if end > start {
+                let key = view.folder.join(&piece_file_name(piece / SAMPLES_PER_MS));
+                let offset = WAV_HEADER_BYTES + (start - first);
+                runs.push((start, end, Source::Piece(key, offset)));
+                at = end;
+            }
+        }
+        // Clipped to the range asked for.
+        let wanted: Vec<(u64, Source)> = runs
+            .into_iter()
+            .filter(|&(start, end, _)| end > from && start < to)
+            .map(|(start, end, source)| {
+                let (a, b) = (start.max(from), end.min(to));
+                let source = match source {
+                    Source::Header(bytes) => {
+                        Source::Header(bytes.slice((a - start) as usize..(b - start) as usize))
+                    }
+                    Source::Silence => Source::Silence,
+                    Source::Piece(key, offset) => Source::Piece(key, offset + (a - start)),
+                };
+                (b - a, source)
+            })
+            .collect();
+        let store: Arc<dyn Store> = self.store.clone();
+        futures_util::stream::iter(wanted)
+            .then(move |(len, source)| {
+                let store = store.clone();
+                async move { read_run(store.as_ref(), len, source).await }
+            })
+            .flat_map(|read| {
+                futures_util::stream::iter(match read {
+                    Ok(parts) => parts.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(error) => vec![Err(error)],
+                })
+            })
+    }
+}
+
+/// `len` bytes of one run, silence in parts of at most 64 KiB.
+async fn read_run(store: &dyn Store, len: u64, source: Source) -> std::io::Result<Vec<Bytes>> {
+    let zeros = |len: u64| {
+        let mut parts = Vec::new();
+        let mut left = len as usize;
+        while left > 0 {
+            let n = left.min(ZEROS.len());
+            parts.push(Bytes::from_static(&ZEROS[..n]));
+            left -= n;
+        }
+        parts
+    };
+    match source {
+        Source::Header(bytes) => Ok(vec![bytes]),
+        Source::Silence => Ok(zeros(len)),
+        Source::Piece(key, offset) => {
+            let bytes = store
+                .get_from(&key, offset)
+                .await
+                .map_err(std::io::Error::other)?
+                .unwrap_or_default();
+            // The length was promised: a piece read shorter than listed (replaced
+            // meanwhile) ends in silence rather than a cut response.
+            let got = bytes.slice(..bytes.len().min(len as usize));
+            let short = len - got.len() as u64;
+            let mut parts = vec![got];
+            parts.extend(zeros(short));
+            Ok(parts)
+        }
+    }
+}

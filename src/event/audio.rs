@@ -1,0 +1,105 @@
+//! `audio_separate_raw.data` and `audio_mixed_raw.data`: small messages (a few hundred
+//! samples each), so they take the reference serde path alone, and are checked into an
+//! [`AudioChunk`] with the same refusals as frames where the fault is the same.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::Refusal;
+use super::buffer::decode_base64;
+use super::wire::{WireParticipant, WireTimestamp, recording_id};
+use crate::audio::{AudioChunk, AudioSource, BYTES_PER_SAMPLE, MAX_CHUNK_SAMPLES};
+use crate::frame::{RecordingInfo, Resource};
+
+/// The event type that carries one participant's audio.
+pub const SEPARATE_AUDIO_EVENT: &str = "audio_separate_raw.data";
+/// The event type that carries the whole call's audio, mixed.
+pub const MIXED_AUDIO_EVENT: &str = "audio_mixed_raw.data";
+
+/// Whether `event` names one of the audio events.
+pub fn is_audio_event(event: &str) -> bool {
+    event == SEPARATE_AUDIO_EVENT || event == MIXED_AUDIO_EVENT
+}
+
+#[derive(Deserialize)]
+pub(super) struct WireAudioEvent<'a> {
+    #[serde(borrow)]
+    data: WireAudio<'a>,
+    recording: Resource,
+    #[serde(default)]
+    bot: Option<Resource>,
+    #[serde(default)]
+    realtime_endpoint: Option<Resource>,
+    #[serde(default)]
+    audio_separate: Option<Resource>,
+    /// What the mixed event may carry in place of `audio_separate`.
+    #[serde(default)]
+    audio_mixed: Option<Resource>,
+}
+
+#[derive(Deserialize)]
+struct WireAudio<'a> {
+    #[serde(borrow)]
+    buffer: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: WireTimestamp<'a>,
+    /// Required for separate audio; the mixed track has none.
+    #[serde(default)]
+    participant: Option<WireParticipant>,
+}
+
+/// Checks an audio event of type `event` (one of the two audio events).
+pub(super) fn decode_audio(
+    event: &str,
+    text: &str,
+    received_at: Timestamp,
+    received: Instant,
+) -> Result<AudioChunk, Refusal> {
+    let wire: WireAudioEvent = serde_json::from_str(text).map_err(Refusal::from_json)?;
+    let WireAudioEvent {
+        data,
+        recording,
+        bot,
+        realtime_endpoint,
+        audio_separate,
+        audio_mixed,
+    } = wire;
+    let recording_id = recording_id(&recording)?;
+    let source = if event == SEPARATE_AUDIO_EVENT {
+        let participant = data.participant.ok_or(Refusal::NoAudioParticipant)?;
+        AudioSource::Participant(participant.decode()?)
+    } else {
+        AudioSource::Mixed
+    };
+    let (time, _) = data.timestamp.decode()?;
+    let start_sample =
+        AudioChunk::start_sample(time.relative).ok_or(Refusal::BadRelativeTime(time.relative))?;
+    let pcm = decode_base64(&data.buffer).map_err(Refusal::InvalidBase64)?;
+    if pcm.is_empty() || !(pcm.len() as u64).is_multiple_of(BYTES_PER_SAMPLE) {
+        return Err(Refusal::BadAudioLength(pcm.len()));
+    }
+    if pcm.len() as u64 / BYTES_PER_SAMPLE > MAX_CHUNK_SAMPLES {
+        return Err(Refusal::AudioTooLong(pcm.len() as u64 / BYTES_PER_SAMPLE));
+    }
+    Ok(AudioChunk {
+        source,
+        time,
+        start_sample,
+        pcm: Bytes::from(pcm),
+        recording: RecordingInfo {
+            id: recording_id,
+            metadata: recording.metadata,
+            bot,
+            realtime_endpoint,
+            video_separate: None,
+            participant_events: None,
+            audio_separate: audio_separate.or(audio_mixed),
+        },
+        received_at,
+        received,
+    })
+}

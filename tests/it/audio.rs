@@ -1,0 +1,515 @@
+//! Per-participant and mixed audio (issue 12): chunks sent as Recall sends them land
+//! sample-exact on the recording's timeline in WAV pieces that a real WAV reader plays, with
+//! gaps, duplicates, overlaps and late chunks handled; a restart and a `kill -9` lose and
+//! corrupt nothing; the API serves a track as one WAV with byte ranges; bad input is refused
+//! with reasons and disturbs nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const ALICE_AUDIO: &str = "/api/recordings/rec_9f1c2a/100/audio";
+const ALICE_FOLDER: &str = "100-alice-smith";
+
+/// The samples of a WAV file, read by a real WAV reader, which also checks its format.
+fn wav_samples(bytes: &[u8]) -> Vec<i16> {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("a WAV file");
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 16_000, 16),
+        "16 kHz mono 16-bit"
+    );
+    assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+    reader
+        .into_samples()
+        .map(|s| s.expect("a whole sample"))
+        .collect()
+}
+
+/// The track at `api` (its JSON path) as one WAV, from the API.
+async fn track_wav(server: &TestServer, api: &str) -> Vec<i16> {
+    let response = server.get(&format!("{api}.wav")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "audio/wav");
+    wav_samples(&response.bytes().await.unwrap())
+}
+
+/// Waits until the track at `api` lists `chunks` chunks.
+async fn wait_for_chunks(server: &TestServer, api: &str, chunks: u64) {
+    let url = server.url(api);
+    eventually(&format!("{api} lists {chunks} chunks"), || async {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["chunks"].as_u64())
+                    == Some(chunks)
+            }
+            _ => false,
+        }
+    })
+    .await;
+}
+
+/// The timeline the chunks make: each at its first sample, silence elsewhere.
+fn timeline(chunks: &[&TestAudio]) -> Vec<i16> {
+    let end = chunks
+        .iter()
+        .map(|c| (c.relative * 16_000.0).round() as usize + c.samples.len())
+        .max()
+        .unwrap_or(0);
+    let mut all = vec![0i16; end];
+    for chunk in chunks {
+        let at = (chunk.relative * 16_000.0).round() as usize;
+        all[at..at + chunk.samples.len()].copy_from_slice(&chunk.samples);
+    }
+    all
+}
+
+fn audio_dir(data_dir: &Path, folder: &str) -> PathBuf {
+    data_dir.join(RECORDING).join(folder).join("audio")
+}
+
+/// Every WAV piece of an audio folder, by name, as a WAV reader reads it.
+fn pieces(dir: &Path) -> Vec<(String, Vec<i16>)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".wav"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let samples = wav_samples(&std::fs::read(dir.join(&name)).unwrap());
+            (name, samples)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pcm_round_trips_sample_exact_onto_the_recordings_timeline() {
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    // Alice: two chunks back to back 1 s in, half a second of nothing (a gap), one more,
+    // then three seconds of nothing (a new segment). Bob: one chunk of his own.
+    let first = TestAudio::at_sample(16_000, 320, 100);
+    let second = TestAudio::at_sample(16_320, 320, 1000);
+    let after_gap = TestAudio::at_sample(24_640, 320, 2000);
+    let new_segment = TestAudio::at_sample(72_968, 320, 3000);
+    let bob = TestAudio::at_sample(8_000, 160, 4000).participant(200);
+    for chunk in [&first, &second, &after_gap, &new_segment, &bob] {
+        bot.send_text(chunk.event()).await;
+    }
+    wait_for_chunks(&server, ALICE_AUDIO, 4).await;
+    wait_for_chunks(&server, "/api/recordings/rec_9f1c2a/200/audio", 1).await;
+
+    let expected = timeline(&[&first, &second, &after_gap, &new_segment]);
+    assert_eq!(track_wav(&server, ALICE_AUDIO).await, expected);
+    assert_eq!(
+        track_wav(&server, "/api/recordings/rec_9f1c2a/200/audio").await,
+        timeline(&[&bob])
+    );
+
+    let listing = server.get_json(ALICE_AUDIO).await;
+    assert_eq!(listing["sample_rate"], 16_000);
+    let segments: Vec<(u64, u64, Value)> = listing["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["start_sample"].as_u64().unwrap(),
+                s["end_sample"].as_u64().unwrap(),
+                s["files"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        segments,
+        [
+            (16_000, 24_960, serde_json::json!(["000001000.wav"])),
+            (72_960, 73_288, serde_json::json!(["000004560.wav"])),
+        ],
+        "a new segment after 3 s of silence, starting on its whole millisecond"
+    );
+    let gaps: Vec<(u64, u64)> = listing["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["start_sample"].as_u64().unwrap(),
+                g["end_sample"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        gaps,
+        [(16_640, 24_640)],
+        "the half second inside the segment"
+    );
+
+    // On disk: pieces a WAV reader plays as they are, each at its named millisecond.
+    let dir = audio_dir(&server.data_dir, ALICE_FOLDER);
+    for (name, samples) in pieces(&dir) {
+        let at = name.trim_end_matches(".wav").parse::<usize>().unwrap() * 16;
+        assert_eq!(samples, expected[at..at + samples.len()], "{name}");
+    }
+    let kinds: Vec<String> = read_jsonl(&dir.join("audio.jsonl"))
+        .iter()
+        .map(|line| line["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "segment", "chunk", "chunk", "gap", "chunk", "segment", "chunk"
+        ]
+    );
+    assert_eq!(
+        pieces(&audio_dir(&server.data_dir, "200"))[0].0,
+        "000000500.wav"
+    );
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "recall_frames_audio_chunks_saved_total"),
+        5.0
+    );
+    assert_eq!(
+        metric_value(&metrics, "recall_frames_audio_seconds_saved_total"),
+        (4 * 320 + 160) as f64 / 16_000.0
+    );
+}
+
+#[tokio::test]
+async fn duplicates_overlaps_and_late_chunks_keep_what_was_written_first() {
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    let first = TestAudio::at_sample(0, 320, 100);
+    let third = TestAudio::at_sample(640, 320, 300);
+    for chunk in [&first, &third, &first] {
+        bot.send_text(chunk.event()).await;
+    }
+    // Half over the first chunk (kept as it was), half into the silence after it.
+    let overlapping = TestAudio::at_sample(160, 320, 5000);
+    // Late into what is left of the silence, and over the start of the third chunk.
+    let late = TestAudio::at_sample(480, 200, 7000);
+    for chunk in [&overlapping, &late] {
+        bot.send_text(chunk.event()).await;
+    }
+    wait_for_chunks(&server, ALICE_AUDIO, 4).await;
+
+    let mut expected = timeline(&[&first, &third]);
+    expected[320..480].copy_from_slice(&overlapping.samples[160..]);
+    expected[480..640].copy_from_slice(&late.samples[..160]);
+    assert_eq!(track_wav(&server, ALICE_AUDIO).await, expected);
+    let listing = server.get_json(ALICE_AUDIO).await;
+    assert_eq!(
+        listing["gaps"],
+        serde_json::json!([]),
+        "the silence is filled"
+    );
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "recall_frames_audio_chunks_duplicate_total"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&metrics, "recall_frames_audio_samples_overlapping_total"),
+        (160 + 40) as f64
+    );
+}
+
+#[tokio::test]
+async fn a_restart_and_a_reconnect_carry_on_in_the_same_track() {
+    let data = tempfile::tempdir().unwrap();
+    let first = TestAudio::at_sample(0, 320, 100);
+    let second = TestAudio::at_sample(320, 320, 1000);
+    let third = TestAudio::at_sample(640, 320, 2000);
+    {
+        let mut server = TestServer::start_in(data.path(), &[]).await;
+        let mut bot = server.connect().await;
+        for chunk in [&first, &second] {
+            bot.send_text(chunk.event()).await;
+        }
+        wait_for_chunks(&server, ALICE_AUDIO, 2).await;
+        bot.close().await;
+        server.stop().await.unwrap();
+    }
+    let server = TestServer::start_in(data.path(), &[]).await;
+    let mut bot = server.connect().await;
+    // Recall resends what it was sending when the connection dropped, then goes on.
+    for chunk in [&second, &third] {
+        bot.send_text(chunk.event()).await;
+    }
+    wait_for_chunks(&server, ALICE_AUDIO, 3).await;
+    assert_eq!(
+        track_wav(&server, ALICE_AUDIO).await,
+        timeline(&[&first, &second, &third])
+    );
+    assert_eq!(
+        server
+            .metric("recall_frames_audio_chunks_duplicate_total")
+            .await,
+        1.0
+    );
+    let dir = audio_dir(&server.data_dir, ALICE_FOLDER);
+    assert_eq!(pieces(&dir).len(), 1, "one segment, one piece");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_segment_then_restart_every_wav_plays_and_matches_its_manifest() {
+    let data = tempfile::tempdir().unwrap();
+    let env = [("WS_TOKEN", WS_TOKEN), ("RUST_LOG", "info")];
+    let mut binary = BinaryServer::spawn(data.path(), &env, &[]);
+    let chunks: Vec<TestAudio> = (0..200)
+        .map(|i| TestAudio::at_sample(i * 320, 320, (i * 7) as i16))
+        .collect();
+    let mut bot = Bot::connect(&binary.ws_url(WS_TOKEN)).await;
+    for chunk in &chunks[..150] {
+        bot.send_text(chunk.event()).await;
+    }
+    let url = binary.url(ALICE_AUDIO);
+    eventually("some chunks are saved", || async {
+        reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    binary.kill9();
+    drop(bot);
+
+    let dir = audio_dir(data.path(), ALICE_FOLDER);
+    let sent = timeline(&chunks.iter().collect::<Vec<_>>());
+    // Right after the kill: every piece plays, and holds exactly what was sent there.
+    for (name, samples) in pieces(&dir) {
+        let at = name.trim_end_matches(".wav").parse::<usize>().unwrap() * 16;
+        assert_eq!(samples, sent[at..at + samples.len()], "{name}");
+    }
+    // What a kill between a write and its header's update leaves: samples past the length
+    // the header gives, and no manifest line for them.
+    let piece = dir.join("000000000.wav");
+    let before = (std::fs::metadata(&piece).unwrap().len() as usize - 44) / 2;
+    let extra = &sent[before..before + 100];
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&piece)
+            .unwrap();
+        for sample in extra {
+            file.write_all(&sample.to_le_bytes()).unwrap();
+        }
+    }
+    assert!(
+        wav_samples(&std::fs::read(&piece).unwrap()).len() <= before,
+        "the header is stale: a reader still plays what it gives"
+    );
+
+    let mut binary = BinaryServer::spawn(data.path(), &env, &[]);
+    // Repaired at start-up, before anyone speaks again: the header gives every sample, and
+    // the samples without a line have one.
+    eventually("the stale header is repaired", || async {
+        wav_samples(&std::fs::read(&piece).unwrap()).len() == before + 100
+    })
+    .await;
+    assert_eq!(
+        wav_samples(&std::fs::read(&piece).unwrap()),
+        sent[..before + 100]
+    );
+    let lines = read_jsonl(&dir.join("audio.jsonl"));
+    let last = lines.last().unwrap();
+    assert_eq!(last["recovered"], true);
+    assert_eq!(
+        last["start_sample"].as_u64().unwrap() + last["samples"].as_u64().unwrap(),
+        (before + 100) as u64
+    );
+    let mut bot = Bot::connect(&binary.ws_url(WS_TOKEN)).await;
+    // Recall resends everything from where it was; the server keeps what it has.
+    for chunk in &chunks {
+        bot.send_text(chunk.event()).await;
+    }
+    let url = binary.url(ALICE_AUDIO);
+    eventually("every sample is on the timeline", || async {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["duration"].as_f64())
+                    == Some(200.0 * 320.0 / 16_000.0)
+            }
+            _ => false,
+        }
+    })
+    .await;
+    bot.close().await;
+    assert!(binary.terminate(), "a clean exit");
+
+    // Every piece plays, whole, and what each manifest line lists is there, as sent.
+    let mut all = Vec::new();
+    for (name, samples) in pieces(&dir) {
+        let at = name.trim_end_matches(".wav").parse::<usize>().unwrap() * 16;
+        assert_eq!(at, all.len(), "pieces follow each other: {name}");
+        all.extend(samples);
+    }
+    assert_eq!(all, sent);
+    let lines = read_jsonl(&dir.join("audio.jsonl"));
+    let mut listed = vec![false; sent.len()];
+    for line in lines.iter().filter(|l| l["kind"] == "chunk") {
+        let start = line["start_sample"].as_u64().unwrap() as usize;
+        let samples = line["samples"].as_u64().unwrap() as usize;
+        listed[start..start + samples].fill(true);
+    }
+    assert!(listed.iter().all(|&l| l), "every sample stored is listed");
+    assert!(
+        lines.iter().any(|l| l["recovered"] == true),
+        "the samples without a line got one, marked recovered"
+    );
+}
+
+#[tokio::test]
+async fn the_mixed_track_is_saved_at_the_recording_level() {
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    let mixed = TestAudio::at_sample(1_600, 320, 42).mixed();
+    bot.send_text(mixed.event()).await;
+    let api = "/api/recordings/rec_9f1c2a/mixed/audio";
+    wait_for_chunks(&server, api, 1).await;
+    assert_eq!(track_wav(&server, api).await, timeline(&[&mixed]));
+    let on_disk = pieces(&server.data_dir.join(RECORDING).join("audio"));
+    assert_eq!(
+        on_disk,
+        [("000000100.wav".to_owned(), mixed.samples.clone())]
+    );
+    let summary = read_json(&server.data_dir.join(RECORDING).join("recording.json"));
+    assert_eq!(summary["audio_separate"]["id"], "as_1");
+}
+
+#[tokio::test]
+async fn a_browser_seeks_the_track_with_byte_ranges() {
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    let chunk = TestAudio::at_sample(16_000, 1_600, 9);
+    bot.send_text(chunk.event()).await;
+    wait_for_chunks(&server, ALICE_AUDIO, 1).await;
+    let url = server.url(&format!("{ALICE_AUDIO}.wav"));
+    let whole = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(whole.len(), 44 + 2 * 17_600);
+    let client = reqwest::Client::new();
+    for (range, from, to) in [
+        ("bytes=0-99", 0, 100),
+        ("bytes=31990-32100", 31_990, 32_101),
+        ("bytes=35000-", 35_000, whole.len()),
+        ("bytes=-44", whole.len() - 44, whole.len()),
+    ] {
+        let response = client
+            .get(&url)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 206, "{range}");
+        assert_eq!(response.headers()["accept-ranges"], "bytes");
+        assert_eq!(
+            response.headers()["content-range"],
+            format!("bytes {from}-{}/{}", to - 1, whole.len()).as_str()
+        );
+        assert_eq!(response.bytes().await.unwrap(), whole[from..to], "{range}");
+    }
+    let past = client
+        .get(&url)
+        .header("range", "bytes=999999-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    assert_eq!(
+        past.headers()["content-range"],
+        format!("bytes */{}", whole.len()).as_str()
+    );
+    assert_eq!(
+        server
+            .get("/api/recordings/rec_9f1c2a/300/audio.wav")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        server
+            .get("/api/recordings/rec_9f1c2a/bob/audio")
+            .await
+            .status(),
+        400
+    );
+}
+
+#[tokio::test]
+async fn bad_audio_is_refused_with_reasons_and_saved_audio_is_undisturbed() {
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    let good = TestAudio::at_sample(0, 320, 100);
+    bot.send_text(good.event()).await;
+    wait_for_chunks(&server, ALICE_AUDIO, 1).await;
+    let before =
+        std::fs::read(audio_dir(&server.data_dir, ALICE_FOLDER).join("000000000.wav")).unwrap();
+
+    let with = |pointer: &str, value: Value| {
+        let mut event = TestAudio::at_sample(0, 320, 9999).event_value();
+        *event.pointer_mut(pointer).unwrap() = value;
+        event.to_string()
+    };
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let cases = [
+        (
+            with("/data/data/buffer", b64(&[1, 2, 3]).into()),
+            "bad_audio_length",
+        ),
+        (with("/data/data/buffer", "".into()), "bad_audio_length"),
+        (
+            with("/data/data/buffer", "not base64!".into()),
+            "invalid_base64",
+        ),
+        (
+            with("/data/data/buffer", b64(&vec![0; 2 * 160_001]).into()),
+            "audio_too_long",
+        ),
+        (
+            with("/data/data/timestamp/relative", (-1.0).into()),
+            "bad_timestamp",
+        ),
+        (
+            with("/data/data/timestamp/relative", 1e12.into()),
+            "bad_timestamp",
+        ),
+        (with("/data/data/participant", Value::Null), "wrong_shape"),
+        (with("/data/data/participant/id", "abc".into()), "unsafe_id"),
+        (with("/data/recording/id", "../x".into()), "unsafe_id"),
+    ];
+    for (event, reason) in &cases {
+        bot.send_text(event.clone()).await;
+        let reply = bot.next_json().await;
+        assert_eq!(reply["error"]["reason"], *reason, "{reply}");
+    }
+    let metrics = server.metrics().await;
+    assert_eq!(refused(&metrics, "bad_audio_length"), 2.0);
+    assert_eq!(refused(&metrics, "audio_too_long"), 1.0);
+    // The connection is still open and recording.
+    let next = TestAudio::at_sample(320, 320, 500);
+    bot.send_text(next.event()).await;
+    wait_for_chunks(&server, ALICE_AUDIO, 2).await;
+    let after =
+        std::fs::read(audio_dir(&server.data_dir, ALICE_FOLDER).join("000000000.wav")).unwrap();
+    assert_eq!(
+        after[44..before.len()],
+        before[44..],
+        "the saved samples are untouched"
+    );
+    assert_eq!(
+        track_wav(&server, ALICE_AUDIO).await,
+        timeline(&[&good, &next])
+    );
+}
