@@ -645,7 +645,9 @@ async fn audio_is_asked_of_recall_only_when_requested_by_the_route_or_the_comman
     let recall = RecallStandIn::start().await;
     let server = server_for(&recall, &["--public-url", "https://frames.example.com"]).await;
     let endpoint = format!("wss://frames.example.com/ws?token={WS_TOKEN}");
-    let mut with_audio = expected_body(MEETING, json!({}), &endpoint);
+    // Every bot created here names its meeting's host in its metadata.
+    let metadata = || json!({"metadata": {"meeting_host": "meet.google.com"}});
+    let mut with_audio = expected_body(MEETING, metadata(), &endpoint);
     let config = &mut with_audio["recording_config"];
     config["audio_separate_raw"] = json!({});
     config["realtime_endpoints"][0]["events"]
@@ -656,11 +658,11 @@ async fn audio_is_asked_of_recall_only_when_requested_by_the_route_or_the_comman
     for (body, expected) in [
         (
             json!({"meeting_url": MEETING}),
-            expected_body(MEETING, json!({}), &endpoint),
+            expected_body(MEETING, metadata(), &endpoint),
         ),
         (
             json!({"meeting_url": MEETING, "audio": false}),
-            expected_body(MEETING, json!({}), &endpoint),
+            expected_body(MEETING, metadata(), &endpoint),
         ),
         (
             json!({"meeting_url": MEETING, "audio": true}),
