@@ -347,7 +347,27 @@ async fn the_recording_zip_holds_its_whole_folder() {
     for frame in &frames {
         bot.send_frame(frame).await;
     }
+    // Alice's audio and the whole call's: each track's pieces and manifest go in too.
+    for audio in [
+        TestAudio::at_sample(16_000, 320, 100),
+        TestAudio::at_sample(1_600, 320, 42).mixed(),
+    ] {
+        bot.send_text(audio.event()).await;
+    }
     bot.close().await;
+    for track in ["100", "mixed"] {
+        let url = server.url(&format!("/api/recordings/rec_9f1c2a/{track}/audio"));
+        eventually(&format!("{track}'s audio is saved"), || async {
+            let Ok(response) = reqwest::get(&url).await else {
+                return false;
+            };
+            response
+                .json::<Value>()
+                .await
+                .is_ok_and(|listing| listing["chunks"] == 1)
+        })
+        .await;
+    }
     for (stream, count) in [
         ("100/webcam", 2),
         ("100/screenshare", 2),
@@ -362,6 +382,8 @@ async fn the_recording_zip_holds_its_whole_folder() {
     for file in [
         "recording.json",
         "events.jsonl",
+        "audio/audio.jsonl",
+        "100-alice-smith/audio/audio.jsonl",
         "100-alice-smith/participant.json",
         "200-bob/participant.json",
     ] {
