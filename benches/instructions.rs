@@ -40,6 +40,10 @@ struct Options {
     /// Also count system calls with strace (when present).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     strace: bool,
+    /// Keep callgrind's output files here (`callgrind.<kind>.<count>`), for
+    /// `callgrind_annotate --tree=caller` and the like.
+    #[arg(long)]
+    keep: Option<PathBuf>,
     /// Profile entries shown per kind of message.
     #[arg(long, default_value_t = 8)]
     top: usize,
@@ -104,8 +108,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let (few, many) = kind.counts();
         let per = (many - few) as f64;
         eprintln!("{kind:?}: {few} then {many} messages of {size} bytes under callgrind...");
-        let short = callgrind(&binary, &messages, kind, few).await?;
-        let long = callgrind(&binary, &messages, kind, many).await?;
+        let keep = options.keep.as_deref();
+        let short = callgrind(&binary, &messages, kind, few, keep).await?;
+        let long = callgrind(&binary, &messages, kind, many, keep).await?;
         let total = (long.total as f64 - short.total as f64) / per;
         report += &format!(
             "\n## {kind:?}: {size}-byte messages\n\n\
@@ -253,6 +258,7 @@ async fn callgrind(
     messages: &[String],
     kind: Kind,
     count: usize,
+    keep: Option<&Path>,
 ) -> anyhow::Result<Counted> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("callgrind.out");
@@ -262,6 +268,10 @@ async fn callgrind(
         format!("--callgrind-out-file={}", out.display()),
     ];
     drive(&tool, binary, messages, kind, count).await?;
+    if let Some(keep) = keep {
+        std::fs::create_dir_all(keep)?;
+        std::fs::copy(&out, keep.join(format!("callgrind.{kind:?}.{count}")))?;
+    }
     let annotated = std::process::Command::new("callgrind_annotate")
         .args(["--threshold=100", "--inclusive=no"])
         .arg(&out)
