@@ -164,10 +164,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 .iter()
                 .map(|(name, count)| format!("{count:.1} {name}"))
                 .collect();
-            report += &format!(
-                "\nsystem calls per message: {all:.1} ({})\n",
-                each.join(", ")
-            );
+            let each = match each.is_empty() {
+                true => "none at 0.05 or more".to_owned(),
+                false => each.join(", "),
+            };
+            report += &format!("\nsystem calls per message: {all:.1} ({each})\n");
         }
     }
     println!("{report}");

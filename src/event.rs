@@ -48,8 +48,9 @@ pub enum Inbound {
     Ignored,
 }
 
-/// Decodes one websocket text message. CPU-bound (a JSON pass and a base64 decode of a
-/// few hundred kilobytes): callers on the async runtime run it in `spawn_blocking`.
+/// Decodes one websocket text message. CPU-bound (a base64 decode of a few hundred
+/// kilobytes for a frame): callers on the async runtime run a large message in
+/// `spawn_blocking`.
 pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<Inbound, Refusal> {
     // A frame's base64 buffer is nearly all of it: the JSON parser is spared reading it.
     if let Some(frame) = lifted::decode_lifted(text, received_at, received) {
