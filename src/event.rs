@@ -1,12 +1,14 @@
 //! Recall's realtime events as they arrive on the wire, decoded at the edge into typed,
 //! validated values. Nothing past this module sees JSON, base64 or an unchecked id.
 //!
-//! [`decode`] is the entry: the fast path (`one_pass`) where the message allows it, else the
-//! reference decoding of the `wire` types, then the `buffer`'s base64 and the `png` checks.
+//! [`decode`] is the entry: the fastest path (`lifted`) for a frame as Recall sends it, the
+//! fast path (`one_pass`) where the message allows it, else the reference decoding of the
+//! `wire` types; then the `buffer`'s base64 and the `png` checks.
 //! Every way a message can fail is a [`Refusal`].
 
 mod audio;
 mod buffer;
+mod lifted;
 mod one_pass;
 mod png;
 mod refusal;
@@ -51,9 +53,14 @@ pub enum Inbound {
     Ignored,
 }
 
-/// Decodes one websocket text message. CPU-bound (a JSON pass and a base64 decode of a
-/// few hundred kilobytes): callers on the async runtime run it in `spawn_blocking`.
+/// Decodes one websocket text message. CPU-bound (a base64 decode of a few hundred
+/// kilobytes for a frame): callers on the async runtime run a large message in
+/// `spawn_blocking`.
 pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<Inbound, Refusal> {
+    // A frame's base64 buffer is nearly all of it: the JSON parser is spared reading it.
+    if let Some(frame) = lifted::decode_lifted(text, received_at, received) {
+        return Ok(Inbound::Frame(Box::new(frame)));
+    }
     // Scanning the base64 string is most of the JSON work, so a frame whose `event` comes
     // before its `data` (as Recall sends them) is read in one pass rather than two. Anything
     // else, and every error, goes through the two passes, which have the last word on what
@@ -76,7 +83,7 @@ pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<I
 
 /// The reference decoding: the envelope first (which checks the whole message is JSON),
 /// then the frame event from its `data`.
-fn decode_in_two_passes(
+pub fn decode_in_two_passes(
     text: &str,
     received_at: Timestamp,
     received: Instant,

@@ -43,7 +43,9 @@ mod state;
 pub mod testing {
     /// The websocket message decoder.
     pub mod event {
-        pub use crate::event::{Inbound, MAX_SIDE, Refusal, decode, png_dimensions};
+        pub use crate::event::{
+            Inbound, MAX_SIDE, Refusal, decode, decode_in_two_passes, png_dimensions,
+        };
     }
     /// Recall's upgrade and webhook signatures.
     pub mod signature {

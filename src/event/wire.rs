@@ -38,6 +38,13 @@ pub(super) struct WireFrameEvent<'a> {
     video_separate: Option<Resource>,
 }
 
+impl<'a> WireFrameEvent<'a> {
+    /// The base64 PNG, for the lifted path to put back.
+    pub(super) fn buffer_mut(&mut self) -> &mut Cow<'a, str> {
+        &mut self.data.buffer
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct WireParticipantEvent<'a> {
     #[serde(borrow)]

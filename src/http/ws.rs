@@ -45,6 +45,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// the reads are smaller (13 rather than 3 per 450 KB frame, no measurable CPU difference).
 const READ_BUFFER_BYTES: usize = 32 * 1024;
 
+/// Messages up to this size are decoded on the connection's task, larger ones in the
+/// blocking pool. JSON costs about 10 instructions a byte, so 16 KiB holds an async worker
+/// for some tens of microseconds at most; a real camera's frames (100 to 500 KB) still go to
+/// the pool.
+const DECODE_IN_PLACE_BYTES: usize = 16 * 1024;
+
 #[derive(Deserialize)]
 pub struct WsParams {
     #[serde(default)]
@@ -245,10 +251,15 @@ where
         text: Utf8Bytes,
     ) -> Result<(), crate::pipeline::PipelineClosed> {
         let (received_at, received) = (jiff::Timestamp::now(), std::time::Instant::now());
-        let decoded = tokio::task::spawn_blocking(move || {
-            event::decode(text.as_str(), received_at, received)
-        })
-        .await;
+        // A small message (an audio chunk, a participant event) decodes in a few
+        // microseconds, less than a trip to the blocking pool and back costs; a frame's
+        // hundreds of kilobytes go there, off the async workers.
+        let decoded = if text.len() <= DECODE_IN_PLACE_BYTES {
+            Ok(event::decode(text.as_str(), received_at, received))
+        } else {
+            tokio::task::spawn_blocking(move || event::decode(text.as_str(), received_at, received))
+                .await
+        };
         match decoded {
             Ok(Ok(Inbound::Frame(frame))) => {
                 if let Err(refusal) = self.admit(&frame) {

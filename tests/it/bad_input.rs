@@ -76,10 +76,53 @@ fn real_participant_event() -> Value {
     })
 }
 
-/// Decodes, and checks that whatever came out is one of the outcomes and, for a frame or a
-/// participant event, that everything later code relies on holds.
+/// A realistic frame event with a PNG of noise, whose base64 (about 9 KB) is long enough for
+/// the decoder's lifted path; its `event` comes first, as Recall sends it, and `spacing` goes
+/// around every colon.
+fn real_big_event(spacing: &str) -> String {
+    let mut rng = 18u64;
+    let mut png = Vec::new();
+    image::RgbImage::from_fn(48, 48, |_, _| {
+        // xorshift: noise, which does not compress.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        image::Rgb([rng as u8, (rng >> 8) as u8, (rng >> 16) as u8])
+    })
+    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+    .unwrap();
+    let mut event = real_event();
+    event["data"]["data"]["buffer"] = base64::engine::general_purpose::STANDARD
+        .encode(&png)
+        .into();
+    let data = event["data"].to_string();
+    format!(r#"{{"event":"video_separate_png.data","data":{data}}}"#)
+        .replace("\":", &format!("\"{spacing}:{spacing}"))
+}
+
+/// A result as text, to compare two decodings of a message.
+fn show(result: &Result<Inbound, event::Refusal>) -> String {
+    match result {
+        Ok(inbound) => format!("{inbound:?}"),
+        Err(refusal) => format!("{:?}: {refusal}", refusal.reason()),
+    }
+}
+
+/// Decodes, and checks that whatever came out is one of the outcomes, the same as the
+/// reference decoding's, and, for a frame or a participant event, that everything later
+/// code relies on holds.
 fn decode_and_check(text: &str) -> Result<(), TestCaseError> {
-    match event::decode(text, jiff::Timestamp::now(), Instant::now()) {
+    let (at, instant) = (jiff::Timestamp::now(), Instant::now());
+    let decoded = event::decode(text, at, instant);
+    let (fast, reference) = (
+        show(&decoded),
+        show(&event::decode_in_two_passes(text, at, instant)),
+    );
+    prop_assert!(
+        fast == reference,
+        "the fast paths and the reference differ on {text:.200}:\n{fast:.300}\n{reference:.300}"
+    );
+    match decoded {
         Ok(Inbound::Frame(frame)) => check_frame(&frame),
         Ok(Inbound::ParticipantEvent(event)) => {
             prop_assert!(RecordingId::parse(event.recording.id.as_str()).is_some());
@@ -246,6 +289,14 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
+/// Bytes that end, escape or break a JSON string or base64, or are whitespace around it.
+fn edge_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        prop::sample::select(b" \t\n\r\"\\=/+-_:,}\x00\x01\x1f\x7fA".to_vec()),
+        any::<u8>(),
+    ]
+}
+
 fn apply(bytes: &mut Vec<u8>, mutation: &Mutation) {
     if bytes.is_empty() {
         return;
@@ -280,6 +331,33 @@ proptest! {
     ) {
         let mut bytes = real_event().to_string().into_bytes();
         for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        decode_and_check(&String::from_utf8_lossy(&bytes))?;
+    }
+
+    #[test]
+    fn the_decoder_survives_byte_mutations_of_real_big_events_at_the_buffers_ends(
+        spacing in prop::sample::select(vec!["", " ", "\n\t"]),
+        mutations in prop::collection::vec((0..3usize, -3..3isize, 0..3usize, edge_byte()), 1..4),
+        anywhere in prop::collection::vec(mutation(), 0..2),
+    ) {
+        // Most mutations land where the buffer starts or ends, where the lifted path decides
+        // what the buffer is: bytes that end, escape or break a JSON string or base64.
+        let text = real_big_event(spacing);
+        let start = text.find("iVBOR").unwrap();
+        let end = start + text[start..].find('"').unwrap();
+        let mut bytes = text.into_bytes();
+        for (near, offset, how, byte) in &mutations {
+            let at = [start, end, end + 1][*near].saturating_add_signed(*offset);
+            let m = match how {
+                0 => Mutation::Insert(at, *byte),
+                1 => Mutation::Flip(at, *byte),
+                _ => Mutation::Delete(at),
+            };
+            apply(&mut bytes, &m);
+        }
+        for m in &anywhere {
             apply(&mut bytes, m);
         }
         decode_and_check(&String::from_utf8_lossy(&bytes))?;
@@ -391,9 +469,19 @@ proptest! {
 #[test]
 fn the_real_event_itself_decodes() {
     // The mutations start from a frame, not from something already refused.
-    let text = real_event().to_string();
-    let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
-    assert!(matches!(decoded, Ok(Inbound::Frame(_))), "{decoded:?}");
+    for text in [
+        real_event().to_string(),
+        real_big_event(""),
+        real_big_event(" "),
+        real_big_event("\n\t"),
+    ] {
+        let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
+        assert!(
+            matches!(decoded, Ok(Inbound::Frame(_))),
+            "{:.300}",
+            show(&decoded)
+        );
+    }
     let text = real_participant_event().to_string();
     let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
     assert!(

@@ -1,0 +1,196 @@
+//! The fastest path, for a frame as Recall sends it: its base64 `buffer`, nearly all of the
+//! message, is found with a SIMD search and lifted out, so the JSON parser reads only the
+//! rest (about a kilobyte) and the buffer's bytes are read once more, by the base64 decoder.
+//!
+//! Why this decodes exactly what the reference does: the message is the rest with the
+//! buffer's characters put back between the quotes of one string. If the rest parses as a
+//! frame whose `buffer` is that very string (checked by address), and the characters decode
+//! as base64 (so none is a quote, a backslash or a control character), then the whole message
+//! parses to the same frame with that buffer. Anything else — no such string, a different
+//! string in the `buffer` field, any refusal — goes to the other paths, which decide.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use jiff::Timestamp;
+
+use super::one_pass::OnePass;
+use super::wire::decode_frame;
+use crate::frame::Frame;
+
+/// Buffers shorter than this stay in place: lifting pays only for a long scan.
+const MIN_LIFTED: usize = 4096;
+
+/// A message with its buffer's characters taken out.
+struct Lifted<'t> {
+    /// The message with `"buffer":""` where the buffer was.
+    rest: String,
+    /// Where the emptied string's characters start in `rest`.
+    at: usize,
+    buffer: &'t str,
+}
+
+impl<'t> Lifted<'t> {
+    /// Finds the first `"buffer"` key with a string value of at least [`MIN_LIFTED`]
+    /// characters, and takes them out.
+    fn new(text: &'t str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let key = memchr::memmem::find(bytes, br#""buffer""#)? + br#""buffer""#.len();
+        let colon = key + skip_whitespace(&bytes[key..]);
+        let quote = colon + 1 + skip_whitespace(bytes.get(colon + 1..)?);
+        if bytes.get(colon) != Some(&b':') || bytes.get(quote) != Some(&b'"') {
+            return None;
+        }
+        let at = quote + 1;
+        // The first quote ends the string unless a backslash escapes it; a backslash is no
+        // base64 character, so such a buffer is refused below and left to the other paths.
+        let len = memchr::memchr(b'"', &bytes[at..])?;
+        if len < MIN_LIFTED {
+            return None;
+        }
+        // Both ends are at ASCII quotes, so they are character boundaries.
+        Some(Lifted {
+            rest: [&text[..at], &text[at + len..]].concat(),
+            at,
+            buffer: &text[at..at + len],
+        })
+    }
+
+    /// Whether `value`, parsed from `rest`, is the string the buffer was taken out of: an
+    /// empty string borrowed from exactly there (an unescaped copy would be elsewhere).
+    fn is_emptied_string(&self, value: &str) -> bool {
+        value.is_empty() && std::ptr::eq(value.as_ptr(), self.rest[self.at..].as_ptr())
+    }
+}
+
+fn skip_whitespace(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count()
+}
+
+/// The frame in `text`, if it is one that the lifted path can decode; `None` leaves the
+/// message (good or bad) to the other paths.
+pub(super) fn decode_lifted(
+    text: &str,
+    received_at: Timestamp,
+    received: Instant,
+) -> Option<Frame> {
+    let lifted = Lifted::new(text)?;
+    let Ok(OnePass::Frame(mut event)) = serde_json::from_str::<OnePass>(&lifted.rest) else {
+        return None;
+    };
+    let buffer = event.buffer_mut();
+    if !lifted.is_emptied_string(buffer) {
+        return None;
+    }
+    *buffer = Cow::Borrowed(lifted.buffer);
+    decode_frame(*event, received_at, received).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::*;
+    use crate::event::buffer::BASE64;
+    use crate::event::tests::{event, png};
+    use crate::event::{FRAME_EVENT, Inbound, Refusal, decode, decode_in_two_passes};
+
+    /// A PNG whose base64 is well over [`MIN_LIFTED`]: noise does not compress.
+    fn big_png() -> Vec<u8> {
+        use rand::{RngExt as _, SeedableRng as _};
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(18);
+        let mut out = Vec::new();
+        image::RgbImage::from_fn(48, 48, |_, _| image::Rgb(rng.random()))
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    /// A message with its `event` first, as Recall sends them (a `Value` may print its keys
+    /// sorted).
+    fn message(event: &str, data: &str) -> String {
+        format!(r#"{{"event":"{event}","data":{data}}}"#)
+    }
+
+    fn show(result: &Result<Inbound, Refusal>) -> String {
+        match result {
+            Ok(inbound) => format!("{inbound:?}"),
+            Err(refusal) => format!("{:?}: {refusal}", refusal.reason()),
+        }
+    }
+
+    #[test]
+    fn recall_frames_take_the_lifted_path_whatever_the_spacing() {
+        let encoded = BASE64.encode(big_png());
+        assert!(encoded.len() > MIN_LIFTED);
+        let data = event(&encoded)["data"].clone();
+        let compact = message(FRAME_EVENT, &data.to_string());
+        let pretty = serde_json::to_string_pretty(&data).unwrap();
+        let spaced = format!("{{\n  \"event\" : \"{FRAME_EVENT}\",\n  \"data\" :\t{pretty}\n}}");
+        let (at, instant) = (Timestamp::now(), Instant::now());
+        for text in [&compact, &spaced] {
+            let frame = decode_lifted(text, at, instant).expect("the lifted path");
+            assert_eq!(frame.png.as_ref(), big_png().as_slice());
+            let lifted = show(&Ok(Inbound::Frame(Box::new(frame))));
+            let reference = show(&decode_in_two_passes(text, at, instant));
+            assert!(lifted == reference, "{lifted:.300}\n{reference:.300}");
+        }
+    }
+
+    #[test]
+    fn what_the_lifted_path_leaves_is_decoded_as_before() {
+        let encoded = BASE64.encode(big_png());
+        let data = event(&encoded)["data"].to_string();
+        let compact = message(FRAME_EVENT, &data);
+        // Another string called buffer comes first: it is not the frame's.
+        let decoy = message(
+            FRAME_EVENT,
+            &format!(
+                r#"{{"extra":{{"buffer":"{}"}},{}"#,
+                &encoded[..5000],
+                &data[1..]
+            ),
+        );
+        let mut messages = vec![
+            // Not lifted: short, escaped, data before event, not a frame.
+            message(
+                FRAME_EVENT,
+                &event(&BASE64.encode(png(8, 8)))["data"].to_string(),
+            ),
+            compact.replacen('/', "\\/", 1),
+            format!(r#"{{"data":{data},"event":"{FRAME_EVENT}"}}"#),
+            message("participant_events.join", &data),
+            message("transcript.data", &data),
+            decoy.clone(),
+        ];
+        let start = compact.find(&encoded).unwrap();
+        // Characters that no base64 has, inside the buffer or at its ends.
+        for bad in ["\u{1}", "\n", " ", "\u{e9}", "\"", "\\", "-", "=", "==A"] {
+            for offset in [0, 1, 2000, encoded.len() - 1, encoded.len()] {
+                let mut text = compact.clone();
+                text.insert_str(start + offset, bad);
+                messages.push(text);
+            }
+        }
+        // Good base64 that is not a PNG; a refusal found before the buffer is decoded, with
+        // and without a control character in the buffer.
+        messages.push(compact.replace(&encoded, &BASE64.encode(vec![7u8; 6000])));
+        let bad_id = compact.replace("rec_1", "../x");
+        messages.push(bad_id.clone());
+        messages.push(bad_id.replace(&encoded, &format!("{}\u{1}", &encoded[..6000])));
+        let (at, instant) = (Timestamp::now(), Instant::now());
+        for text in &messages {
+            let decoded = show(&decode(text, at, instant));
+            let reference = show(&decode_in_two_passes(text, at, instant));
+            assert!(
+                decoded == reference,
+                "{text:.300}\n{decoded:.300}\n{reference:.300}"
+            );
+        }
+        assert!(decode_lifted(&compact, at, instant).is_some());
+        assert!(decode_lifted(&decoy, at, instant).is_none());
+    }
+}
