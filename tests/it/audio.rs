@@ -39,20 +39,7 @@ async fn track_wav(server: &TestServer, api: &str) -> Vec<i16> {
 
 /// Waits until the track at `api` lists `chunks` chunks.
 async fn wait_for_chunks(server: &TestServer, api: &str, chunks: u64) {
-    let url = server.url(api);
-    eventually(&format!("{api} lists {chunks} chunks"), || async {
-        match reqwest::get(&url).await {
-            Ok(r) if r.status() == 200 => {
-                r.json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["chunks"].as_u64())
-                    == Some(chunks)
-            }
-            _ => false,
-        }
-    })
-    .await;
+    wait_for_field(&server.url(api), "chunks", chunks).await;
 }
 
 /// The timeline the chunks make: each at its first sample, silence elsewhere.
@@ -332,19 +319,8 @@ async fn kill_9_mid_segment_then_restart_every_wav_plays_and_matches_its_manifes
         bot.send_text(chunk.event()).await;
     }
     let url = binary.url(ALICE_AUDIO);
-    eventually("every sample is on the timeline", || async {
-        match reqwest::get(&url).await {
-            Ok(r) if r.status() == 200 => {
-                r.json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["duration"].as_f64())
-                    == Some(200.0 * 320.0 / 16_000.0)
-            }
-            _ => false,
-        }
-    })
-    .await;
+    // Every sample on the timeline.
+    wait_for_field(&url, "duration", 200.0 * 320.0 / 16_000.0).await;
     bot.close().await;
     assert!(binary.terminate(), "a clean exit");
 

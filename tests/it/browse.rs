@@ -357,16 +357,7 @@ async fn the_recording_zip_holds_its_whole_folder() {
     bot.close().await;
     for track in ["100", "mixed"] {
         let url = server.url(&format!("/api/recordings/rec_9f1c2a/{track}/audio"));
-        eventually(&format!("{track}'s audio is saved"), || async {
-            let Ok(response) = reqwest::get(&url).await else {
-                return false;
-            };
-            response
-                .json::<Value>()
-                .await
-                .is_ok_and(|listing| listing["chunks"] == 1)
-        })
-        .await;
+        wait_for_field(&url, "chunks", 1).await;
     }
     for (stream, count) in [
         ("100/webcam", 2),

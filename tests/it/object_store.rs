@@ -1079,19 +1079,8 @@ async fn audio_lands_in_the_bucket_in_bounded_pieces_and_reads_back_whole() {
     }
     let api = "/api/recordings/rec_9f1c2a/100/audio";
     let url = server.url(api);
-    eventually("the bucket holds every chunk", || async {
-        match reqwest::get(&url).await {
-            Ok(r) if r.status() == 200 => {
-                r.json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["chunks"].as_u64())
-                    == Some(105)
-            }
-            _ => false,
-        }
-    })
-    .await;
+    // The bucket holds every chunk.
+    wait_for_field(&url, "chunks", 105).await;
     let served = server
         .get(&format!("{api}.wav"))
         .await
@@ -1142,19 +1131,8 @@ async fn audio_lands_in_the_bucket_in_bounded_pieces_and_reads_back_whole() {
     bot.send_text(more.event()).await;
     expected.extend_from_slice(&more.samples);
     let url = server.url(api);
-    eventually("the next chunk is in the bucket", || async {
-        match reqwest::get(&url).await {
-            Ok(r) if r.status() == 200 => {
-                r.json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["chunks"].as_u64())
-                    == Some(106)
-            }
-            _ => false,
-        }
-    })
-    .await;
+    // The next chunk is in the bucket.
+    wait_for_field(&url, "chunks", 106).await;
     let served = server
         .get(&format!("{api}.wav"))
         .await

@@ -34,16 +34,18 @@ pub async fn wait_for_file(path: &Path) {
 
 /// Waits until the API lists `frames` frames in the stream at `stream_url`.
 pub async fn wait_for_frames_at(stream_url: &str, frames: u64) {
-    let url = format!("{stream_url}/frames?limit=1");
-    eventually(&format!("{stream_url} lists {frames} frames"), || async {
-        match reqwest::get(&url).await {
-            Ok(r) if r.status() == 200 => {
-                r.json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["total"].as_u64())
-                    == Some(frames)
-            }
+    wait_for_field(&format!("{stream_url}/frames?limit=1"), "total", frames).await;
+}
+
+/// Waits until the JSON answered at `url` has `field` equal to `expected`.
+pub async fn wait_for_field(url: &str, field: &str, expected: impl Into<Value>) {
+    let expected = expected.into();
+    eventually(&format!("{url} has {field} {expected}"), || async {
+        match reqwest::get(url).await {
+            Ok(r) if r.status() == 200 => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|json| json[field] == expected),
             _ => false,
         }
     })
