@@ -274,6 +274,11 @@ pub enum SimulateError {
     BadPng { path: PathBuf, refusal: Refusal },
     #[error("the server refused the websocket upgrade: HTTP {status}{body}")]
     UpgradeRefused { status: u16, body: String },
+    #[error(
+        "no server is reachable at {url} (connection refused): start it with `{serve}`, or \
+         pass the URL the running server printed"
+    )]
+    NotReachable { url: String, serve: String },
     #[error("cannot connect to {url}: {reason}")]
     CannotConnect { url: String, reason: String },
     #[error(

@@ -83,6 +83,41 @@ async fn user_errors_print_a_message_not_a_backtrace() {
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
 }
 
+/// A simulator pointed where no server listens says so at once, in one `error:` line that
+/// says how to start one, rather than retrying as a bot that lost its server would.
+#[tokio::test]
+async fn simulate_with_no_server_there_fails_at_once_and_says_how_to_start_one() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let url = format!("ws://127.0.0.1:{port}/ws?token=t");
+    let data = tempfile::tempdir().unwrap();
+    let output = recall_frames(
+        &[],
+        &[
+            "simulate",
+            &url,
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("attempt"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: no server is reachable at ws://127.0.0.1:{port}/ws?token=… (connection \
+             refused): start it with `recall-frames serve --port {port}`, or pass the URL the \
+             running server printed"
+        )],
+        "{stderr}"
+    );
+    assert!(tree(data.path()).is_empty(), "nothing written");
+}
+
 /// Logs written to a pipe or a file (Fly's logs, `> server.log`) carry no colour codes, and
 /// `LOG_FORMAT=json` writes one JSON object a line for log shippers.
 #[tokio::test]
