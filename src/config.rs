@@ -14,11 +14,13 @@ use crate::auth::Secret;
 use crate::auth::signature::SigningSecret;
 
 const MIB: u64 = 1024 * 1024;
+/// The port the server listens on when neither `--port` nor `PORT` says.
+pub const DEFAULT_PORT: u16 = 8080;
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// TCP port to listen on, on all interfaces.
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
     /// Folder the recordings are written to.

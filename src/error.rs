@@ -101,7 +101,7 @@ impl IntoResponse for ApiError {
 
 impl ApiError {
     /// Logs what a 5xx answer does not say.
-    fn log(&self) {
+    pub(crate) fn log(&self) {
         match self {
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");

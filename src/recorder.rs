@@ -11,8 +11,10 @@
 //!   `recording.json` is read, merged and written back only if unchanged, so that first
 //!   and last frame times cover every writer's frames.
 //! - Both are written by [`Recorder::publish`], never while a recording's state is locked:
-//!   a frame only marks them dirty, and a background task writes them. A stream's opening,
-//!   an event and a stream's closing write them at once.
+//!   a frame only marks them dirty and queues the recording for a background task, which
+//!   writes them at most every [`SUMMARY_EVERY`] and at the latest that long after the last
+//!   frame, whether or not more follow. A stream's opening, an event and a stream's closing
+//!   write them at once.
 //! - A stream opening finds frames whose manifest lines were lost (a crash between the
 //!   frame and its line) and writes their lines, rebuilt from the PNG. On a shared store
 //!   only frames older than any live writer's flush could be: the others are looked at
@@ -24,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -34,6 +36,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -74,11 +77,11 @@ struct Inner {
     store: Arc<dyn Store>,
     recordings: Recordings<Recording>,
     events: Mutex<LruCache<RecordingId, SharedLog>>,
-    /// Recordings whose summaries wait for the publisher: each at most once, so at most
-    /// the recordings being written. Each entry holds a lease, so that a recording waiting
-    /// to be published is not forgotten and started afresh meanwhile (two states would each
-    /// write theirs).
-    queue: Mutex<Vec<Lease<Recording>>>,
+    /// Recordings whose summaries wait for the publisher, with when they are due: each at
+    /// most once, so at most the recordings being written. Each entry holds a lease, so
+    /// that a recording waiting to be published is not forgotten and started afresh
+    /// meanwhile (two states would each write theirs).
+    queue: Mutex<Vec<(Lease<Recording>, Instant)>>,
     nudge: Notify,
     audio: audio::AudioTracks,
 }
@@ -123,21 +126,40 @@ impl Drop for Recorder {
     }
 }
 
-/// Writes the summaries of queued recordings until `stop`.
+/// Writes the summaries of queued recordings as they fall due, until `stop`.
 async fn publish_queued(inner: Arc<Inner>, stop: CancellationToken) {
     loop {
+        let next = inner.queue.lock().iter().map(|(_, at)| *at).min();
+        let wait = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        // A nudge sent since `next` was read is kept by `Notify` until it is awaited here.
         tokio::select! {
             () = stop.cancelled() => break,
             () = inner.nudge.notified() => {}
+            () = wait => {}
         }
-        let queued = std::mem::take(&mut *inner.queue.lock());
-        for recording in queued {
+        let now = Instant::now();
+        let due: Vec<Lease<Recording>> = {
+            let mut queue = inner.queue.lock();
+            let (due, later) = std::mem::take(&mut *queue)
+                .into_iter()
+                .partition(|(_, at)| *at <= now);
+            *queue = later;
+            due.into_iter().map(|(recording, _)| recording).collect()
+        };
+        for recording in due {
             if let Err(error) = inner
                 .publish(&recording)
                 .instrument(tracing::info_span!("publish", recording = %recording.id))
                 .await
             {
                 tracing::warn!(%error, "could not update participant.json or recording.json; trying again later");
+                // Later frames may never come to queue it again.
+                inner.queue(&recording, Instant::now() + SUMMARY_EVERY);
             }
         }
     }
@@ -329,9 +351,19 @@ impl Inner {
         Ok(None)
     }
 
-    /// Hands the recording to the publisher (whose caller made sure it is not queued yet).
-    fn queue(&self, recording: Lease<Recording>) {
-        self.queue.lock().push(recording);
+    /// Hands the recording to the publisher, to be published at `at`, or sooner if it is
+    /// queued already for sooner.
+    fn queue(&self, recording: &Lease<Recording>, at: Instant) {
+        {
+            let mut queue = self.queue.lock();
+            match queue
+                .iter_mut()
+                .find(|(queued, _)| queued.id == recording.id)
+            {
+                Some((_, queued_at)) => *queued_at = (*queued_at).min(at),
+                None => queue.push((recording.clone(), at)),
+            }
+        }
         self.nudge.notify_one();
     }
 
@@ -753,15 +785,23 @@ impl StreamWriter for RecorderStream {
             state.changes += 1;
             let participant_changed =
                 state.note_participant(&frame.participant, frame.time.relative);
-            let due = context_changed
-                || participant_changed
-                || state
+            // New context or a new description goes out at once; frame times at most every
+            // SUMMARY_EVERY, and never later than that after this frame, even if it is the
+            // last (its stream may stay open until STREAM_IDLE_TIMEOUT).
+            let now = Instant::now();
+            let urgent = context_changed || participant_changed;
+            let at = if urgent {
+                now
+            } else {
+                state
                     .published_at
-                    .is_none_or(|at| at.elapsed() >= SUMMARY_EVERY);
-            due && !std::mem::replace(&mut state.queued, true)
+                    .map_or(now, |at| (at + SUMMARY_EVERY).max(now))
+            };
+            let queued = std::mem::replace(&mut state.queued, true);
+            (!queued || urgent).then_some(at)
         };
-        if due {
-            self.inner.queue(self.recording.clone());
+        if let Some(at) = due {
+            self.inner.queue(&self.recording, at);
         }
         Ok(WriteOutcome::Saved {
             bytes: frame.png.len() as u64,

@@ -46,7 +46,8 @@ const DEFAULT_NAMES: [&str; 8] = [
 ];
 
 /// Meeting titles the simulated bots carry when `--title` is not given, one per bot in
-/// turn, so that a demo's list of recordings reads like a real one.
+/// turn from a place the run's recording id picks, so that a demo's list of recordings
+/// reads like a real one and successive runs differ.
 const DEFAULT_TITLES: [&str; 8] = [
     "Weekly sync",
     "Design review",
@@ -152,7 +153,7 @@ pub struct SimulateArgs {
 
     /// Meeting title, sent in each bot's metadata as a bot created with a title has it
     /// (with #2, #3, ... per bot when there are several) [default: a made-up title per bot,
-    /// such as "Weekly sync"].
+    /// such as "Weekly sync", that varies from run to run].
     #[arg(long)]
     pub title: Option<String>,
 
@@ -274,6 +275,11 @@ pub enum SimulateError {
     BadPng { path: PathBuf, refusal: Refusal },
     #[error("the server refused the websocket upgrade: HTTP {status}{body}")]
     UpgradeRefused { status: u16, body: String },
+    #[error(
+        "no server is reachable at {url} (connection refused): start it with `{serve}`, or \
+         pass the URL the running server printed"
+    )]
+    NotReachable { url: String, serve: String },
     #[error("cannot connect to {url}: {reason}")]
     CannotConnect { url: String, reason: String },
     #[error(
@@ -401,7 +407,10 @@ impl Simulation {
                 return Err(SimulateError::BadRecordingId(id));
             }
             bots.push(BotPlan {
-                resources: bot_resources(&id, &bot_title(args.title.as_deref(), index, args.bots)),
+                resources: bot_resources(
+                    &id,
+                    &bot_title(args.title.as_deref(), &base_id, index, args.bots),
+                ),
                 cast: cast
                     .iter()
                     .map(|m| CastMember {
@@ -661,13 +670,15 @@ fn default_recording_id() -> String {
     format!("sim-{now}-{:04x}", rand::random::<u16>())
 }
 
-/// Bot `index`'s meeting title, of `bots`.
-fn bot_title(title: Option<&str>, index: usize, bots: usize) -> String {
+/// Bot `index`'s meeting title, of `bots` in the run whose recording id is `run`.
+fn bot_title(title: Option<&str>, run: &str, index: usize, bots: usize) -> String {
     match title {
         Some(title) if bots == 1 => title.to_owned(),
         Some(title) => format!("{title} #{}", index + 1),
         None => {
-            let title = DEFAULT_TITLES[index % DEFAULT_TITLES.len()];
+            // Any stable mix of the id will do: a default id has a random part.
+            let first = run.bytes().map(usize::from).sum::<usize>();
+            let title = DEFAULT_TITLES[(first + index) % DEFAULT_TITLES.len()];
             match index / DEFAULT_TITLES.len() {
                 0 => title.to_owned(),
                 round => format!("{title} #{}", round + 1),
@@ -853,11 +864,14 @@ mod tests {
 
     #[test]
     fn each_bot_carries_a_meeting_title() {
-        assert_eq!(bot_title(None, 0, 1), "Weekly sync");
-        assert_eq!(bot_title(None, 1, 20), "Design review");
-        assert_eq!(bot_title(None, 8, 20), "Weekly sync #2");
-        assert_eq!(bot_title(Some("Demo"), 0, 1), "Demo");
-        assert_eq!(bot_title(Some("Demo"), 2, 3), "Demo #3");
+        // "sim-b" starts the list at "Weekly sync", "sim-c" one later: runs differ.
+        assert_eq!(bot_title(None, "sim-b", 0, 1), "Weekly sync");
+        assert_eq!(bot_title(None, "sim-c", 0, 1), "Design review");
+        assert_eq!(bot_title(None, "sim-b", 1, 20), "Design review");
+        assert_eq!(bot_title(None, "sim-b", 8, 20), "Weekly sync #2");
+        assert_eq!(bot_title(None, "sim-c", 7, 20), "Weekly sync");
+        assert_eq!(bot_title(Some("Demo"), "sim-b", 0, 1), "Demo");
+        assert_eq!(bot_title(Some("Demo"), "sim-b", 2, 3), "Demo #3");
         let bot = bot_resources("rec", "Weekly sync").bot;
         assert_eq!(bot.metadata["title"], "Weekly sync");
     }

@@ -324,6 +324,47 @@ fn moment(t: Option<&str>) -> Result<Option<u64>, ApiError> {
     }
 }
 
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    assets: &'static str,
+    /// `404 Not Found`.
+    status: String,
+    message: String,
+}
+
+/// An error answering a page: the same status and message as the API's JSON, as a page a
+/// browser shows, with a way back to the recordings.
+struct PageError(ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(error: ApiError) -> Self {
+        PageError(error)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let PageError(error) = self;
+        let status = error.status();
+        error.log();
+        let shown = ErrorPage {
+            assets: &ASSET_VERSION,
+            status: format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("Error")
+            ),
+            message: error.to_string(),
+        };
+        match page(&shown) {
+            Ok(response) => (status, response).into_response(),
+            // A page that cannot be drawn: the API's answer still says what went wrong.
+            Err(_) => error.into_response(),
+        }
+    }
+}
+
 fn page(template: &impl Template) -> Result<Response, ApiError> {
     let html = template
         .render()
@@ -338,18 +379,19 @@ fn page(template: &impl Template) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-async fn show_index(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn show_index(State(state): State<AppState>) -> Result<Response, PageError> {
     let recordings = state.catalog.recordings().await.or_not_found("recording")?;
     page(&IndexPage {
         assets: &ASSET_VERSION,
         recordings: recordings.iter().map(RecordingCard::new).collect(),
     })
+    .map_err(PageError)
 }
 
 async fn show_recording(
     State(state): State<AppState>,
     Path(recording): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let id = recording_id(&recording)?;
     let detail = state
         .catalog
@@ -386,13 +428,14 @@ async fn show_recording(
         participants,
         timeline: events.iter().map(TimelineItem::new).collect(),
     })
+    .map_err(PageError)
 }
 
 async fn show_stream(
     State(state): State<AppState>,
     Path((recording, participant, kind)): Path<(String, String, String)>,
     Query(params): Query<MomentParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let key = stream_key(&recording, &participant, &kind)?;
     let moment = moment(params.t.as_deref())?;
     let detail = state
@@ -439,6 +482,7 @@ async fn show_stream(
         total: stream.frames,
         shown,
     })
+    .map_err(PageError)
 }
 
 #[derive(Deserialize)]

@@ -175,6 +175,8 @@ struct RealtimeEndpoint<'a> {
 pub struct Bots {
     client: Option<RecallClient>,
     endpoint: Option<EndpointUrl>,
+    /// The setting `endpoint` comes from, for the operator.
+    endpoint_from: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +207,16 @@ impl Bots {
             None => None,
         };
         let endpoint = public_url(config).map(|url| EndpointUrl::new(&url, ws_token));
-        Ok(Bots { client, endpoint })
+        let endpoint_from = if config.public_url.is_some() {
+            "PUBLIC_URL"
+        } else {
+            "FLY_APP_NAME"
+        };
+        Ok(Bots {
+            client,
+            endpoint,
+            endpoint_from,
+        })
     }
 
     fn client(&self) -> Result<&RecallClient, BotError> {
@@ -242,9 +253,12 @@ impl Bots {
     /// Says at start-up what creating bots will do.
     pub fn log_startup(&self) {
         match (&self.client, &self.endpoint) {
+            // Not the address bots connect to locally, logged above: say where this one is from.
             (Some(client), Some(endpoint)) => tracing::info!(
                 recall = %client.base(),
-                "POST /api/bots creates bots that stream to {endpoint}"
+                "POST /api/bots: bots created here stream to {} ({}), with the same token",
+                endpoint.without_token(),
+                self.endpoint_from
             ),
             (Some(_), None) => tracing::info!(
                 "PUBLIC_URL unset (and not on Fly.io): POST /api/bots answers 503 until it is set"

@@ -29,6 +29,13 @@ impl EndpointUrl {
         EndpointUrl(url)
     }
 
+    /// The URL without its token, for the operator.
+    pub fn without_token(&self) -> Url {
+        let mut bare = self.0.clone();
+        bare.set_query(None);
+        bare
+    }
+
     /// The URL with its token, for Recall.
     pub fn expose(&self) -> &str {
         self.0.as_str()

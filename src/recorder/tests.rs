@@ -54,7 +54,7 @@ fn frame(relative_ms: u64, name: &str) -> Frame {
             audio_separate: None,
         },
         received_at: Timestamp::now(),
-        received: Instant::now(),
+        received: std::time::Instant::now(),
     }
 }
 
@@ -367,7 +367,7 @@ fn chunk(start_sample: u64, samples: &[i16]) -> crate::audio::AudioChunk {
         pcm: pcm.into(),
         recording,
         received_at: Timestamp::now(),
-        received: Instant::now(),
+        received: std::time::Instant::now(),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -142,6 +142,18 @@ fn first_line(body: &[u8]) -> String {
 }
 
 /// The URL with its token hidden, for messages.
+impl Endpoint {
+    /// The command that starts a server where this endpoint points, as far as a port says.
+    fn serve_command(&self) -> String {
+        match self.url.port_or_known_default() {
+            Some(port) if port != crate::config::DEFAULT_PORT => {
+                format!("recall-frames serve --port {port}")
+            }
+            _ => "recall-frames serve".to_owned(),
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut bare = self.url.clone();
@@ -159,6 +171,9 @@ impl fmt::Display for Endpoint {
 pub struct Shared {
     progress: Progress,
     refusals: Mutex<BTreeMap<String, Refused>>,
+    /// Some bot of this run has connected: the server was there, so a refused connection
+    /// is a restart to wait for, as Recall would, rather than a wrong URL.
+    connected: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -175,6 +190,7 @@ impl Shared {
         Shared {
             progress,
             refusals: Mutex::default(),
+            connected: AtomicBool::new(false),
         }
     }
 
@@ -525,7 +541,10 @@ impl Sender {
             };
             let error = tokio::select! {
                 result = tokio::time::timeout(CONNECT_TIMEOUT, attempt) => match result {
-                    Ok(Ok((socket, _response))) => return Ok(Some(socket)),
+                    Ok(Ok((socket, _response))) => {
+                        self.shared.connected.store(true, Ordering::Relaxed);
+                        return Ok(Some(socket));
+                    }
                     Ok(Err(error)) => error,
                     Err(_elapsed) => tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()),
                 },
@@ -546,6 +565,16 @@ impl Sender {
                         return Err(SimulateError::UpgradeRefused { status, body });
                     }
                     format!("HTTP {status}{body}")
+                }
+                tungstenite::Error::Io(error)
+                    if error.kind() == std::io::ErrorKind::ConnectionRefused
+                        && !reconnecting
+                        && !self.shared.connected.load(Ordering::Relaxed) =>
+                {
+                    return Err(SimulateError::NotReachable {
+                        url: self.plan.endpoint.to_string(),
+                        serve: self.plan.endpoint.serve_command(),
+                    });
                 }
                 tungstenite::Error::Io(error) => error.to_string(),
                 tungstenite::Error::Tls(error) => error.to_string(),

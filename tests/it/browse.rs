@@ -179,17 +179,65 @@ async fn a_stream_page_opens_at_the_frame_at_or_before_t() {
         );
     }
     for bad in ["?t=-1", "?t=soon", "?t=NaN", "?t="] {
-        let response = server.get(&format!("{page}{bad}")).await;
-        assert_eq!(response.status(), 400, "{bad}");
-        let body: Value = response.json().await.unwrap();
+        let (status, html) = error_page(&server, &format!("{page}{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
         assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .contains("t must be a number of seconds"),
-            "{bad}: {body}"
+            html.contains("t must be a number of seconds"),
+            "{bad}: {html}"
         );
     }
+}
+
+/// An error answering a page: its status, and its body, checked to be a page of the UI (an
+/// HTML page with a way back to the recordings) rather than the API's JSON.
+async fn error_page(server: &TestServer, path: &str) -> (u16, String) {
+    let response = server.get(path).await;
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8",
+        "{path}"
+    );
+    let html = response.text().await.unwrap();
+    assert!(html.starts_with("<!doctype html>"), "{path}: {html}");
+    assert!(
+        html.contains("<a href=\"/\">Back to the recordings</a>"),
+        "{path}: {html}"
+    );
+    (status, html)
+}
+
+/// A browser that follows a stale link or edits `?t=` by hand gets a page saying what is
+/// wrong; the API answers the same mistakes in JSON.
+#[tokio::test]
+async fn page_errors_are_pages_and_api_errors_stay_json() {
+    let (server, _) = server_with_frames().await;
+    let (status, html) = error_page(&server, "/recordings/nope").await;
+    assert_eq!(status, 404);
+    assert!(
+        html.contains("<title>404 Not Found · recall-frames</title>"),
+        "{html}"
+    );
+    assert!(html.contains("<h1>404 Not Found</h1>"), "{html}");
+    assert!(html.contains("recording not found"), "{html}");
+
+    let (status, html) = error_page(&server, "/recordings/rec_9f1c2a/100/webcam?t=abc").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("<h1>400 Bad Request</h1>"), "{html}");
+    assert!(
+        html.contains("t must be a number of seconds from the start of the recording"),
+        "{html}"
+    );
+
+    let (status, html) = error_page(&server, "/recordings/rec_9f1c2a/999/webcam").await;
+    assert_eq!(status, 404);
+    assert!(html.contains("participant not found"), "{html}");
+
+    let api = server.get("/api/recordings/nope").await;
+    assert_eq!(api.status(), 404);
+    assert_eq!(api.headers()["content-type"], "application/json");
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"error": "recording not found"}));
 }
 
 #[tokio::test]

@@ -42,10 +42,7 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
             "no {} (apt-get install chromium chromium-driver, or set CHROMIUM and CHROMEDRIVER)",
             missing.join(" and ")
         );
-        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-            panic!("{message}: .ci/run installs them");
-        }
-        skipped(&message);
+        skip_unless_ci(&message, ".ci/run installs them");
         return;
     }
     let server = TestServer::start().await;
@@ -74,15 +71,6 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
 /// The binary the environment variable `variable` names, or `default`.
 fn binary(variable: &str, default: &str) -> PathBuf {
     std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from)
-}
-
-/// Says that the test did not run, where people see it: straight to the process's stderr,
-/// which libtest's capture (`cargo test`) does not intercept, unlike `println!` and
-/// `eprintln!`; nextest shows it through the `success-output` of `.config/nextest.toml`.
-fn skipped(why: &str) {
-    use std::io::Write as _;
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "\nSKIPPED the {} tests: {why}", module_path!());
 }
 
 /// The meeting the screenshots show: a host with webcam and slides, two more people.

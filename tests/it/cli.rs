@@ -42,6 +42,44 @@ async fn the_readme_shows_the_start_up_line_the_server_prints() {
     assert_eq!(from_info(shown), from_info(&expected));
 }
 
+/// With PUBLIC_URL set, the start-up lines tell the local address bots connect to apart from
+/// the public one that bots created through the API are given.
+#[tokio::test]
+async fn with_public_url_start_up_says_which_address_is_public() {
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("PUBLIC_URL", "https://frames.example.com"),
+        ("RECALL_API_KEY", "test-recall-key"),
+        ("WS_TOKEN", WS_TOKEN),
+    ];
+    let mut server = BinaryServer::spawn(data.path(), &env, &[]);
+    let port = server.addr.port();
+    assert!(server.terminate());
+    let output = server.output();
+    let line = |needle: &str| -> String {
+        let line = output.lines().find(|line| line.contains(needle));
+        let line = line.unwrap_or_else(|| panic!("no {needle:?} in:\n{output}"));
+        line[line.find("INFO").unwrap()..].to_owned()
+    };
+    assert!(
+        line("bots connect to").ends_with(&format!(
+            "bots connect to ws://127.0.0.1:{port}/ws?token=<WS_TOKEN> (or wss:// behind TLS)"
+        )),
+        "{output}"
+    );
+    assert!(
+        line("POST /api/bots").contains(
+            "POST /api/bots: bots created here stream to wss://frames.example.com/ws \
+             (PUBLIC_URL), with the same token"
+        ),
+        "{output}"
+    );
+    assert!(
+        !output.contains(WS_TOKEN),
+        "the token is not logged: {output}"
+    );
+}
+
 /// A user's mistake is one `error:` line with its causes, even with RUST_BACKTRACE set.
 #[tokio::test]
 async fn user_errors_print_a_message_not_a_backtrace() {
@@ -81,6 +119,41 @@ async fn user_errors_print_a_message_not_a_backtrace() {
         "{stderr}"
     );
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
+/// A simulator pointed where no server listens says so at once, in one `error:` line that
+/// says how to start one, rather than retrying as a bot that lost its server would.
+#[tokio::test]
+async fn simulate_with_no_server_there_fails_at_once_and_says_how_to_start_one() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let url = format!("ws://127.0.0.1:{port}/ws?token=t");
+    let data = tempfile::tempdir().unwrap();
+    let output = recall_frames(
+        &[],
+        &[
+            "simulate",
+            &url,
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("attempt"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: no server is reachable at ws://127.0.0.1:{port}/ws?token=… (connection \
+             refused): start it with `recall-frames serve --port {port}`, or pass the URL the \
+             running server printed"
+        )],
+        "{stderr}"
+    );
+    assert!(tree(data.path()).is_empty(), "nothing written");
 }
 
 /// Logs written to a pipe or a file (Fly's logs, `> server.log`) carry no colour codes, and

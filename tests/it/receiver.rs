@@ -644,3 +644,33 @@ async fn slow_stream_capacity_waits_instead_of_dropping() {
         30
     );
 }
+
+/// recording.json is current within its 2 s interval after a bot's last frame, with the
+/// bot gone and its streams still open (they close only at STREAM_IDLE_TIMEOUT).
+#[tokio::test]
+async fn recording_json_catches_up_with_the_last_frame_soon_after_the_bot_leaves() {
+    let server = TestServer::start_with(&["--stream-idle-timeout", "10m"]).await;
+    let mut bot = server.connect().await;
+    // Quicker than the 2 s interval: all but the first wait for the next summary.
+    let times = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5];
+    for &relative in &times {
+        bot.send_frame(&TestFrame::new(relative)).await;
+    }
+    server
+        .wait_for_frames("/api/recordings/rec_9f1c2a/100/webcam", times.len() as u64)
+        .await;
+    bot.close().await;
+
+    // Well under STREAM_IDLE_TIMEOUT: PATIENCE is 15 s.
+    let summary = server.data_dir.join("rec_9f1c2a/recording.json");
+    eventually("recording.json has the last frame's time", || async {
+        summary.exists() && read_json(&summary)["last_frame"]["relative"] == json!(3.5)
+    })
+    .await;
+    let recording = read_json(&summary);
+    assert_eq!(recording["first_frame"]["relative"], json!(1.0));
+    assert_eq!(
+        recording["last_frame"],
+        json!({"relative": 3.5, "absolute": "2026-11-21T10:00:03.5Z"})
+    );
+}

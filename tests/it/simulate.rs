@@ -188,13 +188,43 @@ async fn bots_participants_and_screenshares_land_on_disk_as_sent() {
         recording["last_frame"]["relative"], 0.075,
         "4 frames at 40 fps"
     );
-    // Each simulated meeting has a title, as a bot created with one does.
-    assert_eq!(
-        recording["title"],
-        serde_json::json!({"text": "Weekly sync", "source": "metadata"})
-    );
+    // Each simulated meeting has a title of its own, as a bot created with one does.
+    assert_eq!(recording["title"]["source"], "metadata");
     let second = read_json(&server.data_dir.join("sim_test-2/recording.json"));
-    assert_eq!(second["title"]["text"], "Design review");
+    assert_eq!(second["title"]["source"], "metadata");
+    let titles = [&recording["title"]["text"], &second["title"]["text"]];
+    assert!(
+        titles
+            .iter()
+            .all(|t| t.as_str().is_some_and(|t| !t.is_empty()))
+    );
+    assert_ne!(titles[0], titles[1]);
+}
+
+/// Single-bot runs without `--title` are told apart in the list by their made-up titles.
+#[tokio::test]
+async fn successive_runs_get_different_made_up_titles() {
+    let server = TestServer::start().await;
+    let runs = ["sim-b", "sim-c", "sim-d"];
+    for recording in runs {
+        let args = ["--frames", "1", "--size", SMALL, "--recording", recording];
+        simulate(&server.ws_url(WS_TOKEN), &args).await;
+    }
+    let list = server.get_json("/api/recordings").await;
+    let mut titles: Vec<&str> = list["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["title"]
+                .as_str()
+                .unwrap_or_else(|| panic!("untitled: {r}"))
+        })
+        .collect();
+    assert_eq!(titles.len(), runs.len(), "{list}");
+    titles.sort_unstable();
+    titles.dedup();
+    assert_eq!(titles.len(), runs.len(), "three different titles: {list}");
 }
 
 #[tokio::test]

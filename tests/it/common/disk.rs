@@ -7,25 +7,32 @@ use tempfile::TempDir;
 /// A small tmpfs at a temporary folder, mounted in a mount namespace of the calling thread's
 /// own: nothing outside the test sees it, and it vanishes with the test. Create it before
 /// the test's runtime, whose threads then inherit the namespace. Needs root (CAP_SYS_ADMIN),
-/// as CI and the development machines have.
+/// as CI has: elsewhere [`SmallDisk::mount`] says why it cannot, for the test to skip.
 pub struct SmallDisk {
     pub path: PathBuf,
     _dir: TempDir,
 }
 
 impl SmallDisk {
-    pub fn mount(bytes: u64) -> Self {
+    /// The mounted disk, or why this process may not mount one.
+    pub fn mount(bytes: u64) -> Result<Self, String> {
         use rustix::mount::{MountFlags, MountPropagationFlags};
+        let denied = |step: &str, error: rustix::io::Errno| {
+            format!(
+                "cannot {step} for a small tmpfs ({}; it needs root, CAP_SYS_ADMIN)",
+                std::io::Error::from(error)
+            )
+        };
         let dir = tempfile::tempdir().expect("temporary folder");
         // SAFETY: NEWNS unshares the mount namespace (and the file-system attributes) of
         // this thread only; no file descriptor table is unshared.
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-            .expect("a private mount namespace (tests run as root)");
+            .map_err(|error| denied("enter a private mount namespace", error))?;
         rustix::mount::mount_change(
             "/",
             MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
         )
-        .expect("mounts made private");
+        .map_err(|error| denied("make mounts private", error))?;
         let options = std::ffi::CString::new(format!("size={bytes}")).unwrap();
         rustix::mount::mount(
             "tmpfs",
@@ -34,11 +41,11 @@ impl SmallDisk {
             MountFlags::NOSUID | MountFlags::NODEV,
             options.as_c_str(),
         )
-        .expect("a tmpfs mount");
-        SmallDisk {
+        .map_err(|error| denied("mount", error))?;
+        Ok(SmallDisk {
             path: dir.path().to_owned(),
             _dir: dir,
-        }
+        })
     }
 
     /// Fills the file system with a ballast file until at most `left` bytes are free.

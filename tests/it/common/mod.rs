@@ -2,7 +2,7 @@
 //! (`server`) or as a child process (`binary`), a bot's websocket (`bot`), Recall's events
 //! (`events`) with real PNGs (`pictures`), polling (`wait`), the Prometheus text (`metrics`,
 //! shared with the load bench), what is read back from disk (`files`), captured logs (`logs`),
-//! a small tmpfs (`disk`), scenarios checked on several backends (`scenarios`), a stand-in for
+//! a small tmpfs (`disk`), skipping what this machine cannot run (`skip`), scenarios checked on several backends (`scenarios`), a stand-in for
 //! Recall's API (`recall_api`) and a real S3 server (`s3`).
 
 mod binary;
@@ -17,6 +17,7 @@ pub mod recall_api;
 pub mod s3;
 mod scenarios;
 mod server;
+mod skip;
 mod wait;
 
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use metrics::*;
 pub use pictures::*;
 pub use scenarios::*;
 pub use server::*;
+pub use skip::*;
 pub use wait::*;
 
 pub const WS_TOKEN: &str = "test-ws-token-0123456789";
