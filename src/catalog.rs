@@ -36,7 +36,7 @@ use crate::title::Title;
 
 mod audio;
 
-pub use self::audio::AudioTrackView;
+pub use self::audio::{AudioPieces, AudioTrackView, RecordingAudio};
 
 /// Reads in flight at once while a listing fans out (recordings, participants).
 const PARALLEL: usize = 8;
@@ -61,6 +61,9 @@ pub enum CatalogError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Work handed to the blocking pool did not finish (it panicked).
+    #[error("a blocking task failed: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
 }
 
 /// Where a frame's bytes come from, so the HTTP layer can serve each the best way.
