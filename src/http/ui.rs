@@ -194,7 +194,7 @@ impl AudioTile {
             wav_url: urls::audio_wav(track),
             levels_url: urls::audio_levels(track),
             seconds: pieces.duration(),
-            duration: clock(pieces.duration()),
+            duration: duration(pieces.duration()),
         }
     }
 }
