@@ -462,20 +462,15 @@ impl Levels {
             return;
         }
         let samples = pcm.chunks_exact(BYTES_PER_SAMPLE as usize);
-        let mut at = first;
         let mut bucket = (u128::from(first) * n as u128 / u128::from(self.end)) as usize;
         let mut next = self.bucket_start(bucket + 1);
-        for sample in samples {
-            if at >= self.end {
-                break;
-            }
+        for (at, sample) in (first..self.end).zip(samples) {
             while at >= next {
                 bucket += 1;
                 next = self.bucket_start(bucket + 1);
             }
             let value = f64::from(i16::from_le_bytes([sample[0], sample[1]]));
             self.squares[bucket] += value * value;
-            at += 1;
         }
     }
 
