@@ -53,6 +53,8 @@ pub struct Catalog {
     fresh_for: Duration,
     streams: Mutex<IndexCache<CachedStream>>,
     folders: Mutex<LruCache<(RecordingId, ParticipantId), String>>,
+    /// Level summaries lately computed, each with the pieces it was computed from.
+    levels: Mutex<LruCache<(crate::audio::AudioTrackKey, usize), audio::CachedLevels>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +313,7 @@ impl Catalog {
             store,
             streams: Mutex::new(IndexCache::new(frame_budget)),
             folders: Mutex::new(LruCache::new(REMEMBERED)),
+            levels: Mutex::new(LruCache::new(audio::LEVELS_REMEMBERED)),
         }
     }
 

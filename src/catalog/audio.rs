@@ -40,6 +40,8 @@ pub struct AudioPieces {
     pub folder: Key,
     /// Each piece's first sample → the samples it holds.
     pub pieces: BTreeMap<u64, u64>,
+    /// The folder's listing, in key order: what says whether the track changed.
+    pub listed: Vec<Listed>,
 }
 
 impl AudioPieces {
@@ -64,6 +66,19 @@ pub struct RecordingAudio {
     /// In the order of the recording's participants; `None` for one without audio.
     pub participants: Vec<Option<AudioPieces>>,
     pub mixed: Option<AudioPieces>,
+}
+
+/// Level summaries remembered: a few per recording page open at once.
+pub(super) const LEVELS_REMEMBERED: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(256).expect("non-zero");
+
+/// A level summary and the listing of the track's folder it was summed from. Every chunk
+/// stored changes that listing (a piece's size or write time, the manifest's size): a late
+/// chunk filling silence inside a piece keeps its size but adds a manifest line.
+#[derive(Debug, Clone)]
+pub(super) struct CachedLevels {
+    listed: Vec<Listed>,
+    levels: Vec<f64>,
 }
 
 /// Pieces read at once while the levels are summed.
@@ -133,18 +148,47 @@ impl Catalog {
     /// a recording's summary of its tracks and the levels need. `NotFound` without a piece.
     pub async fn audio_pieces(&self, track: &AudioTrackKey) -> Result<AudioPieces, CatalogError> {
         let folder = self.audio_folder(track).await?;
-        let listed = self.store.list(&folder).await?;
+        let mut listed = self.store.list(&folder).await?;
         let pieces: BTreeMap<u64, u64> = listed_pieces(&folder, &listed).collect();
         if pieces.is_empty() {
             return Err(CatalogError::NotFound);
         }
-        Ok(AudioPieces { folder, pieces })
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(AudioPieces {
+            folder,
+            pieces,
+            listed,
+        })
     }
 
     /// How loud the track is in `buckets` equal spans from the recording's start to its
     /// last sample (see [`Levels`]): every piece read once, a few at a time, each summed
-    /// off the async workers.
+    /// off the async workers; or the same summary computed lately from the same pieces (a
+    /// track that grew or changed is summed again).
     pub async fn audio_levels(
+        &self,
+        track: &AudioTrackKey,
+        pieces: &AudioPieces,
+        buckets: usize,
+    ) -> Result<Vec<f64>, CatalogError> {
+        let cached = (track.clone(), buckets);
+        if let Some(known) = self.levels.lock().get(&cached)
+            && known.listed == pieces.listed
+        {
+            return Ok(known.levels.clone());
+        }
+        let levels = self.sum_levels(pieces, buckets).await?;
+        self.levels.lock().put(
+            cached,
+            CachedLevels {
+                listed: pieces.listed.clone(),
+                levels: levels.clone(),
+            },
+        );
+        Ok(levels)
+    }
+
+    async fn sum_levels(
         &self,
         track: &AudioPieces,
         buckets: usize,

@@ -689,7 +689,7 @@ async fn get_audio_levels(
         .or_not_found("audio")?;
     let levels = state
         .catalog
-        .audio_levels(&pieces, buckets)
+        .audio_levels(&track, &pieces, buckets)
         .await
         .or_not_found("audio")?;
     let duration = pieces.duration();

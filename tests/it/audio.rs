@@ -571,6 +571,42 @@ async fn levels_show_where_a_track_is_loud_and_where_it_is_silent() {
     assert_eq!(default[150], 0.1);
     assert_eq!(default[120], 0.0);
 
+    // A chunk more, and the same question gets a new answer: the track is five seconds now.
+    bot.send_text(TestAudio::new(4.0, square_second(16_384)).event())
+        .await;
+    wait_for_chunks(&server, ALICE_AUDIO, 4).await;
+    let grown = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=4"))
+        .await;
+    assert_eq!(grown["duration"], 5.0);
+    assert_eq!(grown["bucket_seconds"], 1.25);
+    // The last bucket, 3.75 s to 5 s: a quarter second quiet, then a loud second.
+    let expected = ((0.25 * 0.1f64.powi(2) + 1.0 * 0.5f64.powi(2)) / 1.25).sqrt();
+    let last = grown["levels"][3].as_f64().unwrap();
+    assert!(
+        (last - expected).abs() < 1e-3,
+        "{expected} at the end: {grown}"
+    );
+    let fifths = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=5"))
+        .await;
+    assert_eq!(
+        fifths["levels"],
+        serde_json::json!([0.0, 0.5, 0.0, 0.1, 0.5])
+    );
+    // A late chunk filling the silence at 2 s changes no piece's size: seen all the same.
+    bot.send_text(TestAudio::new(2.0, square_second(16_384)).event())
+        .await;
+    wait_for_chunks(&server, ALICE_AUDIO, 5).await;
+    let filled = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=5"))
+        .await;
+    assert_eq!(
+        filled["levels"],
+        serde_json::json!([0.0, 0.5, 0.5, 0.1, 0.5]),
+        "{filled}"
+    );
+
     for bad in ["0", "4001", "many", "-1"] {
         let response = server
             .get(&format!("{ALICE_AUDIO}/levels?buckets={bad}"))
