@@ -415,6 +415,79 @@ impl StoredTrack {
     }
 }
 
+/// The segments a track's pieces alone make, without its manifest: a piece continues a
+/// segment when the piece before it is full and ends where it starts. Exact, since a segment
+/// only ever follows another after more than [`SEGMENT_GAP_SAMPLES`] of silence.
+pub fn segments_of_pieces(pieces: &BTreeMap<u64, u64>) -> usize {
+    let mut segments = 0;
+    let mut previous: Option<(u64, u64)> = None;
+    for (&piece, &samples) in pieces {
+        let continues =
+            previous.is_some_and(|(p, n)| n == PIECE_SAMPLES && p + PIECE_SAMPLES == piece);
+        if !continues {
+            segments += 1;
+        }
+        previous = Some((piece, samples));
+    }
+    segments
+}
+
+/// How loud a track is over time: the root mean square of its samples in `buckets` equal
+/// spans of `[0, end)`, as a fraction of full scale (0 silence, 1 the loudest square wave).
+/// Samples are added a run at a time, in any order; silence is what was never added.
+#[derive(Debug, Clone)]
+pub struct Levels {
+    end: u64,
+    squares: Vec<f64>,
+}
+
+impl Levels {
+    pub fn new(end: u64, buckets: usize) -> Self {
+        Levels {
+            end,
+            squares: vec![0.0; buckets],
+        }
+    }
+
+    /// The first sample of bucket `i`: `ceil(i × end / buckets)`.
+    fn bucket_start(&self, i: usize) -> u64 {
+        let n = self.squares.len() as u128;
+        ((i as u128 * u128::from(self.end)).div_ceil(n)) as u64
+    }
+
+    /// Adds s16le `pcm` whose first sample sits at `first`; samples past `end` are left out.
+    pub fn add(&mut self, first: u64, pcm: &[u8]) {
+        let n = self.squares.len();
+        if n == 0 || self.end == 0 {
+            return;
+        }
+        let samples = pcm.chunks_exact(BYTES_PER_SAMPLE as usize);
+        let mut bucket = (u128::from(first) * n as u128 / u128::from(self.end)) as usize;
+        let mut next = self.bucket_start(bucket + 1);
+        for (at, sample) in (first..self.end).zip(samples) {
+            while at >= next {
+                bucket += 1;
+                next = self.bucket_start(bucket + 1);
+            }
+            let value = f64::from(i16::from_le_bytes([sample[0], sample[1]]));
+            self.squares[bucket] += value * value;
+        }
+    }
+
+    /// Each bucket's level, from 0 to 1.
+    pub fn finish(&self) -> Vec<f64> {
+        (0..self.squares.len())
+            .map(|i| {
+                let count = self.bucket_start(i + 1) - self.bucket_start(i);
+                if count == 0 {
+                    return 0.0;
+                }
+                ((self.squares[i] / count as f64).sqrt() / 32768.0).min(1.0)
+            })
+            .collect()
+    }
+}
+
 /// The pieces that hold the samples `[from, to)` of the segment starting at `segment`: the
 /// start of each piece, and the run in it.
 pub fn pieces_of(segment: u64, (from, to): Span) -> Vec<(u64, Span)> {
@@ -516,6 +589,37 @@ mod tests {
         assert_eq!(early.new_segments, [10 * S - 160]);
         assert_eq!(early.writes, [(10 * S - 160, (10 * S - 160, 10 * S))]);
         assert_eq!(early.overlap, 160);
+    }
+
+    #[test]
+    fn segments_follow_full_pieces_only() {
+        let p = PIECE_SAMPLES;
+        let pieces = BTreeMap::from([(16, p), (16 + p, 100), (16 + p + 100 + 3 * S, 5)]);
+        assert_eq!(segments_of_pieces(&pieces), 2);
+        assert_eq!(segments_of_pieces(&BTreeMap::new()), 0);
+        // A short piece is a segment's last: what starts at its end is another segment.
+        assert_eq!(segments_of_pieces(&BTreeMap::from([(0, 10), (p, 10)])), 2);
+    }
+
+    #[test]
+    fn levels_are_the_rms_of_each_bucket_and_silence_is_zero() {
+        let loud: Vec<u8> = (0..1600)
+            .flat_map(|i| if i % 2 == 0 { 16384i16 } else { -16384 }.to_le_bytes())
+            .collect();
+        // Four buckets of 1600 samples; the second one loud, the rest never sent.
+        let mut levels = Levels::new(6400, 4);
+        levels.add(1600, &loud);
+        assert_eq!(levels.finish(), [0.0, 0.5, 0.0, 0.0]);
+        // Half a bucket loud: the square mean halves.
+        let mut levels = Levels::new(6400, 4);
+        levels.add(800, &loud[..1600]);
+        let got = levels.finish();
+        assert!((got[0] - 0.5 / 2f64.sqrt()).abs() < 1e-9, "{got:?}");
+        assert_eq!(got[1..], [0.0, 0.0, 0.0]);
+        // Past the end is left out; more buckets than samples leaves some empty.
+        let mut levels = Levels::new(3, 8);
+        levels.add(0, &loud[..20]);
+        assert_eq!(levels.finish().iter().filter(|&&l| l > 0.0).count(), 3);
     }
 
     #[test]

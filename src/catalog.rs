@@ -36,7 +36,7 @@ use crate::title::Title;
 
 mod audio;
 
-pub use self::audio::AudioTrackView;
+pub use self::audio::{AudioPieces, AudioTrackView, RecordingAudio};
 
 /// Reads in flight at once while a listing fans out (recordings, participants).
 const PARALLEL: usize = 8;
@@ -53,6 +53,8 @@ pub struct Catalog {
     fresh_for: Duration,
     streams: Mutex<IndexCache<CachedStream>>,
     folders: Mutex<LruCache<(RecordingId, ParticipantId), String>>,
+    /// Level summaries lately computed, each with the pieces it was computed from.
+    levels: Mutex<LruCache<(crate::audio::AudioTrackKey, usize), audio::CachedLevels>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,9 @@ pub enum CatalogError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Work handed to the blocking pool did not finish (it panicked).
+    #[error("a blocking task failed: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
 }
 
 /// Where a frame's bytes come from, so the HTTP layer can serve each the best way.
@@ -308,6 +313,7 @@ impl Catalog {
             store,
             streams: Mutex::new(IndexCache::new(frame_budget)),
             folders: Mutex::new(LruCache::new(REMEMBERED)),
+            levels: Mutex::new(LruCache::new(audio::LEVELS_REMEMBERED)),
         }
     }
 

@@ -60,6 +60,7 @@ function refreshMain() {
         .parseFromString(await response.text(), "text/html")
         .getElementById("main");
       if (fresh) document.getElementById("main").replaceChildren(...fresh.childNodes);
+      drawAudioBars();
     } finally {
       refreshTimer = null;
     }
@@ -95,6 +96,7 @@ function indexPage() {
 
 function recordingPage() {
   const recording = document.body.dataset.recording;
+  drawAudioBars();
   followLive(recording, {
     lagged: refreshMain,
     participant(event) {
@@ -123,11 +125,14 @@ function streamPage() {
   const share = $("share");
   const shareLink = $("share-link");
   const copyStatus = $("copy-status");
+  // The participant's audio, when there is some: while it plays, the frames follow it.
+  const audio = $("audio") ? playerAudio($("audio"), $("audio-status")) : null;
 
   const MAX_PAUSE_MS = 3000; // longer gaps between frames are shortened
   const STRIP_LENGTH = 24; // thumbnails in the filmstrip
   const LIVE_FOR_MS = 10000; // a stream with a frame this recently is live
   const ADDRESS_EVERY_MS = 500; // ?t= in the address is rewritten at most this often
+  const FOLLOW_AUDIO_MS = 40; // how often the frame shown catches up with the audio
 
   const frames = []; // {relative_ms, relative, absolute, url, ...} in time order
   let at = 0;
@@ -199,11 +204,15 @@ function streamPage() {
     if (screen.height !== frame.height) screen.height = frame.height;
   }
 
-  /** Shows the frame at `index`; `moved` (the default) also keeps it in the address. */
-  function show(index, moved = true) {
+  /**
+   * Shows the frame at `index`; `moved` (the default) also keeps it in the address. The audio
+   * moves to the frame too, unless it is what moved the player (`byAudio`).
+   */
+  function show(index, moved = true, byAudio = false) {
     if (frames.length === 0) return;
     at = Math.max(0, Math.min(index, frames.length - 1));
     const frame = frames[at];
+    if (audio && !byAudio) audio.seek(frame.relative_ms);
     size(frame);
     screen.src = frame.url;
     screen.alt = `Frame at ${clock(frame.relative)}`;
@@ -283,6 +292,15 @@ function streamPage() {
   function schedule() {
     clearTimeout(timer);
     if (!playing) return;
+    if (audio) {
+      // The audio is the clock while it has sound to give; past its end, the frames' own.
+      if (audio.covers(audio.now())) {
+        audio.play(Number(speed.value));
+        timer = setTimeout(followAudio, FOLLOW_AUDIO_MS);
+        return;
+      }
+      audio.pause();
+    }
     if (at + 1 >= frames.length) {
       // At the end: a live stream waits for its next frame, a finished one stops.
       if (Date.now() - lastLiveFrame > LIVE_FOR_MS) pause();
@@ -295,6 +313,17 @@ function streamPage() {
     }, gap / Number(speed.value));
   }
 
+  /** Shows the frame the audio is at, then looks again shortly. */
+  function followAudio() {
+    if (!playing) return;
+    if (!audio.covers(audio.now())) return schedule();
+    if (audio.playing()) {
+      const place = placeAt(audio.now());
+      if (place !== at) show(place, true, true);
+    }
+    timer = setTimeout(followAudio, FOLLOW_AUDIO_MS);
+  }
+
   function play() {
     if (at + 1 >= frames.length) show(0);
     playing = true;
@@ -305,6 +334,7 @@ function streamPage() {
   function pause() {
     playing = false;
     clearTimeout(timer);
+    audio?.pause();
     playButton.textContent = "Play";
   }
 
@@ -332,7 +362,10 @@ function streamPage() {
 
   playButton.addEventListener("click", () => (playing ? pause() : play()));
   copyButton.addEventListener("click", copyLink);
-  speed.addEventListener("change", schedule);
+  speed.addEventListener("change", () => {
+    audio?.rate(Number(speed.value));
+    schedule();
+  });
   scrubber.addEventListener("input", () => {
     show(Number(scrubber.value));
     schedule();

@@ -2,6 +2,7 @@
 //! whole track as one WAV on the recording's timeline, any byte range of it, streamed from
 //! the pieces with silence where nothing was sent.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -9,11 +10,11 @@ use futures_util::{Stream, StreamExt as _};
 
 use super::{Catalog, CatalogError, SavedContent, SavedFile};
 use crate::audio::{
-    AudioTrackKey, BYTES_PER_SAMPLE, SAMPLES_PER_MS, StoredTrack, WAV_HEADER_BYTES,
-    parse_piece_file_name, piece_file_name, wav_header,
+    AudioTrackKey, BYTES_PER_SAMPLE, Levels, SAMPLE_RATE, SAMPLES_PER_MS, StoredTrack,
+    WAV_HEADER_BYTES, parse_piece_file_name, piece_file_name, segments_of_pieces, wav_header,
 };
 use crate::layout::{self, AudioRecord};
-use crate::store::{Key, Store, read_whole_log};
+use crate::store::{Key, Listed, Store, read_whole_log};
 
 /// Zeros handed out for silence, a slice at a time.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
@@ -33,6 +34,72 @@ impl AudioTrackView {
     }
 }
 
+/// A track's pieces as a listing of its folder has them.
+#[derive(Debug, Clone)]
+pub struct AudioPieces {
+    pub folder: Key,
+    /// Each piece's first sample → the samples it holds.
+    pub pieces: BTreeMap<u64, u64>,
+    /// The folder's listing, in key order: what says whether the track changed.
+    pub listed: Vec<Listed>,
+}
+
+impl AudioPieces {
+    /// One past the track's last sample.
+    pub fn end(&self) -> u64 {
+        self.pieces.iter().map(|(&p, &n)| p + n).max().unwrap_or(0)
+    }
+
+    /// Seconds from the recording's start to the track's last sample.
+    pub fn duration(&self) -> f64 {
+        self.end() as f64 / f64::from(SAMPLE_RATE)
+    }
+
+    pub fn segments(&self) -> usize {
+        segments_of_pieces(&self.pieces)
+    }
+}
+
+/// A recording's audio tracks (see [`Catalog::recording_audio`]).
+#[derive(Debug, Clone)]
+pub struct RecordingAudio {
+    /// In the order of the recording's participants; `None` for one without audio.
+    pub participants: Vec<Option<AudioPieces>>,
+    pub mixed: Option<AudioPieces>,
+}
+
+/// Level summaries remembered: a few per recording page open at once.
+pub(super) const LEVELS_REMEMBERED: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(256).expect("non-zero");
+
+/// A level summary and the listing of the track's folder it was summed from. Every chunk
+/// stored changes that listing (a piece's size or write time, the manifest's size): a late
+/// chunk filling silence inside a piece keeps its size but adds a manifest line.
+#[derive(Debug, Clone)]
+pub(super) struct CachedLevels {
+    listed: Vec<Listed>,
+    levels: Vec<f64>,
+}
+
+/// Pieces read at once while the levels are summed.
+const PIECES_AT_ONCE: usize = 4;
+
+/// The WAV pieces of a listing of `folder`: each one's first sample and the samples it holds.
+fn listed_pieces<'a>(
+    folder: &'a Key,
+    listed: &'a [Listed],
+) -> impl Iterator<Item = (u64, u64)> + 'a {
+    listed.iter().filter_map(move |object| {
+        let name = object.key.strip_prefix(folder)?;
+        let [name] = name.as_slice() else {
+            return None;
+        };
+        let ms = parse_piece_file_name(name)?;
+        let samples = object.size.saturating_sub(WAV_HEADER_BYTES) / BYTES_PER_SAMPLE;
+        Some((ms * SAMPLES_PER_MS, samples))
+    })
+}
+
 /// Where one run of the WAV's bytes comes from.
 enum Source {
     Header(Bytes),
@@ -44,15 +111,7 @@ enum Source {
 impl Catalog {
     /// A participant's audio track, or the mixed track (`participant` `None`).
     pub async fn audio(&self, track: &AudioTrackKey) -> Result<AudioTrackView, CatalogError> {
-        let folder = match track.participant {
-            Some(participant) => {
-                let folder = self
-                    .participant_folder(&track.recording, participant)
-                    .await?;
-                layout::audio_key(&track.recording, Some(&folder))
-            }
-            None => layout::audio_key(&track.recording, None),
-        };
+        let folder = self.audio_folder(track).await?;
         let manifest = folder.join(layout::AUDIO_MANIFEST);
         let (lines, listed) = futures_util::try_join!(
             read_whole_log(self.store.as_ref(), &manifest),
@@ -65,23 +124,147 @@ impl Catalog {
                 )
                 .ok()
         });
-        let pieces: Vec<(u64, u64)> = listed
-            .iter()
-            .filter_map(|object| {
-                let name = object.key.strip_prefix(&folder)?;
-                let [name] = name.as_slice() else {
-                    return None;
-                };
-                let ms = parse_piece_file_name(name)?;
-                let samples = object.size.saturating_sub(WAV_HEADER_BYTES) / BYTES_PER_SAMPLE;
-                Some((ms * SAMPLES_PER_MS, samples))
-            })
-            .collect();
-        let stored = StoredTrack::read(records, pieces);
+        let stored = StoredTrack::read(records, listed_pieces(&folder, &listed));
         if stored.pieces.is_empty() {
             return Err(CatalogError::NotFound);
         }
         Ok(AudioTrackView { folder, stored })
+    }
+
+    /// The folder of a participant's audio track, or of the mixed track.
+    async fn audio_folder(&self, track: &AudioTrackKey) -> Result<Key, CatalogError> {
+        Ok(match track.participant {
+            Some(participant) => {
+                let folder = self
+                    .participant_folder(&track.recording, participant)
+                    .await?;
+                layout::audio_key(&track.recording, Some(&folder))
+            }
+            None => layout::audio_key(&track.recording, None),
+        })
+    }
+
+    /// A track's pieces from one listing of its folder, without reading its manifest: what
+    /// a recording's summary of its tracks and the levels need. `NotFound` without a piece.
+    pub async fn audio_pieces(&self, track: &AudioTrackKey) -> Result<AudioPieces, CatalogError> {
+        let folder = self.audio_folder(track).await?;
+        let mut listed = self.store.list(&folder).await?;
+        let pieces: BTreeMap<u64, u64> = listed_pieces(&folder, &listed).collect();
+        if pieces.is_empty() {
+            return Err(CatalogError::NotFound);
+        }
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(AudioPieces {
+            folder,
+            pieces,
+            listed,
+        })
+    }
+
+    /// How loud the track is in `buckets` equal spans from the recording's start to its
+    /// last sample (see [`Levels`]): every piece read once, a few at a time, each summed
+    /// off the async workers; or the same summary computed lately from the same pieces (a
+    /// track that grew or changed is summed again).
+    pub async fn audio_levels(
+        &self,
+        track: &AudioTrackKey,
+        pieces: &AudioPieces,
+        buckets: usize,
+    ) -> Result<Vec<f64>, CatalogError> {
+        let cached = (track.clone(), buckets);
+        if let Some(known) = self.levels.lock().get(&cached)
+            && known.listed == pieces.listed
+        {
+            return Ok(known.levels.clone());
+        }
+        let levels = self.sum_levels(pieces, buckets).await?;
+        self.levels.lock().put(
+            cached,
+            CachedLevels {
+                listed: pieces.listed.clone(),
+                levels: levels.clone(),
+            },
+        );
+        Ok(levels)
+    }
+
+    async fn sum_levels(
+        &self,
+        track: &AudioPieces,
+        buckets: usize,
+    ) -> Result<Vec<f64>, CatalogError> {
+        let levels = Levels::new(track.end(), buckets);
+        let store = self.store.clone();
+        let pieces: Vec<(Key, u64, u64)> = track
+            .pieces
+            .iter()
+            .map(|(&piece, &samples)| {
+                let key = track.folder.join(&piece_file_name(piece / SAMPLES_PER_MS));
+                (key, piece, samples)
+            })
+            .collect();
+        let reads = futures_util::stream::iter(pieces)
+            .map(|(key, piece, samples)| {
+                let store = store.clone();
+                async move {
+                    let pcm = store.get_from(&key, WAV_HEADER_BYTES).await?;
+                    // As listed: a piece growing meanwhile adds nothing past its listed end.
+                    let pcm = pcm.unwrap_or_default();
+                    let len = pcm.len().min((samples * BYTES_PER_SAMPLE) as usize);
+                    Ok::<_, CatalogError>((piece, pcm.slice(..len)))
+                }
+            })
+            .buffered(PIECES_AT_ONCE);
+        futures_util::pin_mut!(reads);
+        let mut levels = levels;
+        while let Some(read) = reads.next().await {
+            let (piece, pcm) = read?;
+            levels = tokio::task::spawn_blocking(move || {
+                levels.add(piece, &pcm);
+                levels
+            })
+            .await?;
+        }
+        Ok(levels.finish())
+    }
+
+    /// The audio tracks of a recording read as [`Catalog::recording`] gave it: each
+    /// participant's (in its order), `None` where they sent none, and the mixed track.
+    /// Costs one listing of each track's folder, a few at a time; no manifest is read.
+    pub async fn recording_audio(
+        &self,
+        recording: &super::RecordingDetail,
+    ) -> Result<RecordingAudio, CatalogError> {
+        let id = &recording.overview.id;
+        // Owned first: a stream over borrowing iterators is not `Send` enough for a handler.
+        let tracks: Vec<AudioTrackKey> = recording
+            .participants
+            .iter()
+            .map(|p| Some(p.participant.id))
+            .chain([None])
+            .map(|participant| AudioTrackKey {
+                recording: id.clone(),
+                participant,
+            })
+            .collect();
+        let mut found: Vec<Option<AudioPieces>> = futures_util::stream::iter(tracks)
+            .map(|track| async move {
+                match self.audio_pieces(&track).await {
+                    Ok(pieces) => Ok(Some(pieces)),
+                    Err(CatalogError::NotFound) => Ok(None),
+                    Err(error) => Err(error),
+                }
+            })
+            .buffered(super::PARALLEL)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let mixed = found.pop().flatten();
+        Ok(RecordingAudio {
+            participants: found,
+            mixed,
+        })
     }
 
     /// An audio track's folder to download: its WAV pieces in time order, then its

@@ -23,7 +23,8 @@ use tower_http::services::ServeFile;
 
 use crate::audio::{AudioTrackKey, SAMPLE_RATE, SAMPLES_PER_MS, Span, piece_file_name};
 use crate::catalog::{
-    self, CatalogError, FrameInfo, FrameSource, ParticipantDetail, RecordingOverview, StreamSummary,
+    self, AudioPieces, CatalogError, FrameInfo, FrameSource, ParticipantDetail, RecordingOverview,
+    StreamSummary,
 };
 use crate::error::ApiError;
 use crate::frame::{FrameTime, RecordingId, StreamKey, StreamKind};
@@ -60,6 +61,10 @@ pub fn routes() -> axum::Router<AppState> {
         .route(
             "/api/recordings/{recording}/{participant}/audio.wav",
             get(get_audio_wav),
+        )
+        .route(
+            "/api/recordings/{recording}/{participant}/audio/levels",
+            get(get_audio_levels),
         )
         .route(
             "/api/recordings/{recording}/{participant}/{stream}/frames",
@@ -175,6 +180,11 @@ pub mod urls {
         format!("{}.wav", audio(track))
     }
 
+    /// How loud the track is over time, without `?buckets=`.
+    pub fn audio_levels(track: &crate::audio::AudioTrackKey) -> String {
+        format!("{}/levels", audio(track))
+    }
+
     pub fn zip(key: &StreamKey) -> String {
         format!("{}.zip", stream_api(key))
     }
@@ -234,7 +244,34 @@ struct RecordingDetailJson {
     head: RecordingHead,
     metadata: serde_json::Value,
     participants: Vec<ParticipantJson>,
+    /// The whole call's mixed audio, when the bot sent it.
+    mixed_audio: Option<AudioLinkJson>,
     events: Vec<EventRecord>,
+}
+
+/// Where a track is, and how much of it there is, as a recording's JSON links it.
+#[derive(Serialize)]
+pub struct AudioLinkJson {
+    /// Its segments and gaps.
+    pub url: String,
+    pub wav_url: String,
+    /// How loud it is over time (add `?buckets=N`).
+    pub levels_url: String,
+    /// Seconds from the recording's start to its last sample.
+    pub duration: f64,
+    pub segments: usize,
+}
+
+impl AudioLinkJson {
+    pub fn new(track: &AudioTrackKey, pieces: &AudioPieces) -> Self {
+        AudioLinkJson {
+            url: urls::audio(track),
+            wav_url: urls::audio_wav(track),
+            levels_url: urls::audio_levels(track),
+            duration: pieces.duration(),
+            segments: pieces.segments(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -246,6 +283,8 @@ struct ParticipantJson {
     platform: Option<String>,
     folder: String,
     streams: Vec<StreamJson>,
+    /// Their own audio track, when the bot sent it.
+    audio: Option<AudioLinkJson>,
 }
 
 #[derive(Serialize)]
@@ -343,7 +382,11 @@ impl StreamJson {
 }
 
 impl ParticipantJson {
-    fn new(detail: &ParticipantDetail) -> Self {
+    fn new(
+        recording: &RecordingId,
+        detail: &ParticipantDetail,
+        audio: Option<&AudioPieces>,
+    ) -> Self {
         let p = &detail.participant;
         ParticipantJson {
             id: p.id.0,
@@ -353,6 +396,13 @@ impl ParticipantJson {
             platform: p.platform.clone(),
             folder: detail.folder.clone(),
             streams: detail.streams.iter().map(StreamJson::new).collect(),
+            audio: audio.map(|pieces| {
+                let track = AudioTrackKey {
+                    recording: recording.clone(),
+                    participant: Some(p.id),
+                };
+                AudioLinkJson::new(&track, pieces)
+            }),
         }
     }
 }
@@ -376,7 +426,11 @@ async fn get_recording(
         .recording(&id)
         .await
         .or_not_found("recording")?;
-    let events = state.catalog.events(&id).await.or_not_found("recording")?;
+    let (events, audio) = futures_util::try_join!(
+        state.catalog.events(&id),
+        state.catalog.recording_audio(&detail),
+    )
+    .or_not_found("recording")?;
     let metadata = detail
         .overview
         .summary
@@ -389,8 +443,16 @@ async fn get_recording(
         participants: detail
             .participants
             .iter()
-            .map(ParticipantJson::new)
+            .zip(&audio.participants)
+            .map(|(p, audio)| ParticipantJson::new(&id, p, audio.as_ref()))
             .collect(),
+        mixed_audio: audio.mixed.as_ref().map(|pieces| {
+            let track = AudioTrackKey {
+                recording: id.clone(),
+                participant: None,
+            };
+            AudioLinkJson::new(&track, pieces)
+        }),
         events,
     }))
 }
@@ -575,6 +637,73 @@ async fn get_audio(
             .map(SpanJson::new)
             .collect(),
         wav_url: urls::audio_wav(&track),
+    }))
+}
+
+/// Buckets a level summary has when the client does not say.
+pub const DEFAULT_LEVEL_BUCKETS: usize = 200;
+/// Most buckets a level summary has: a bar a few screens wide.
+pub const MAX_LEVEL_BUCKETS: usize = 4000;
+
+#[derive(Deserialize)]
+struct LevelsParams {
+    buckets: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct LevelsJson {
+    recording: RecordingId,
+    participant: Option<u64>,
+    /// Seconds from the recording's start to the track's last sample: what the buckets span.
+    duration: f64,
+    buckets: usize,
+    /// Seconds each bucket spans.
+    bucket_seconds: f64,
+    /// Each bucket's root mean square, as a fraction of full scale: 0 is silence.
+    levels: Vec<f64>,
+}
+
+/// How loud a track is over time, for drawing where someone spoke: the RMS of its samples
+/// in `buckets` equal spans from the recording's start to the track's last sample. Reads
+/// every piece of the track once.
+async fn get_audio_levels(
+    State(state): State<AppState>,
+    Path((recording, participant)): Path<(String, String)>,
+    params: Result<Query<LevelsParams>, QueryRejection>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let track = audio_track(&recording, &participant)?;
+    let out_of_range = || {
+        ApiError::BadRequest(Cow::Owned(format!(
+            "buckets must be a whole number from 1 to {MAX_LEVEL_BUCKETS}"
+        )))
+    };
+    let Query(params) = params.map_err(|_| out_of_range())?;
+    let buckets = params.buckets.unwrap_or(DEFAULT_LEVEL_BUCKETS);
+    if !(1..=MAX_LEVEL_BUCKETS).contains(&buckets) {
+        return Err(out_of_range());
+    }
+    let pieces = state
+        .catalog
+        .audio_pieces(&track)
+        .await
+        .or_not_found("audio")?;
+    let levels = state
+        .catalog
+        .audio_levels(&track, &pieces, buckets)
+        .await
+        .or_not_found("audio")?;
+    let duration = pieces.duration();
+    Ok(Json(LevelsJson {
+        recording: track.recording.clone(),
+        participant: track.participant.map(|id| id.0),
+        duration,
+        buckets,
+        bucket_seconds: duration / buckets as f64,
+        // Four decimals are more than a bar can show, and keep the JSON small.
+        levels: levels
+            .into_iter()
+            .map(|level| (level * 10_000.0).round() / 10_000.0)
+            .collect(),
     }))
 }
 

@@ -13,6 +13,8 @@ use axum::routing::get;
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use crate::audio::AudioTrackKey;
+use crate::catalog::{AudioPieces, CatalogError, RecordingDetail};
 use crate::catalog::{ParticipantDetail, RecordingOverview, StreamSummary};
 use crate::error::ApiError;
 use crate::frame::{Participant, StreamKind};
@@ -20,6 +22,7 @@ use crate::http::api::{CatalogResult as _, recording_id, stream_key, urls};
 use crate::state::AppState;
 
 const APP_JS: &str = include_str!("../../static/app.js");
+const AUDIO_JS: &str = include_str!("../../static/audio.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
 const FAVICON: &str = include_str!("../../static/favicon.svg");
 
@@ -31,6 +34,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self'; style
 static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut hasher = DefaultHasher::new();
     (APP_JS, APP_CSS, FAVICON).hash(&mut hasher);
+    AUDIO_JS.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 });
 
@@ -170,6 +174,29 @@ struct ParticipantCard {
     is_host: bool,
     details: String,
     streams: Vec<StreamTile>,
+    /// Their audio track, when the bot sent it.
+    audio: Option<AudioTile>,
+}
+
+/// An audio track as a card and the player show it: where it is, how long it runs.
+struct AudioTile {
+    wav_url: String,
+    levels_url: String,
+    /// Seconds from the recording's start to its last sample.
+    seconds: f64,
+    /// The same, for people.
+    duration: String,
+}
+
+impl AudioTile {
+    fn new(track: &AudioTrackKey, pieces: &AudioPieces) -> Self {
+        AudioTile {
+            wav_url: urls::audio_wav(track),
+            levels_url: urls::audio_levels(track),
+            seconds: pieces.duration(),
+            duration: duration(pieces.duration()),
+        }
+    }
 }
 
 struct StreamTile {
@@ -290,6 +317,8 @@ struct StreamPage {
     zip: String,
     total: usize,
     shown: Option<ShownFrame>,
+    /// The participant's audio, played in step with the frames.
+    audio: Option<AudioTile>,
 }
 
 /// The frame a stream page opens at: the first, or the one at or before `?t=`.
@@ -399,11 +428,13 @@ async fn show_recording(
         .await
         .or_not_found("recording")?;
     let events = state.catalog.events(&id).await.or_not_found("recording")?;
+    let audio = audio_tiles(&state, &detail).await?;
     let bot_id = detail.overview.bot_id().unwrap_or_default();
     let participants = detail
         .participants
         .iter()
-        .map(|p| {
+        .zip(audio)
+        .map(|(p, audio)| {
             let details = [
                 p.participant.email.as_deref(),
                 p.participant.platform.as_deref(),
@@ -418,6 +449,7 @@ async fn show_recording(
                 is_host: p.participant.is_host,
                 details,
                 streams: p.streams.iter().map(StreamTile::new).collect(),
+                audio,
             }
         })
         .collect();
@@ -469,8 +501,17 @@ async fn show_stream(
         absolute: f.absolute.map(wall_clock).unwrap_or_default(),
         index,
     });
+    let track = AudioTrackKey {
+        recording: key.recording.clone(),
+        participant: Some(key.participant),
+    };
+    let audio = match state.catalog.audio_pieces(&track).await {
+        Err(CatalogError::NotFound) => None,
+        found => Some(AudioTile::new(&track, &found.or_not_found("audio")?)),
+    };
     page(&StreamPage {
         assets: &ASSET_VERSION,
+        audio,
         recording_id: key.recording.to_string(),
         recording_title: detail.overview.title.text.clone(),
         recording_page: urls::recording_page(&key.recording),
@@ -485,6 +526,30 @@ async fn show_stream(
     .map_err(PageError)
 }
 
+/// Each participant's audio tile, in the recording's order; one listing per track.
+async fn audio_tiles(
+    state: &AppState,
+    detail: &RecordingDetail,
+) -> Result<Vec<Option<AudioTile>>, ApiError> {
+    let audio = state
+        .catalog
+        .recording_audio(detail)
+        .await
+        .or_not_found("recording")?;
+    Ok(detail
+        .participants
+        .iter()
+        .zip(audio.participants)
+        .map(|(p, pieces)| {
+            let track = AudioTrackKey {
+                recording: detail.overview.id.clone(),
+                participant: Some(p.participant.id),
+            };
+            pieces.map(|pieces| AudioTile::new(&track, &pieces))
+        })
+        .collect())
+}
+
 #[derive(Deserialize)]
 struct AssetParams {
     v: Option<String>,
@@ -496,6 +561,7 @@ async fn get_asset(
 ) -> Result<Response, ApiError> {
     let (body, content_type) = match asset.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "audio.js" => (AUDIO_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return Err(ApiError::NotFound("file")),

@@ -489,3 +489,176 @@ async fn bad_audio_is_refused_with_reasons_and_saved_audio_is_undisturbed() {
         timeline(&[&good, &next])
     );
 }
+
+/// A second of a square wave at `amplitude`: its RMS is the amplitude.
+fn square_second(amplitude: i16) -> Vec<i16> {
+    (0..16_000)
+        .map(|i| if i % 2 == 0 { amplitude } else { -amplitude })
+        .collect()
+}
+
+#[tokio::test]
+async fn levels_show_where_a_track_is_loud_and_where_it_is_silent() {
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    // Alice: a second of digital silence, a loud second, a second never sent (a gap filled
+    // with zeros), then a quiet second: four seconds on the recording's timeline.
+    let chunks = [
+        TestAudio::new(0.0, vec![0; 16_000]),
+        TestAudio::new(1.0, square_second(16_384)),
+        TestAudio::new(3.0, square_second(3_277)),
+    ];
+    for chunk in &chunks {
+        bot.send_text(chunk.event()).await;
+    }
+    wait_for_chunks(&server, ALICE_AUDIO, 3).await;
+
+    let levels = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=4"))
+        .await;
+    assert_eq!(levels["duration"], 4.0);
+    assert_eq!(levels["buckets"], 4);
+    assert_eq!(levels["bucket_seconds"], 1.0);
+    assert_eq!(levels["participant"], 100);
+    let got: Vec<f64> = levels["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [0.0, 0.5, 0.0, 0.1],
+        "RMS of each second, of full scale"
+    );
+
+    // Finer buckets split each second; the default is 200 buckets.
+    let fine = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=8"))
+        .await;
+    assert_eq!(
+        fine["levels"],
+        serde_json::json!([0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 0.1, 0.1])
+    );
+    let default = server.get_json(&format!("{ALICE_AUDIO}/levels")).await;
+    let default = default["levels"].as_array().unwrap();
+    assert_eq!(default.len(), 200);
+    assert_eq!(default[50], 0.5, "the loud second is buckets 50 to 99");
+    assert_eq!(default[150], 0.1);
+    assert_eq!(default[120], 0.0);
+
+    // A chunk more, and the same question gets a new answer: the track is five seconds now.
+    bot.send_text(TestAudio::new(4.0, square_second(16_384)).event())
+        .await;
+    wait_for_chunks(&server, ALICE_AUDIO, 4).await;
+    let grown = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=4"))
+        .await;
+    assert_eq!(grown["duration"], 5.0);
+    assert_eq!(grown["bucket_seconds"], 1.25);
+    // The last bucket, 3.75 s to 5 s: a quarter second quiet, then a loud second.
+    let expected = ((0.25 * 0.1f64.powi(2) + 1.0 * 0.5f64.powi(2)) / 1.25).sqrt();
+    let last = grown["levels"][3].as_f64().unwrap();
+    assert!(
+        (last - expected).abs() < 1e-3,
+        "{expected} at the end: {grown}"
+    );
+    let fifths = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=5"))
+        .await;
+    assert_eq!(
+        fifths["levels"],
+        serde_json::json!([0.0, 0.5, 0.0, 0.1, 0.5])
+    );
+    // A late chunk filling the silence at 2 s changes no piece's size: seen all the same.
+    bot.send_text(TestAudio::new(2.0, square_second(16_384)).event())
+        .await;
+    wait_for_chunks(&server, ALICE_AUDIO, 5).await;
+    let filled = server
+        .get_json(&format!("{ALICE_AUDIO}/levels?buckets=5"))
+        .await;
+    assert_eq!(
+        filled["levels"],
+        serde_json::json!([0.0, 0.5, 0.5, 0.1, 0.5]),
+        "{filled}"
+    );
+
+    for bad in ["0", "4001", "many", "-1"] {
+        let response = server
+            .get(&format!("{ALICE_AUDIO}/levels?buckets={bad}"))
+            .await;
+        assert_eq!(response.status(), 400, "buckets={bad}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("buckets must be a whole number from 1 to 4000"),
+            "{body}"
+        );
+    }
+    let none = server
+        .get("/api/recordings/rec_9f1c2a/mixed/audio/levels")
+        .await;
+    assert_eq!(none.status(), 404, "no mixed audio was sent");
+    let nobody = server
+        .get("/api/recordings/rec_9f1c2a/555/audio/levels")
+        .await;
+    assert_eq!(nobody.status(), 404);
+}
+
+#[tokio::test]
+async fn a_recordings_json_links_each_participants_audio_and_the_mixed_track() {
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    // Alice speaks in two segments (3 s of silence between); Bob only shows his webcam.
+    bot.send_text(TestAudio::new(0.5, vec![1_000; 8_000]).event())
+        .await;
+    bot.send_text(TestAudio::new(4.0, vec![1_000; 16_000]).event())
+        .await;
+    bot.send_frame(&TestFrame::new(1.0).participant(200, Some("Bob Okafor")))
+        .await;
+    server
+        .wait_for_frames("/api/recordings/rec_9f1c2a/200/webcam", 1)
+        .await;
+    wait_for_chunks(&server, ALICE_AUDIO, 2).await;
+
+    let recording = server.get_json("/api/recordings/rec_9f1c2a").await;
+    assert_eq!(recording["mixed_audio"], Value::Null, "no mixed audio yet");
+    let participant = |id: u64| {
+        recording["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("participant {id} in {recording:#}"))
+            .clone()
+    };
+    assert_eq!(
+        participant(100)["audio"],
+        serde_json::json!({
+            "url": ALICE_AUDIO,
+            "wav_url": format!("{ALICE_AUDIO}.wav"),
+            "levels_url": format!("{ALICE_AUDIO}/levels"),
+            "duration": 5.0,
+            "segments": 2,
+        })
+    );
+    assert_eq!(participant(200)["audio"], Value::Null);
+    // The links lead where they say, and agree with the track's own JSON.
+    let track = server.get_json(ALICE_AUDIO).await;
+    assert_eq!(track["duration"], 5.0);
+    assert_eq!(track["segments"].as_array().unwrap().len(), 2);
+
+    bot.send_text(TestAudio::at_sample(1_600, 320, 42).mixed().event())
+        .await;
+    wait_for_chunks(&server, "/api/recordings/rec_9f1c2a/mixed/audio", 1).await;
+    let recording = server.get_json("/api/recordings/rec_9f1c2a").await;
+    assert_eq!(
+        recording["mixed_audio"],
+        serde_json::json!({
+            "url": "/api/recordings/rec_9f1c2a/mixed/audio",
+            "wav_url": "/api/recordings/rec_9f1c2a/mixed/audio.wav",
+            "levels_url": "/api/recordings/rec_9f1c2a/mixed/audio/levels",
+            "duration": 0.12,
+            "segments": 1,
+        })
+    );
+}

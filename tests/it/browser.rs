@@ -28,23 +28,9 @@ const HEIGHT: u32 = 270;
 
 #[tokio::test]
 async fn the_ui_browses_plays_and_updates_live_in_chromium() {
-    let (chromium, chromedriver) = (
-        binary("CHROMIUM", CHROMIUM),
-        binary("CHROMEDRIVER", CHROMEDRIVER),
-    );
-    let missing: Vec<String> = [&chromium, &chromedriver]
-        .into_iter()
-        .filter(|path| !path.exists())
-        .map(|path| path.display().to_string())
-        .collect();
-    if !missing.is_empty() {
-        let message = format!(
-            "no {} (apt-get install chromium chromium-driver, or set CHROMIUM and CHROMEDRIVER)",
-            missing.join(" and ")
-        );
-        skip_unless_ci(&message, ".ci/run installs them");
+    let Some((chromium, chromedriver)) = browser_binaries() else {
         return;
-    }
+    };
     let server = TestServer::start().await;
     let mut bot = server.connect().await;
     stream_a_meeting(&mut bot).await;
@@ -66,6 +52,28 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
         std::panic::resume_unwind(panic);
     }
     bot.close().await;
+}
+
+/// Chromium and chromedriver, or `None` (see [`skip_unless_ci`]) when they are missing.
+fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let (chromium, chromedriver) = (
+        binary("CHROMIUM", CHROMIUM),
+        binary("CHROMEDRIVER", CHROMEDRIVER),
+    );
+    let missing: Vec<String> = [&chromium, &chromedriver]
+        .into_iter()
+        .filter(|path| !path.exists())
+        .map(|path| path.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        let message = format!(
+            "no {} (apt-get install chromium chromium-driver, or set CHROMIUM and CHROMEDRIVER)",
+            missing.join(" and ")
+        );
+        skip_unless_ci(&message, ".ci/run installs them");
+        return None;
+    }
+    Some((chromium, chromedriver))
 }
 
 /// The binary the environment variable `variable` names, or `default`.
@@ -670,6 +678,8 @@ impl Chromium {
             "--disable-sync",
             "--hide-scrollbars",
             "--force-device-scale-factor=1",
+            // The player plays audio with the frames, unattended: no click to allow it.
+            "--autoplay-policy=no-user-gesture-required",
         ] {
             caps.add_arg(arg).unwrap();
         }
@@ -694,4 +704,254 @@ impl Chromium {
         let _ = session.quit().await;
         let _ = driver.kill().await;
     }
+}
+
+/// Alice's webcam in the audio test: a frame every half second from 0 to 9.5 s.
+const AUDIO_FRAMES: u64 = 20;
+
+#[tokio::test]
+async fn the_player_plays_a_participants_audio_with_the_frames_in_chromium() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    // Alice shows her webcam for 10 s and speaks from 2 s to 8 s (a tone, in 1 s chunks);
+    // Bob only shows his.
+    for i in 0..AUDIO_FRAMES {
+        let t = i as f64 * 0.5;
+        bot.send_frame(&TestFrame::new(t)).await;
+        bot.send_frame(&TestFrame::new(t).participant(200, Some("Bob Okafor")))
+            .await;
+    }
+    for second in 2..8 {
+        let tone: Vec<i16> = (0..16_000)
+            .map(|i| ((i as f64 * 440.0 / 16_000.0 * std::f64::consts::TAU).sin() * 8_000.0) as i16)
+            .collect();
+        bot.send_text(TestAudio::new(f64::from(second), tone).event())
+            .await;
+    }
+    for participant in [100, 200] {
+        server
+            .wait_for_frames(
+                &format!("/api/recordings/rec_9f1c2a/{participant}/webcam"),
+                AUDIO_FRAMES,
+            )
+            .await;
+    }
+    eventually("Alice's audio is saved", || async {
+        let audio = reqwest::get(server.url("/api/recordings/rec_9f1c2a/100/audio")).await;
+        match audio {
+            Ok(r) if r.status() == 200 => r
+                .json::<serde_json::Value>()
+                .await
+                .is_ok_and(|v| v["chunks"] == 6),
+            _ => false,
+        }
+    })
+    .await;
+
+    let driver = Chromium::start(&chromium, &chromedriver).await;
+    let outcome = std::panic::AssertUnwindSafe(listen(&driver.session, &server))
+        .catch_unwind()
+        .await;
+    driver.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    bot.close().await;
+}
+
+async fn listen(driver: &WebDriver, server: &TestServer) {
+    driver.set_window_rect(0, 0, 1280, 960).await.unwrap();
+
+    // The card shows where Alice spoke: the bar starts a quarter of the way along (2 s of
+    // her 8 s track); Bob's card has no audio.
+    driver
+        .goto(server.url("/recordings/rec_9f1c2a"))
+        .await
+        .unwrap();
+    wait_for(
+        driver,
+        "Alice's audio bar",
+        "document.querySelectorAll('[data-participant=\"100\"] .audio-bar rect').length > 0",
+    )
+    .await;
+    let (first, buckets): (f64, f64) = driver
+        .execute(
+            "const svg = document.querySelector('[data-participant=\"100\"] .audio-bar svg');
+             const xs = [...svg.querySelectorAll('rect')].map(r => Number(r.getAttribute('x')));
+             return [Math.min(...xs), svg.viewBox.baseVal.width];",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert!(
+        (first / buckets - 0.25).abs() < 0.02,
+        "the bar starts where she starts speaking: bucket {first} of {buckets}"
+    );
+    let player_src: String = driver
+        .execute(
+            "return document.querySelector('[data-participant=\"100\"] audio').getAttribute('src');",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert_eq!(player_src, "/api/recordings/rec_9f1c2a/100/audio.wav");
+    let bob_audio: bool = driver
+        .execute(
+            "return !!document.querySelector('[data-participant=\"200\"] .audio-tile');",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert!(!bob_audio, "Bob sent no audio");
+    save_screenshot(driver, "audio-card.png").await;
+
+    // The player plays her audio, the frames following its clock.
+    let stream = "/recordings/rec_9f1c2a/100/webcam";
+    driver.goto(server.url(stream)).await.unwrap();
+    wait_for(
+        driver,
+        "the frame list",
+        &format!("document.getElementById('position').textContent === '1 of {AUDIO_FRAMES}'"),
+    )
+    .await;
+    click(driver, By::Id("play")).await;
+    wait_for(
+        driver,
+        "the audio to play past 1 s",
+        "(() => { const a = document.getElementById('audio'); return !a.paused && a.currentTime > 1; })()",
+    )
+    .await;
+    let mut last_audio = 0.0;
+    for _ in 0..5 {
+        let (audio, frame) = audio_and_frame_clock(driver).await;
+        // The frame shown is the one at or before the audio's time: at most a frame (0.5 s)
+        // behind, with some slack for the 40 ms the player takes to look again.
+        assert!(
+            frame <= audio + 0.1 && audio - frame < 0.5 + 0.2,
+            "audio at {audio} s, frame at {frame} s"
+        );
+        assert!(
+            audio > last_audio,
+            "the audio moves on: {audio} after {last_audio}"
+        );
+        last_audio = audio;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let speed = driver.find(By::Id("speed")).await.unwrap();
+    speed.send_keys("2").await.unwrap();
+    wait_for(
+        driver,
+        "the audio at double speed",
+        "document.getElementById('audio').playbackRate === 2",
+    )
+    .await;
+
+    // Seeking moves the audio with the frames: keys, then the scrubber.
+    let body = driver.find(By::Tag("body")).await.unwrap();
+    body.send_keys(Key::Home).await.unwrap();
+    assert_eq!(audio_and_frame_clock(driver).await, (0.0, 0.0));
+    assert!(
+        audio_paused(driver).await,
+        "a step pauses the player and its audio"
+    );
+    driver
+        .execute(
+            "const s = document.getElementById('scrubber');
+             s.value = 10; s.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(audio_and_frame_clock(driver).await, (5.0, 5.0));
+    body.send_keys(Key::Right).await.unwrap();
+    assert_eq!(audio_and_frame_clock(driver).await, (5.5, 5.5));
+    // Played from there, it goes on past the audio's end (8 s) to the last frame.
+    click(driver, By::Id("play")).await;
+    wait_for(
+        driver,
+        "the audio to play on from 5.5 s",
+        "(() => { const a = document.getElementById('audio'); return !a.paused && a.currentTime > 5.6; })()",
+    )
+    .await;
+    wait_for(
+        driver,
+        "the last frame, past the audio",
+        &format!(
+            "document.getElementById('position').textContent === '{AUDIO_FRAMES} of {AUDIO_FRAMES}'"
+        ),
+    )
+    .await;
+
+    // Opened at a moment, the audio waits there.
+    driver
+        .goto(server.url(&format!("{stream}?t=3.2")))
+        .await
+        .unwrap();
+    wait_for(
+        driver,
+        "the frame at 3 s and its audio",
+        "document.getElementById('relative').textContent === '0:03.000'
+         && document.getElementById('audio').currentTime === 3",
+    )
+    .await;
+
+    // Bob has no audio, and the player says so.
+    driver
+        .goto(server.url("/recordings/rec_9f1c2a/200/webcam"))
+        .await
+        .unwrap();
+    wait_for(
+        driver,
+        "Bob's frames",
+        &format!("document.getElementById('position').textContent === '1 of {AUDIO_FRAMES}'"),
+    )
+    .await;
+    assert_eq!(text(driver, "#audio-status").await, "No audio");
+    assert!(driver.find(By::Id("audio")).await.is_err());
+
+    let errors: Vec<String> = driver
+        .browser_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.level == "SEVERE")
+        .map(|entry| entry.message)
+        .collect();
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+}
+
+/// The player's audio time and the time of the frame it shows, in seconds.
+async fn audio_and_frame_clock(driver: &WebDriver) -> (f64, f64) {
+    let (audio, shown): (f64, String) = driver
+        .execute(
+            "return [document.getElementById('audio').currentTime,
+                     document.getElementById('relative').textContent];",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    // "0:05.500" as the player writes it.
+    let (minutes, seconds) = shown.split_once(':').expect("m:ss.mmm");
+    let frame = minutes.parse::<f64>().unwrap() * 60.0 + seconds.parse::<f64>().unwrap();
+    ((audio * 1000.0).round() / 1000.0, frame)
+}
+
+async fn audio_paused(driver: &WebDriver) -> bool {
+    driver
+        .execute("return document.getElementById('audio').paused;", vec![])
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
 }
