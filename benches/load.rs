@@ -63,8 +63,9 @@ struct Options {
     /// Bots in the real-rate phase, each with five participants' webcams at 2 fps.
     #[arg(long, default_value_t = 50)]
     real_bots: usize,
-    /// Seconds of each run of the audio phase (without audio, then with it).
-    #[arg(long, default_value_t = 60)]
+    /// Seconds of each run of the audio phase (without audio, then with it): about 5 GB of
+    /// PNGs each at 30 s.
+    #[arg(long, default_value_t = 30)]
     audio_seconds: u64,
     /// Bots in the audio phase.
     #[arg(long, default_value_t = 16)]
