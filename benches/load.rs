@@ -11,7 +11,13 @@
 //!    floor;
 //! 3. the real rate, 2 fps on 250 streams: CPU, RSS, latency after a warm-up (and with it),
 //!    and frames lost (checked against the files on disk);
-//! 4. 2,000 idle websockets: the server's RSS.
+//! 4. 2,000 idle websockets: the server's RSS;
+//! 5. audio (issue 12): 16 bots of 16 participants each, 2 fps webcams and every participant's
+//!    audio all the time in 20 ms chunks (256 streams of each), against the same run without
+//!    audio: CPU per 1,000 frames with and without, receipt-to-disk latency of frames (from
+//!    the files) and of audio (from the histogram), and frames and samples lost, checked on
+//!    disk (every chunk listed whole in `audio.jsonl` and held by the WAV pieces; the first
+//!    bot's tracks compared sample by sample with the voices sent).
 //!
 //! The simulator's own CPU is measured as this process's, and the other processes' CPU
 //! during each phase says whether the run was disturbed. Every phase is bounded in time and
@@ -57,7 +63,17 @@ struct Options {
     /// Bots in the real-rate phase, each with five participants' webcams at 2 fps.
     #[arg(long, default_value_t = 50)]
     real_bots: usize,
-    /// Idle websockets held open in the last phase.
+    /// Seconds of each run of the audio phase (without audio, then with it): about 5 GB of
+    /// PNGs each at 30 s.
+    #[arg(long, default_value_t = 30)]
+    audio_seconds: u64,
+    /// Bots in the audio phase.
+    #[arg(long, default_value_t = 16)]
+    audio_bots: usize,
+    /// Participants per bot in the audio phase, each with a webcam at 2 fps and audio.
+    #[arg(long, default_value_t = 16)]
+    audio_participants: usize,
+    /// Idle websockets held open in the idle phase.
     #[arg(long, default_value_t = 2000)]
     idle_connections: usize,
     /// Frames written by each floor loop at most.
@@ -83,6 +99,7 @@ enum PhaseName {
     Max,
     Real,
     Idle,
+    Audio,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -139,6 +156,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
             format!("{} / {}", mb(none), mb(all)),
             "< 200 MB",
         );
+    }
+    if runs(PhaseName::Audio) {
+        audio_phase(&options, &binary, &mut table).await?;
     }
     let after = procfs::LoadAverage::current()?;
     println!("\n{machine}");
@@ -330,6 +350,135 @@ async fn real_phase(options: &Options, binary: &Path, table: &mut Table) -> anyh
     Ok(())
 }
 
+async fn audio_phase(options: &Options, binary: &Path, table: &mut Table) -> anyhow::Result<()> {
+    let (bots, participants) = (options.audio_bots, options.audio_participants);
+    let streams = bots * participants;
+    let frames_args = [
+        "--bots".to_owned(),
+        bots.to_string(),
+        "--participants".into(),
+        participants.to_string(),
+        "--screenshare".into(),
+        "0".into(),
+        "--fps".into(),
+        "2".into(),
+        "--duration".into(),
+        format!("{}s", options.audio_seconds),
+        "--ring".into(),
+        "20".into(),
+    ];
+    let mut audio_args = frames_args.to_vec();
+    audio_args.extend(["--audio", "--audio-all", "--audio-chunk-ms", "20"].map(String::from));
+    let warm_up = Duration::from_secs(options.warm_up_seconds);
+    eprintln!(
+        "audio: {streams} webcams at 2 fps ({bots} bots x {participants}) for {} s, without audio...",
+        options.audio_seconds
+    );
+    let args: Vec<&str> = frames_args.iter().map(String::as_str).collect();
+    let without = phase(binary, &args, "load_frames", warm_up).await?;
+    eprintln!("audio: ...and with {streams} audio streams in 20 ms chunks");
+    let args: Vec<&str> = audio_args.iter().map(String::as_str).collect();
+    let with = phase(binary, &args, "load_audio", warm_up).await?;
+
+    let label = format!(
+        "audio: {streams} webcams at 2 fps and {streams} audio streams in 20 ms chunks ({bots} connections x {participants}), {} s",
+        options.audio_seconds
+    );
+    let cpu = |p: &Phase| {
+        format!(
+            "{:.0}% of one core ({:.2} CPU-s per 1,000 frames)",
+            p.server_cpu / p.wall * 100.0,
+            p.cpu_per_thousand()
+        )
+    };
+    table.row(&label, "server CPU without audio", cpu(&without), "");
+    table.row("", "server CPU with audio", cpu(&with), "");
+    table.row(
+        "",
+        "RSS with audio (peak / sampled max)",
+        format!("{} / {}", mb(with.peak_rss), mb(with.sampled_rss)),
+        "",
+    );
+    let files = |p: &Phase| ms(p.latency.files_steady.1);
+    table.row(
+        "",
+        &format!(
+            "frames: receipt to file in place, p99 (files, after the first {} s), without / with audio",
+            warm_up.as_secs()
+        ),
+        format!("{} / {}", files(&without), files(&with)),
+        "< 100 ms",
+    );
+    let audio = with
+        .audio
+        .as_ref()
+        .context("the audio run checked its audio")?;
+    table.row(
+        "",
+        &format!(
+            "audio: receipt to saved, p50 / p99 (histogram, after the first {} s)",
+            warm_up.as_secs()
+        ),
+        format!(
+            "{} / {}",
+            ms(audio.saved_steady.0),
+            ms(audio.saved_steady.1)
+        ),
+        "p99 < 100 ms",
+    );
+    table.row(
+        "",
+        "audio: p99 over the whole run, start-up included (histogram)",
+        ms(audio.saved.1),
+        "",
+    );
+    table.row(
+        "",
+        "frames lost (checked on disk), without / with audio",
+        format!(
+            "{} of {} / {} of {}",
+            without.lost, without.report.frames, with.lost, with.report.frames
+        ),
+        "0",
+    );
+    table.row(
+        "",
+        "audio samples lost (checked on disk: lines and pieces)",
+        format!(
+            "{} of {} ({} chunks)",
+            audio.lost_samples, with.report.audio_samples, with.report.audio_chunks
+        ),
+        "0",
+    );
+    table.row(
+        "",
+        "samples differing from the voice sent (first bot's tracks, sample by sample)",
+        format!("{} of {}", audio.wrong_samples, audio.compared_samples),
+        "0",
+    );
+    table.row(
+        "",
+        "simulator CPU, without / with audio",
+        format!(
+            "{:.0}% / {:.0}% of a core",
+            without.generator_cpu / without.wall * 100.0,
+            with.generator_cpu / with.wall * 100.0
+        ),
+        "",
+    );
+    let (cores_without, cores_with) = (
+        without.others_cpu / without.wall,
+        with.others_cpu / with.wall,
+    );
+    table.row(
+        "",
+        "other processes meanwhile, without / with audio",
+        format!("{cores_without:.2} / {cores_with:.2} cores"),
+        "",
+    );
+    Ok(())
+}
+
 /// How much other work shared the machine: what makes a run disturbed.
 fn others_row(table: &mut Table, others_cpu: f64, wall: f64) {
     let cores = (others_cpu / wall).max(0.0);
@@ -464,6 +613,8 @@ struct Phase {
     sampled_rss: u64,
     latency: Latency,
     lost: u64,
+    /// With audio sent: its latency and what the check on disk found.
+    audio: Option<AudioChecked>,
 }
 
 /// p50 and p99 in seconds: to the file in place (from the files) and to saved (from the
@@ -511,6 +662,7 @@ async fn phase(
     let mut run = std::pin::pin!(run);
     let mut sampled_rss = 0;
     let mut at_warm_up = None;
+    let mut audio_at_warm_up = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let report = loop {
         tokio::select! {
@@ -518,7 +670,9 @@ async fn phase(
             _ = ticker.tick() => {
                 sampled_rss = sampled_rss.max(server.rss()?);
                 if at_warm_up.is_none() && started.elapsed() >= warm_up {
-                    at_warm_up = Some(histogram(&server.metrics().await?)?);
+                    let metrics = server.metrics().await?;
+                    at_warm_up = Some(histogram(&metrics, FRAMES_HISTOGRAM)?);
+                    audio_at_warm_up = Some(histogram(&metrics, AUDIO_HISTOGRAM)?);
                 }
             }
         }
@@ -539,7 +693,10 @@ async fn phase(
             &metrics,
             "recall_frames_frames_saved_total{kind=\"screenshare\"}",
         );
-        if saved as u64 >= report.frames || Instant::now() > deadline {
+        let audio_done = metric_value(&metrics, "recall_frames_audio_chunks_saved_total")
+            + metric_value(&metrics, "recall_frames_audio_chunks_duplicate_total");
+        let all_in = saved as u64 >= report.frames && audio_done as u64 >= report.audio_chunks;
+        if all_in || Instant::now() > deadline {
             let bytes = metric_value(&metrics, "recall_frames_bytes_saved_total");
             break (saved as u64, bytes as u64);
         }
@@ -549,21 +706,32 @@ async fn phase(
     let server_cpu = server.cpu()? - server_before;
     let others_cpu = (machine_busy()? - busy_before) - server_cpu - (own_cpu()? - me_before);
     let peak_rss = server.peak_rss()?;
-    let at_end = histogram(&server.metrics().await?)?;
-    let steady = match &at_warm_up {
-        Some(before) => at_end
-            .iter()
-            .zip(before)
-            .map(|(&(le, end), &(_, start))| (le, end - start))
-            .collect(),
-        None => Vec::new(),
-    };
+    let metrics = server.metrics().await?;
+    let at_end = histogram(&metrics, FRAMES_HISTOGRAM)?;
+    let steady = since(&at_end, at_warm_up.as_deref());
+    let audio_at_end = histogram(&metrics, AUDIO_HISTOGRAM)?;
+    let audio_steady = since(&audio_at_end, audio_at_warm_up.as_deref());
     let data_dir = server.data_dir().to_owned();
     let checked = tokio::task::spawn_blocking({
         let report = report.clone();
         move || check_on_disk(&data_dir, &report, steady_from)
     })
     .await??;
+    let audio = match report.audio_chunks {
+        0 => None,
+        _ => {
+            let data_dir = server.data_dir().to_owned();
+            let report = report.clone();
+            let checked =
+                tokio::task::spawn_blocking(move || check_audio_on_disk(&data_dir, &report))
+                    .await??;
+            Some(AudioChecked {
+                saved: histogram_quantiles(&audio_at_end),
+                saved_steady: histogram_quantiles(&audio_steady),
+                ..checked
+            })
+        }
+    };
     let latency = Latency {
         files: checked.latency,
         files_steady: checked.latency_steady,
@@ -583,7 +751,108 @@ async fn phase(
         sampled_rss,
         latency,
         lost: checked.lost,
+        audio,
     })
+}
+
+/// The growth of cumulative buckets since `before` (none without it).
+fn since(at_end: &[(f64, f64)], before: Option<&[(f64, f64)]>) -> Vec<(f64, f64)> {
+    match before {
+        Some(before) => at_end
+            .iter()
+            .zip(before)
+            .map(|(&(le, end), &(_, start))| (le, end - start))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// What the audio sent became, checked on disk, and its receipt-to-saved latency.
+#[derive(Debug, Default)]
+struct AudioChecked {
+    /// Samples sent that are not in a chunk line listing them whole, or not held by the
+    /// pieces.
+    lost_samples: u64,
+    /// Samples of the first bot's tracks compared with the voice sent, and how many differ.
+    compared_samples: u64,
+    wrong_samples: u64,
+    /// p50 and p99, seconds, from the histogram: the whole run and after the warm-up.
+    saved: (f64, f64),
+    saved_steady: (f64, f64),
+}
+
+/// Checks every audio chunk sent against the participant's track on disk: a line in
+/// `audio.jsonl` at its first sample with its samples, `written + overlap` of them, and WAV
+/// pieces holding them all; the first bot's tracks are read back and compared with the
+/// voices, sample by sample.
+fn check_audio_on_disk(data_dir: &Path, report: &Report) -> anyhow::Result<AudioChecked> {
+    use recall_frames::audio::{BYTES_PER_SAMPLE, SAMPLES_PER_MS, WAV_HEADER_BYTES};
+    let mut checked = AudioChecked::default();
+    let first_bot = report.recordings.first().map(|r| r.id.clone());
+    for track in &report.audio {
+        let dir = track.dir_in(data_dir);
+        let manifest =
+            std::fs::read_to_string(dir.join(layout::AUDIO_MANIFEST)).unwrap_or_default();
+        // Each chunk line: first sample → samples, written + overlap.
+        let mut listed: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for line in manifest.lines() {
+            if let layout::AudioRecord::Chunk {
+                start_sample,
+                samples,
+                written,
+                overlap,
+                ..
+            } = serde_json::from_str(line)?
+            {
+                listed.insert(start_sample, (samples, written + overlap));
+            }
+        }
+        // Each piece: first sample → its samples, as the file holds them.
+        let mut pieces: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(ms) = name
+                .to_str()
+                .and_then(recall_frames::audio::parse_piece_file_name)
+            else {
+                continue;
+            };
+            let mut bytes = std::fs::read(entry.path())?;
+            bytes.drain(..(WAV_HEADER_BYTES as usize).min(bytes.len()));
+            pieces.insert(ms * SAMPLES_PER_MS, bytes);
+        }
+        let sample_at = |at: u64| -> Option<i16> {
+            let (&first, bytes) = pieces.range(..=at).next_back()?;
+            let offset = ((at - first) * BYTES_PER_SAMPLE) as usize;
+            let pair = bytes.get(offset..offset + 2)?;
+            Some(i16::from_le_bytes([pair[0], pair[1]]))
+        };
+        let compare = first_bot.as_deref() == Some(track.recording.as_str());
+        let mut seen = std::collections::HashSet::new();
+        for &(start, samples) in &track.chunks {
+            if !seen.insert(start) {
+                continue; // sent again after a failed send
+            }
+            let whole = listed.get(&start) == Some(&(samples, samples));
+            let held = (start..start + samples).all(|at| sample_at(at).is_some());
+            if !(whole && held) {
+                checked.lost_samples += samples;
+                continue;
+            }
+            if compare {
+                let voice =
+                    recall_frames::simulate::voice::voice(track.slot, start, samples as usize);
+                checked.compared_samples += samples;
+                checked.wrong_samples += voice
+                    .iter()
+                    .zip(start..)
+                    .filter(|&(&sent, at)| sample_at(at) != Some(sent))
+                    .count() as u64;
+            }
+        }
+    }
+    Ok(checked)
 }
 
 struct Checked {
@@ -820,12 +1089,16 @@ fn own_cpu() -> anyhow::Result<f64> {
 
 // ---- metrics ----
 
-/// The cumulative buckets of `recall_frames_save_seconds`: (upper bound, count).
-fn histogram(text: &str) -> anyhow::Result<Vec<(f64, f64)>> {
-    let prefix = "recall_frames_save_seconds_bucket{le=\"";
+/// Receipt to saved, of frames and of audio chunks.
+const FRAMES_HISTOGRAM: &str = "recall_frames_save_seconds";
+const AUDIO_HISTOGRAM: &str = "recall_frames_audio_save_seconds";
+
+/// The cumulative buckets of the histogram `name`: (upper bound, count).
+fn histogram(text: &str, name: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let prefix = format!("{name}_bucket{{le=\"");
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(prefix) else {
+        let Some(rest) = line.strip_prefix(prefix.as_str()) else {
             continue;
         };
         let (le, rest) = rest.split_once("\"}").context("a bucket line")?;
@@ -837,10 +1110,7 @@ fn histogram(text: &str) -> anyhow::Result<Vec<(f64, f64)>> {
         };
         buckets.push((le, count));
     }
-    ensure!(
-        !buckets.is_empty(),
-        "no save_seconds histogram in the metrics"
-    );
+    ensure!(!buckets.is_empty(), "no {name} histogram in the metrics");
     Ok(buckets)
 }
 

@@ -1,23 +1,30 @@
 //! `recall-frames copy-to-bucket`: copies the recordings saved in DATA_DIR into the bucket
 //! that BUCKET_NAME names, for a server moving from a volume to a bucket.
 //!
-//! Every frame and event goes through the bucket's own sink, as if its bot were streaming
-//! it again: the same keys, manifests and summaries, no frame ever replaced (one already in
-//! the bucket is a duplicate), and events already in the bucket are not added twice. A copy
-//! that stops half-way is finished by running it again.
+//! Every frame, event and audio chunk goes through the bucket's own sink, as if its bot were
+//! streaming it again: the same keys, manifests and summaries, no frame ever replaced (one
+//! already in the bucket is a duplicate), events already in the bucket not added twice, and
+//! each audio chunk replayed from its manifest line with the samples the pieces hold at its
+//! place (a chunk whose samples the bucket's track already has is a duplicate). A copy that
+//! stops half-way is finished by running it again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
 use serde::Serialize;
 
 use crate::Config;
-use crate::catalog::{Catalog, ParticipantDetail, RecordingOverview};
+use crate::audio::{
+    AudioChunk, AudioSource, AudioTrackKey, BYTES_PER_SAMPLE, PIECE_SAMPLES, WAV_HEADER_BYTES,
+};
+use crate::catalog::{AudioTrackView, Catalog, CatalogError, ParticipantDetail, RecordingOverview};
 use crate::frame::{Frame, FrameTime, ParticipantEvent, ParticipantEventKind, RecordingInfo};
-use crate::layout::{self, FrameRecord, ParticipantClaim};
+use crate::layout::{self, AudioRecord, FrameRecord, ParticipantClaim};
 use crate::recorder::claim_folder;
-use crate::sink::{FrameSink, WriteOutcome};
+use crate::sink::{AudioOutcome, FrameSink, WriteOutcome};
 use crate::store::fs::FsStore;
 use crate::store::{Store, read_whole_log};
 
@@ -43,6 +50,10 @@ pub struct RecordingCopied {
     pub frames_already_there: u64,
     pub events: u64,
     pub events_already_there: u64,
+    /// Audio chunks that added samples to the bucket's tracks.
+    pub audio_chunks: u64,
+    /// Audio chunks whose every sample the bucket's track already had.
+    pub audio_chunks_already_there: u64,
     /// Manifest lines or events that could not be copied, each with the reason; these are
     /// also logged. The copy goes on without them.
     pub skipped: Vec<String>,
@@ -86,6 +97,8 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
             frames_already_there = copied.frames_already_there,
             events = copied.events,
             events_already_there = copied.events_already_there,
+            audio_chunks = copied.audio_chunks,
+            audio_chunks_already_there = copied.audio_chunks_already_there,
             skipped = copied.skipped.len(),
             "recording copied"
         );
@@ -97,7 +110,8 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
 
 /// Copies one recording: its participants' folder names first, so that the bucket names
 /// them as DATA_DIR does (unless it knows them already); then its events, in order; then
-/// its frames, each carrying `participant.json`, which they leave as it is on disk.
+/// its frames, each carrying `participant.json`, which they leave as it is on disk; then
+/// its audio tracks, the mixed one first.
 async fn copy_recording(
     from: &Source,
     store: &dyn Store,
@@ -156,7 +170,154 @@ async fn copy_recording(
     for participant in &detail.participants {
         copy_streams(from, sink, participant, &recording, &mut copied).await?;
     }
+    let tracks =
+        std::iter::once((None, AudioSource::Mixed)).chain(detail.participants.iter().map(|p| {
+            (
+                Some(p.participant.id),
+                AudioSource::Participant(p.participant.clone()),
+            )
+        }));
+    for (participant, source) in tracks {
+        let track = AudioTrackKey {
+            recording: id.clone(),
+            participant,
+        };
+        copy_audio(from, sink, &track, source, &recording, &mut copied).await?;
+    }
     Ok(copied)
+}
+
+/// Replays one audio track chunk by chunk, in manifest order, each with the samples the
+/// pieces hold at its place and the times its line gives. In that order the bucket's
+/// timeline makes the same decisions DATA_DIR's did (the same segments, gaps, overlaps kept
+/// as first written), so its pieces hold the same samples at the same places.
+async fn copy_audio(
+    from: &Source,
+    sink: &Arc<dyn FrameSink>,
+    track: &AudioTrackKey,
+    source: AudioSource,
+    recording: &RecordingInfo,
+    copied: &mut RecordingCopied,
+) -> anyhow::Result<()> {
+    let view = match from.catalog.audio(track).await {
+        Ok(view) => view,
+        Err(CatalogError::NotFound) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let manifest = view.folder.join(layout::AUDIO_MANIFEST);
+    let mut samples = TrackSamples::new(&from.catalog, &view);
+    for line in read_whole_log(from.store.as_ref(), &manifest).await? {
+        let record = match serde_json::from_slice::<AudioRecord>(&line) {
+            Ok(record) => record,
+            Err(error) => {
+                copied.skip(format!("{track}: {error}"));
+                continue;
+            }
+        };
+        // Segments and gaps follow from the chunks: the bucket's timeline makes its own.
+        let AudioRecord::Chunk {
+            start_sample,
+            start,
+            absolute,
+            samples: count,
+            received_at,
+            ..
+        } = record
+        else {
+            continue;
+        };
+        let pcm = match samples.read(start_sample, count).await {
+            Ok(pcm) => pcm,
+            Err(why) => {
+                copied.skip(format!(
+                    "{track}: the chunk at sample {start_sample}: {why}"
+                ));
+                continue;
+            }
+        };
+        let chunk = AudioChunk {
+            source: source.clone(),
+            time: FrameTime {
+                relative: start,
+                absolute,
+            },
+            start_sample,
+            pcm,
+            recording: recording.clone(),
+            received_at,
+            received: std::time::Instant::now(),
+        };
+        match sink.record_audio(&chunk).await? {
+            AudioOutcome::Saved { .. } => copied.audio_chunks += 1,
+            AudioOutcome::Duplicate => copied.audio_chunks_already_there += 1,
+        }
+    }
+    Ok(())
+}
+
+/// A track's samples read a piece's length at a time: chunks come in about timeline order,
+/// so each stretch of the track is read about once rather than once per chunk.
+struct TrackSamples<'a> {
+    catalog: &'a Catalog,
+    view: &'a AudioTrackView,
+    /// The samples from `first` on, as s16le bytes.
+    first: u64,
+    window: Bytes,
+}
+
+impl<'a> TrackSamples<'a> {
+    fn new(catalog: &'a Catalog, view: &'a AudioTrackView) -> Self {
+        TrackSamples {
+            catalog,
+            view,
+            first: 0,
+            window: Bytes::new(),
+        }
+    }
+
+    /// The samples `[start, start + count)` as s16le bytes; an error when a piece does not
+    /// hold them all (the track's silence is no chunk's samples).
+    async fn read(&mut self, start: u64, count: u64) -> Result<Bytes, String> {
+        let end = start + count;
+        if !self.held(start, end) {
+            return Err(format!(
+                "samples {start} to {end} are not all in the track's pieces"
+            ));
+        }
+        let in_window = self.window.len() as u64 / BYTES_PER_SAMPLE;
+        if start < self.first || end > self.first + in_window {
+            let to = (start + count.max(PIECE_SAMPLES)).min(self.view.stored.end());
+            let byte = |sample: u64| WAV_HEADER_BYTES + sample * BYTES_PER_SAMPLE;
+            let parts: Vec<Bytes> = self
+                .catalog
+                .wav_bytes(self.view, (byte(start), byte(to)))
+                .try_collect()
+                .await
+                .map_err(|error| format!("cannot read its pieces: {error}"))?;
+            self.first = start;
+            self.window = parts.concat().into();
+        }
+        let at = |sample: u64| ((sample - self.first) * BYTES_PER_SAMPLE) as usize;
+        Ok(self.window.slice(at(start)..at(end)))
+    }
+
+    /// Whether the pieces hold every sample of `[start, end)`.
+    fn held(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        // Pieces never overlap: walk those from the one holding `start` on.
+        let from = self.view.stored.pieces.range(..=start).next_back();
+        let after = self.view.stored.pieces.range(start + 1..end);
+        for (&first, &samples) in from.into_iter().chain(after) {
+            if first > at {
+                return false;
+            }
+            at = at.max(first + samples);
+            if at >= end {
+                return true;
+            }
+        }
+        at >= end
+    }
 }
 
 /// Copies each of a participant's streams, frame by frame in manifest order, with the

@@ -4,8 +4,8 @@
 //! Each simulated bot is one websocket connection streaming one recording: its participants'
 //! webcam (and some screenshare) frames as `video_separate_png.data` events, optionally
 //! framed by `participant_events.*`, and with `--audio` each participant's voice as
-//! `audio_separate_raw.data` chunks during their speech turns. A bot reconnects as Recall's do and resumes where it
-//! was. [`Simulation::prepare`] checks the arguments and makes the frames;
+//! `audio_separate_raw.data` chunks during their speech turns (all the time with
+//! `--audio-all`). A bot reconnects as Recall's do and resumes where it was. [`Simulation::prepare`] checks the arguments and makes the frames;
 //! [`Simulation::run`] streams them and returns a [`Report`].
 
 mod bot;
@@ -125,6 +125,12 @@ pub struct SimulateArgs {
     /// nothing while they are quiet.
     #[arg(long)]
     pub audio: bool,
+
+    /// With --audio, every participant sends audio all the time rather than only in their
+    /// speech turns: Recall's most concurrent audio streams per call (16 on Zoom and Meet),
+    /// the worst a server has to take.
+    #[arg(long, requires = "audio")]
+    pub audio_all: bool,
 
     /// Length of each audio chunk, in milliseconds.
     #[arg(long, default_value_t = 20, value_name = "MS",
@@ -317,6 +323,8 @@ struct Plan {
     participant_events: bool,
     /// With `--audio`: the length of a chunk, in milliseconds.
     audio_chunk_ms: Option<u64>,
+    /// With `--audio-all`: every participant sends audio all the time.
+    audio_all: bool,
     retry_delay: Duration,
     retries: u32,
     meeting_start: Timestamp,
@@ -489,6 +497,7 @@ impl Simulation {
                 stop,
                 participant_events: args.participant_events,
                 audio_chunk_ms: args.audio.then_some(args.audio_chunk_ms),
+                audio_all: args.audio_all,
                 retry_delay: args.retry_delay,
                 retries: args.retries,
                 meeting_start: Timestamp::now(),
@@ -591,8 +600,39 @@ impl Simulation {
                 .map(|s| s.sent_ms.len() as u64)
                 .sum()
         };
+        let mut audio = Vec::new();
+        for outcome in &outcomes {
+            let bot = &plan.bots[outcome.bot];
+            for (slot, chunks) in outcome.audio_sent.iter().enumerate() {
+                if chunks.is_empty() {
+                    continue;
+                }
+                let member = &bot.cast[slot];
+                audio.push(AudioReport {
+                    recording: bot
+                        .resources
+                        .recording
+                        .id
+                        .as_str()
+                        .unwrap_or_default()
+                        .into(),
+                    participant: member.participant.id,
+                    name: member.participant.name.clone(),
+                    is_host: member.participant.is_host,
+                    slot,
+                    chunks: chunks.clone(),
+                });
+            }
+        }
         let totals = shared.totals();
         Report {
+            audio_chunks: audio.iter().map(|a| a.chunks.len() as u64).sum(),
+            audio_samples: audio
+                .iter()
+                .flat_map(|a| &a.chunks)
+                .map(|&(_, samples)| samples)
+                .sum(),
+            audio,
             elapsed,
             frames: count(StreamKind::Webcam) + count(StreamKind::Screenshare),
             webcam_frames: count(StreamKind::Webcam),
@@ -723,6 +763,11 @@ pub struct Report {
     /// Bytes of every message sent (JSON and base64 included).
     pub message_bytes: u64,
     pub participant_events: u64,
+    /// Audio chunks sent, and the samples in them.
+    pub audio_chunks: u64,
+    pub audio_samples: u64,
+    /// Each participant's audio as sent, for those who sent any.
+    pub audio: Vec<AudioReport>,
     /// Messages sent again after a reconnect because their first send failed; the server
     /// skips any it had already saved.
     pub resent: u64,
@@ -774,16 +819,61 @@ pub struct StreamReport {
 impl StreamReport {
     /// The folder a server writing to `data_dir` saves this stream's frames in.
     pub fn dir_in(&self, data_dir: &std::path::Path) -> PathBuf {
-        let participant = Participant {
-            name: self.name.clone(),
-            is_host: self.is_host,
-            ..Participant::unknown(self.participant)
-        };
-        data_dir
-            .join(&self.recording)
-            .join(crate::layout::participant_folder_name(&participant))
-            .join(self.kind.as_str())
+        participant_dir(
+            data_dir,
+            &self.recording,
+            self.participant,
+            &self.name,
+            self.is_host,
+        )
+        .join(self.kind.as_str())
     }
+}
+
+/// One participant's audio as sent: every sample should be in their track on the server.
+#[derive(Debug, Clone)]
+pub struct AudioReport {
+    pub recording: String,
+    pub participant: ParticipantId,
+    pub name: Option<String>,
+    pub is_host: bool,
+    /// The participant's place in the cast: their voice is [`voice::voice`] of it.
+    pub slot: usize,
+    /// Each chunk sent, in sending order: its first timeline sample and its samples (a
+    /// chunk sent again after a failed send is listed again).
+    pub chunks: Vec<(u64, u64)>,
+}
+
+impl AudioReport {
+    /// The folder a server writing to `data_dir` saves this participant's audio in.
+    pub fn dir_in(&self, data_dir: &std::path::Path) -> PathBuf {
+        participant_dir(
+            data_dir,
+            &self.recording,
+            self.participant,
+            &self.name,
+            self.is_host,
+        )
+        .join(crate::layout::AUDIO_FOLDER)
+    }
+}
+
+/// A participant's folder as a server writing to `data_dir` names it on first sight.
+fn participant_dir(
+    data_dir: &std::path::Path,
+    recording: &str,
+    id: ParticipantId,
+    name: &Option<String>,
+    is_host: bool,
+) -> PathBuf {
+    let participant = Participant {
+        name: name.clone(),
+        is_host,
+        ..Participant::unknown(id)
+    };
+    data_dir
+        .join(recording)
+        .join(crate::layout::participant_folder_name(&participant))
 }
 
 impl Report {
@@ -819,6 +909,15 @@ impl fmt::Display for Report {
         writeln!(f, "     {}", self.frames_described)?;
         if self.participant_events > 0 {
             writeln!(f, "     {} participant events", self.participant_events)?;
+        }
+        if self.audio_chunks > 0 {
+            writeln!(
+                f,
+                "     {} audio chunks from {} participant(s): {:.1} s of audio",
+                self.audio_chunks,
+                self.audio.len(),
+                self.audio_samples as f64 / f64::from(crate::audio::SAMPLE_RATE)
+            )?;
         }
         writeln!(
             f,

@@ -246,6 +246,8 @@ impl Shared {
 pub struct Outcome {
     pub bot: usize,
     pub ticks_sent: Vec<u64>,
+    /// Per participant, each audio chunk sent: its first sample and its samples.
+    pub audio_sent: Vec<Vec<(u64, u64)>>,
 }
 
 /// The next message of a bot, and where it stands: the messages are the prologue of
@@ -399,6 +401,7 @@ pub async fn run(
         bot,
         cursor: Cursor::new(&plan, bot),
         ticks_sent: vec![0; plan.bots[bot].streams.len()],
+        audio_sent: vec![Vec::new(); plan.bots[bot].cast.len()],
         pacing: match plan.rate {
             super::Rate::PerSecond(fps) => {
                 // Meetings do not start in step: bots spread their rounds over the period, so
@@ -426,6 +429,7 @@ pub async fn run(
     Ok(Outcome {
         bot,
         ticks_sent: sender.ticks_sent,
+        audio_sent: sender.audio_sent,
     })
 }
 
@@ -436,6 +440,7 @@ struct Sender {
     bot: usize,
     cursor: Cursor,
     ticks_sent: Vec<u64>,
+    audio_sent: Vec<Vec<(u64, u64)>>,
     pacing: Option<tokio::time::Interval>,
     deadline: Option<Instant>,
     cancel: CancellationToken,
@@ -638,11 +643,12 @@ impl Sender {
                     let plan = &self.plan;
                     let bot = &plan.bots[self.bot];
                     let speaking = plan.audio_chunk(tick, chunk).filter(|&(start, _)| {
-                        voice::is_speaking(
-                            member,
-                            bot.cast.len(),
-                            start / crate::audio::SAMPLES_PER_MS,
-                        )
+                        plan.audio_all
+                            || voice::is_speaking(
+                                member,
+                                bot.cast.len(),
+                                start / crate::audio::SAMPLES_PER_MS,
+                            )
                     });
                     let Some((start, samples)) = speaking else {
                         // Quiet, or past the round: nothing to send.
@@ -781,7 +787,16 @@ impl Sender {
             Step::Event { .. } => {
                 counters.events.fetch_add(1, Ordering::Relaxed);
             }
-            Step::Audio { .. } | Step::Done => {}
+            Step::Audio {
+                tick,
+                member,
+                chunk,
+            } => {
+                if let Some((start, samples)) = self.plan.audio_chunk(tick, chunk) {
+                    self.audio_sent[member].push((start, samples as u64));
+                }
+            }
+            Step::Done => {}
         }
     }
 

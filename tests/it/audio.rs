@@ -30,7 +30,7 @@ fn wav_samples(bytes: &[u8]) -> Vec<i16> {
 }
 
 /// The track at `api` (its JSON path) as one WAV, from the API.
-async fn track_wav(server: &TestServer, api: &str) -> Vec<i16> {
+pub(crate) async fn track_wav(server: &TestServer, api: &str) -> Vec<i16> {
     let response = server.get(&format!("{api}.wav")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "audio/wav");
@@ -38,12 +38,12 @@ async fn track_wav(server: &TestServer, api: &str) -> Vec<i16> {
 }
 
 /// Waits until the track at `api` lists `chunks` chunks.
-async fn wait_for_chunks(server: &TestServer, api: &str, chunks: u64) {
+pub(crate) async fn wait_for_chunks(server: &TestServer, api: &str, chunks: u64) {
     wait_for_field(&server.url(api), "chunks", chunks).await;
 }
 
 /// The timeline the chunks make: each at its first sample, silence elsewhere.
-fn timeline(chunks: &[&TestAudio]) -> Vec<i16> {
+pub(crate) fn timeline(chunks: &[&TestAudio]) -> Vec<i16> {
     let end = chunks
         .iter()
         .map(|c| (c.relative * 16_000.0).round() as usize + c.samples.len())

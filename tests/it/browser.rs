@@ -739,17 +739,7 @@ async fn the_player_plays_a_participants_audio_with_the_frames_in_chromium() {
             )
             .await;
     }
-    eventually("Alice's audio is saved", || async {
-        let audio = reqwest::get(server.url("/api/recordings/rec_9f1c2a/100/audio")).await;
-        match audio {
-            Ok(r) if r.status() == 200 => r
-                .json::<serde_json::Value>()
-                .await
-                .is_ok_and(|v| v["chunks"] == 6),
-            _ => false,
-        }
-    })
-    .await;
+    crate::audio::wait_for_chunks(&server, "/api/recordings/rec_9f1c2a/100/audio", 6).await;
 
     let driver = Chromium::start(&chromium, &chromedriver).await;
     let outcome = std::panic::AssertUnwindSafe(listen(&driver.session, &server))

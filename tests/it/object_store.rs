@@ -12,6 +12,9 @@ use recall_frames::Config;
 use serde_json::{Value, json};
 
 const ALICE_WEBCAM: &str = "/api/recordings/rec_9f1c2a/100/webcam";
+const ALICE_AUDIO: &str = "/api/recordings/rec_9f1c2a/100/audio";
+const BOB_AUDIO: &str = "/api/recordings/rec_9f1c2a/200/audio";
+const MIXED_AUDIO: &str = "/api/recordings/rec_9f1c2a/mixed/audio";
 
 /// Short intervals, so that manifests, retries and checks happen within a test's patience.
 const QUICK: [&str; 6] = [
@@ -57,6 +60,8 @@ fn as_disk_path(key: &str) -> Option<String> {
         [_, "participants", _] => None,
         [rec, "events", _] => Some(format!("{rec}/events.jsonl")),
         [rec, who, kind, "frames", _] => Some(format!("{rec}/{who}/{kind}/frames.jsonl")),
+        [rec, "audio", "audio", _] => Some(format!("{rec}/audio/audio.jsonl")),
+        [rec, who, "audio", "audio", _] => Some(format!("{rec}/{who}/audio/audio.jsonl")),
         _ => Some(key.to_owned()),
     }
 }
@@ -108,6 +113,44 @@ async fn copy_to_bucket(
     (output.status.success(), report)
 }
 
+/// Audio that makes every decision a track's timeline takes: Alice's chunks in sending
+/// order (an overlap, a short gap filled late, a run of chunks with short gaps that crosses
+/// into a second piece, a new segment after a long silence, a chunk resent whole), Bob's
+/// one chunk and the mixed track's. Returns them and Alice's track as it should sound.
+fn audio_for_the_copy() -> (Vec<TestAudio>, Vec<i16>) {
+    let first = TestAudio::at_sample(16_000, 320, 100);
+    // Its first 160 samples were received before: the first chunk's stand.
+    let overlapping = TestAudio::at_sample(16_160, 320, 1000);
+    let after_gap = TestAudio::at_sample(24_000, 320, 2000);
+    let late = TestAudio::at_sample(20_000, 160, 3000);
+    // Every 1.5 s up to the piece boundary at sample 176,000, and one across it.
+    let run: Vec<TestAudio> = (0..6)
+        .map(|i| TestAudio::at_sample(40_000 + i * 24_000, 320, 4000 + i as i16 * 100))
+        .collect();
+    let across_pieces = TestAudio::at_sample(175_900, 320, 5000);
+    let new_segment = TestAudio::at_sample(400_000, 320, 6000);
+    let mut alice = vec![
+        overlapping.clone(),
+        first.clone(),
+        after_gap.clone(),
+        late.clone(),
+    ];
+    alice.extend(run.iter().cloned());
+    alice.extend([across_pieces.clone(), new_segment.clone()]);
+    // The timeline writes later chunks over earlier ones: the overlapping chunk goes first.
+    let expected = crate::audio::timeline(&alice.iter().collect::<Vec<_>>());
+    let mut sent = vec![first.clone(), overlapping, after_gap, late];
+    sent.extend(run);
+    sent.extend([
+        across_pieces,
+        new_segment,
+        first,
+        TestAudio::at_sample(8_000, 160, 7000).participant(200),
+        TestAudio::at_sample(0, 320, 8000).mixed(),
+    ]);
+    (sent, expected)
+}
+
 #[tokio::test]
 async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
     let s3 = S3Server::start().await;
@@ -121,6 +164,19 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
     on_disk
         .wait_for_frames("/api/recordings/rec_9f1c2a/200/webcam", 2)
         .await;
+    let (audio, alice_expected) = audio_for_the_copy();
+    let mut bot = on_disk.connect().await;
+    for chunk in &audio {
+        bot.send_text(chunk.event()).await;
+    }
+    // The resent chunk is neither written nor listed.
+    crate::audio::wait_for_chunks(&on_disk, ALICE_AUDIO, 12).await;
+    crate::audio::wait_for_chunks(&on_disk, BOB_AUDIO, 1).await;
+    crate::audio::wait_for_chunks(&on_disk, MIXED_AUDIO, 1).await;
+    assert_eq!(
+        crate::audio::track_wav(&on_disk, ALICE_AUDIO).await,
+        alice_expected
+    );
     on_disk.stop().await.unwrap();
     let data_dir = on_disk.data_dir.clone();
     assert_eq!(
@@ -134,7 +190,8 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
         report,
         json!({"recordings": [{
             "id": "rec_9f1c2a", "frames": 7, "frames_already_there": 0,
-            "events": 2, "events_already_there": 0, "skipped": [],
+            "events": 2, "events_already_there": 0,
+            "audio_chunks": 14, "audio_chunks_already_there": 0, "skipped": [],
         }]})
     );
 
@@ -143,7 +200,10 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
     let keys = s3.keys().await;
     let in_bucket: BTreeSet<String> = keys.iter().filter_map(|k| as_disk_path(k)).collect();
     assert_eq!(in_bucket, disk_files);
-    for file in disk_files.iter().filter(|f| f.ends_with(".png")) {
+    for file in disk_files
+        .iter()
+        .filter(|f| f.ends_with(".png") || f.ends_with(".wav"))
+    {
         let copied = s3.get(file).await.unwrap();
         assert_eq!(
             copied,
@@ -160,6 +220,10 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
         chunk_lines(&s3, "rec_9f1c2a/events").await,
         read_jsonl(&data_dir.join("rec_9f1c2a/events.jsonl"))
     );
+    assert_eq!(
+        chunk_lines(&s3, "rec_9f1c2a/100-alice-smith/audio/audio").await,
+        read_jsonl(&data_dir.join("rec_9f1c2a/100-alice-smith/audio/audio.jsonl"))
+    );
     let participant = s3.get("rec_9f1c2a/200/participant.json").await.unwrap();
     assert_eq!(
         serde_json::from_slice::<Value>(&participant).unwrap(),
@@ -175,11 +239,26 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
         "/api/recordings/rec_9f1c2a/100/webcam/frames",
         "/api/recordings/rec_9f1c2a/100/screenshare/frames",
         "/api/recordings/rec_9f1c2a/200/webcam/frames",
+        ALICE_AUDIO,
+        BOB_AUDIO,
+        MIXED_AUDIO,
     ] {
         assert_eq!(
             from_bucket.get_json(path).await,
             from_disk.get_json(path).await,
             "{path}"
+        );
+    }
+    // Every track sample-exact at the same places, as the API serves it.
+    assert_eq!(
+        crate::audio::track_wav(&from_bucket, ALICE_AUDIO).await,
+        alice_expected
+    );
+    for track in [BOB_AUDIO, MIXED_AUDIO] {
+        assert_eq!(
+            crate::audio::track_wav(&from_bucket, track).await,
+            crate::audio::track_wav(&from_disk, track).await,
+            "{track}"
         );
     }
     // The ZIP of the recording too: the folder's layout and bytes from either storage,
@@ -224,6 +303,13 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
             &recording["events_already_there"]
         ),
         (&json!(0), &json!(6), &json!(0), &json!(2))
+    );
+    assert_eq!(
+        (
+            &recording["audio_chunks"],
+            &recording["audio_chunks_already_there"]
+        ),
+        (&json!(0), &json!(14))
     );
     let skipped = recording["skipped"][0].as_str().unwrap();
     assert!(skipped.contains("000001000.png"), "{skipped}");

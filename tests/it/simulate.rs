@@ -633,3 +633,71 @@ async fn with_audio_each_participant_is_heard_in_their_turn_on_the_timeline() {
         );
     }
 }
+
+#[tokio::test]
+async fn with_audio_all_every_participant_is_heard_all_the_time_and_reported() {
+    use recall_frames::simulate::voice;
+    assert!(
+        recall_frames::simulate::SimulateArgs::from_args(["--audio-all"]).is_err(),
+        "--audio-all without --audio"
+    );
+    let server = TestServer::start().await;
+    let (_, report) = simulate(
+        &server.ws_url(WS_TOKEN),
+        &[
+            "--participants",
+            "3",
+            "--screenshare",
+            "0",
+            "--frames",
+            "10",
+            "--fps",
+            "max",
+            "--size",
+            SMALL,
+            "--recording",
+            "sim_audio_all",
+            "--audio",
+            "--audio-all",
+        ],
+    )
+    .await;
+    assert_eq!(report.refused(), 0, "{report}");
+    // 10 rounds at 2 fps: 5 s of each voice, in 20 ms chunks back to back.
+    let samples = 5 * 16_000;
+    assert_eq!(report.audio.len(), 3);
+    assert_eq!(report.audio_samples, 3 * samples);
+    assert_eq!(report.audio_chunks, 3 * 250);
+    for audio in &report.audio {
+        let starts: Vec<u64> = audio.chunks.iter().map(|&(start, _)| start).collect();
+        assert_eq!(starts, (0..250).map(|i| i * 320).collect::<Vec<_>>());
+        let api = format!(
+            "/api/recordings/sim_audio_all/{}/audio",
+            audio.participant.0
+        );
+        let listing = server.get_json(&api).await;
+        assert_eq!(
+            listing["segments"].as_array().unwrap().len(),
+            1,
+            "{listing}"
+        );
+        let wav = server
+            .get(&format!("{api}.wav"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let saved: Vec<i16> = hound::WavReader::new(std::io::Cursor::new(wav.to_vec()))
+            .unwrap()
+            .into_samples()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            saved == voice::voice(audio.slot, 0, samples as usize),
+            "participant {}'s voice throughout",
+            audio.participant.0
+        );
+        // The folder the report names is where the server put the track.
+        assert!(audio.dir_in(&server.data_dir).join("audio.jsonl").is_file());
+    }
+}
