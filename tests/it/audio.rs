@@ -298,17 +298,29 @@ async fn kill_9_mid_segment_then_restart_every_wav_plays_and_matches_its_manifes
     let mut binary = BinaryServer::spawn(data.path(), &env, &[]);
     // Repaired at start-up, before anyone speaks again: the header gives every sample, and
     // the samples without a line have one.
-    eventually("the stale header is repaired", || async {
-        wav_samples(&std::fs::read(&piece).unwrap()).len() == before + 100
-    })
+    // The header and the line are two writes: wait for both, reading whole lines only.
+    let manifest = dir.join("audio.jsonl");
+    eventually(
+        "the stale header is repaired and its samples have a line",
+        || async {
+            let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+            let last_line_recovered = text.ends_with('\n')
+                && text
+                    .lines()
+                    .last()
+                    .and_then(|line| serde_json::from_str::<Value>(line).ok())
+                    .is_some_and(|line| line["recovered"] == true);
+            last_line_recovered
+                && wav_samples(&std::fs::read(&piece).unwrap()).len() == before + 100
+        },
+    )
     .await;
     assert_eq!(
         wav_samples(&std::fs::read(&piece).unwrap()),
         sent[..before + 100]
     );
-    let lines = read_jsonl(&dir.join("audio.jsonl"));
+    let lines = read_jsonl(&manifest);
     let last = lines.last().unwrap();
-    assert_eq!(last["recovered"], true);
     assert_eq!(
         last["start_sample"].as_u64().unwrap() + last["samples"].as_u64().unwrap(),
         (before + 100) as u64
