@@ -347,6 +347,13 @@ struct BotPlan {
     streams: Vec<StreamPlan>,
 }
 
+impl BotPlan {
+    /// The id of the recording this bot streams into.
+    fn recording_id(&self) -> &str {
+        self.resources.recording.id.as_str().unwrap_or_default()
+    }
+}
+
 struct CastMember {
     participant: WireParticipant,
     screenshare: bool,
@@ -577,13 +584,7 @@ impl Simulation {
             for (stream, &ticks) in bot.streams.iter().zip(&outcome.ticks_sent) {
                 let member = &bot.cast[stream.member];
                 streams.push(StreamReport {
-                    recording: bot
-                        .resources
-                        .recording
-                        .id
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
+                    recording: bot.recording_id().into(),
                     participant: member.participant.id,
                     name: member.participant.name.clone(),
                     is_host: member.participant.is_host,
@@ -609,13 +610,7 @@ impl Simulation {
                 }
                 let member = &bot.cast[slot];
                 audio.push(AudioReport {
-                    recording: bot
-                        .resources
-                        .recording
-                        .id
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
+                    recording: bot.recording_id().into(),
                     participant: member.participant.id,
                     name: member.participant.name.clone(),
                     is_host: member.participant.is_host,
@@ -650,7 +645,7 @@ impl Simulation {
                 .bots
                 .iter()
                 .map(|bot| {
-                    let id = bot.resources.recording.id.as_str().unwrap_or_default();
+                    let id = bot.recording_id();
                     RecordingPage {
                         id: id.into(),
                         page: plan.endpoint.recording_page(id),
