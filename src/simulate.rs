@@ -116,7 +116,8 @@ pub struct SimulateArgs {
     pub frames: Option<u64>,
 
     /// Also send participant_events.join, .webcam_on and .screenshare_on before the frames
-    /// and .leave after them.
+    /// and .leave after them; with --audio, .speech_off and .speech_on as the speaking turn
+    /// passes.
     #[arg(long)]
     pub participant_events: bool,
 

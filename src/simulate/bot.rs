@@ -265,6 +265,12 @@ enum Step {
         tick: u64,
         stream: usize,
     },
+    /// With `--audio` and `--participant-events`: after a round's frames, the
+    /// `speech_off`/`speech_on` of a turn that begins in the round.
+    Speech {
+        tick: u64,
+        index: usize,
+    },
     /// With `--audio`: after a round's frames, each participant's audio up to the next.
     Audio {
         tick: u64,
@@ -281,6 +287,8 @@ struct Cursor {
     streams: usize,
     /// With `--audio`: participants, and audio chunks of each per round.
     audio: Option<(usize, u64)>,
+    /// With `--audio` (in turns) and `--participant-events`: the turns, told as events.
+    turns: Option<Turns>,
     /// The round whose pacing wait is behind us (a reconnect mid-round does not wait again).
     paced: Option<u64>,
     /// The current message's first send failed: sending it again may repeat it.
@@ -309,6 +317,11 @@ impl Cursor {
             audio: plan
                 .audio_chunks_per_tick()
                 .map(|chunks| (cast.len(), chunks)),
+            turns: (plan.participant_events && plan.audio_chunk_ms.is_some() && !plan.audio_all)
+                .then(|| Turns {
+                    members: cast.len(),
+                    clock_fps: plan.rate.clock_fps(),
+                }),
             paced: None,
             unsure: false,
         };
@@ -350,11 +363,8 @@ impl Cursor {
                 tick,
                 stream: stream + 1,
             },
-            Step::Frame { tick, .. } if self.audio.is_some() => Step::Audio {
-                tick,
-                member: 0,
-                chunk: 0,
-            },
+            Step::Frame { tick, .. } if self.audio.is_some() => self.speech_or_audio(tick, 0),
+            Step::Speech { tick, index } => self.speech_or_audio(tick, index + 1),
             Step::Frame { tick, .. } => Step::Frame {
                 tick: tick + 1,
                 stream: 0,
@@ -383,9 +393,70 @@ impl Cursor {
         };
     }
 
-    /// Ends the frames: the epilogue comes next.
-    fn finish_frames(&mut self) {
+    /// After round `tick`'s frames: its speech event `index` if there is one, else its audio.
+    fn speech_or_audio(&self, tick: u64, index: usize) -> Step {
+        let changes = self.turns.map_or(0, |turns| turns.changes(tick).len());
+        if index < changes {
+            Step::Speech { tick, index }
+        } else {
+            Step::Audio {
+                tick,
+                member: 0,
+                chunk: 0,
+            }
+        }
+    }
+
+    /// Ends the frames before round `tick`: the epilogue comes next, led by the last
+    /// speaker's `speech_off` when turns are told.
+    fn finish_frames(&mut self, tick: u64) {
+        if let (Some(turns), Some(last)) = (self.turns, tick.checked_sub(1)) {
+            self.epilogue
+                .insert(0, (turns.speaker(last), ParticipantEvent::SpeechOff));
+        }
         self.step = self.event_or(0, true, Step::Done);
+    }
+}
+
+/// The speech turns of `--audio` ([`voice::TURN_MS`] each, in turn), as the
+/// `participant_events.speech_on`/`speech_off` a bot sends with them.
+#[derive(Debug, Clone, Copy)]
+struct Turns {
+    members: usize,
+    clock_fps: f64,
+}
+
+impl Turns {
+    /// Round `tick`'s time into the meeting, as [`Plan::relative_ms`] has it.
+    fn ms(self, tick: u64) -> u64 {
+        (tick as f64 * 1000.0 / self.clock_fps).round() as u64
+    }
+
+    /// Who speaks in round `tick`.
+    fn speaker(self, tick: u64) -> usize {
+        (self.ms(tick) / voice::TURN_MS) as usize % self.members
+    }
+
+    /// The events of a turn that begins in round `tick`: who stops, who starts, and when.
+    fn changes(self, tick: u64) -> Vec<(usize, ParticipantEvent, u64)> {
+        let (from, to) = (self.ms(tick), self.ms(tick + 1));
+        let start = from.div_ceil(voice::TURN_MS) * voice::TURN_MS;
+        if start >= to {
+            return Vec::new();
+        }
+        let turn = (start / voice::TURN_MS) as usize;
+        let mut changes = Vec::new();
+        if turn > 0 && self.members > 1 {
+            changes.push((
+                (turn - 1) % self.members,
+                ParticipantEvent::SpeechOff,
+                start,
+            ));
+        }
+        if turn == 0 || self.members > 1 {
+            changes.push((turn % self.members, ParticipantEvent::SpeechOn, start));
+        }
+        changes
     }
 }
 
@@ -625,7 +696,7 @@ impl Sender {
                 Step::Done => return Stopped::Finished,
                 Step::Frame { tick, stream } => {
                     if self.out_of_frames(tick, stream) {
-                        self.cursor.finish_frames();
+                        self.cursor.finish_frames(tick);
                         continue;
                     }
                     self.round(tick).await;
@@ -661,6 +732,25 @@ impl Sender {
                         plan.meeting_start,
                         start,
                         &voice::voice(member, start, samples),
+                    );
+                    (text, None)
+                }
+                Step::Speech { tick, index } => {
+                    let plan = &self.plan;
+                    let bot = &plan.bots[self.bot];
+                    let changes = self.cursor.turns.map(|turns| turns.changes(tick));
+                    let Some(&(member, event, ms)) =
+                        changes.as_ref().and_then(|changes| changes.get(index))
+                    else {
+                        self.cursor.advance();
+                        continue;
+                    };
+                    let text = wire::participant_event(
+                        &bot.resources,
+                        &bot.cast[member].participant,
+                        event,
+                        plan.meeting_start,
+                        ms,
                     );
                     (text, None)
                 }
@@ -784,7 +874,7 @@ impl Sender {
                     .png_bytes
                     .fetch_add(png_bytes.unwrap_or(0), Ordering::Relaxed);
             }
-            Step::Event { .. } => {
+            Step::Event { .. } | Step::Speech { .. } => {
                 counters.events.fetch_add(1, Ordering::Relaxed);
             }
             Step::Audio {
@@ -809,6 +899,7 @@ impl Sender {
                 self.plan.relative_ms(tick) as f64 / 1000.0
             ),
             Step::Event { event, .. } => format!("the {} event", event.name()),
+            Step::Speech { tick, .. } => format!("the speech events after frame {tick}"),
             Step::Audio { tick, member, .. } => {
                 format!("participant {}'s audio after frame {tick}", member + 1)
             }

@@ -62,6 +62,8 @@ pub enum ParticipantEvent {
     Join,
     WebcamOn,
     ScreenshareOn,
+    SpeechOn,
+    SpeechOff,
     Leave,
 }
 
@@ -71,6 +73,8 @@ impl ParticipantEvent {
             ParticipantEvent::Join => "participant_events.join",
             ParticipantEvent::WebcamOn => "participant_events.webcam_on",
             ParticipantEvent::ScreenshareOn => "participant_events.screenshare_on",
+            ParticipantEvent::SpeechOn => "participant_events.speech_on",
+            ParticipantEvent::SpeechOff => "participant_events.speech_off",
             ParticipantEvent::Leave => "participant_events.leave",
         }
     }

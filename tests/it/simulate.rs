@@ -558,7 +558,8 @@ async fn a_refused_upgrade_shows_the_status_and_a_line_not_a_page() {
 }
 
 #[tokio::test]
-async fn with_audio_each_participant_is_heard_in_their_turn_on_the_timeline() {
+async fn with_audio_each_participant_is_heard_in_their_turn_on_the_timeline_and_its_speech_events()
+{
     use recall_frames::simulate::voice;
     let server = TestServer::start().await;
     let (_, report) = simulate(
@@ -579,11 +580,47 @@ async fn with_audio_each_participant_is_heard_in_their_turn_on_the_timeline() {
             "--audio",
             "--audio-chunk-ms",
             "40",
+            "--participant-events",
         ],
     )
     .await;
     assert_eq!(report.refused(), 0, "{report}");
     let recording = &report.recordings[0].id;
+    // The turns are told as speech events: who stops and who starts, at the turn's time,
+    // and the last speaker stops when the frames end (10 s).
+    let events = server
+        .get_json(&format!("/api/recordings/{recording}"))
+        .await["events"]
+        .clone();
+    let speech: Vec<(String, u64, f64)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"].as_str().unwrap().contains("speech"))
+        .map(|e| {
+            (
+                e["event"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("participant_events.")
+                    .to_owned(),
+                e["participant"]["id"].as_u64().unwrap(),
+                e["timestamp"]["relative"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let told = |event: &str, id, at| (event.to_owned(), id, at);
+    assert_eq!(
+        speech,
+        [
+            told("speech_on", 100, 0.0),
+            told("speech_off", 100, 4.0),
+            told("speech_on", 101, 4.0),
+            told("speech_off", 101, 8.0),
+            told("speech_on", 100, 8.0),
+            told("speech_off", 100, 10.0),
+        ]
+    );
     // 20 rounds at 2 fps: 10 s. Turns of 4 s: the first speaks 0-4 s and 8-10 s, the second
     // 4-8 s; nothing is sent while quiet.
     for (member, id) in [(0usize, 100u64), (1, 101)] {
