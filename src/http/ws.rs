@@ -331,23 +331,13 @@ where
         if self.state.disk.is_low() {
             return Err(Refusal::StorageLow);
         }
-        let now = Instant::now();
-        let track = chunk.track();
-        if let Some(last) = self.audio_tracks.get_mut(&track) {
-            *last = now;
-            return Ok(());
-        }
-        let limit = self.state.config.max_streams_per_connection;
-        if self.audio_tracks.len() >= limit {
-            let idle = self.state.config.stream_idle_timeout;
-            self.audio_tracks
-                .retain(|_, last| now.saturating_duration_since(*last) < idle);
-        }
-        if self.audio_tracks.len() >= limit {
-            return Err(Refusal::TooManyStreams { limit });
-        }
-        self.audio_tracks.insert(track, now);
-        Ok(())
+        let config = &self.state.config;
+        take_place(
+            &mut self.audio_tracks,
+            &chunk.track(),
+            config.max_streams_per_connection,
+            config.stream_idle_timeout,
+        )
     }
 
     /// The checks a valid frame must still pass: room on disk, and a place for its stream
@@ -362,23 +352,13 @@ where
         if self.state.disk.is_low() {
             return Err(Refusal::StorageLow);
         }
-        let now = Instant::now();
-        if let Some(last) = self.streams.get_mut(&frame.key) {
-            *last = now;
-            return Ok(());
-        }
-        let limit = self.state.config.max_streams_per_connection;
-        if self.streams.len() >= limit {
-            // Streams quiet for STREAM_IDLE_TIMEOUT have been closed: their places are free.
-            let idle = self.state.config.stream_idle_timeout;
-            self.streams
-                .retain(|_, last| now.saturating_duration_since(*last) < idle);
-        }
-        if self.streams.len() >= limit {
-            return Err(Refusal::TooManyStreams { limit });
-        }
-        self.streams.insert(frame.key.clone(), now);
-        Ok(())
+        let config = &self.state.config;
+        take_place(
+            &mut self.streams,
+            &frame.key,
+            config.max_streams_per_connection,
+            config.stream_idle_timeout,
+        )
     }
 
     async fn close_idle(&mut self) {
@@ -440,6 +420,30 @@ fn is_too_large(error: &axum::Error) -> bool {
             tungstenite::error::CapacityError::MessageTooLong { .. }
         ))
     )
+}
+
+/// A place for `key` among a connection's streams (or audio tracks) under
+/// `MAX_STREAMS_PER_CONNECTION`, noting it was heard from now. Places quiet for
+/// `STREAM_IDLE_TIMEOUT` are freed first when the cap is reached: their streams are closed.
+fn take_place<K: Eq + std::hash::Hash + Clone>(
+    places: &mut HashMap<K, Instant>,
+    key: &K,
+    limit: usize,
+    idle: Duration,
+) -> Result<(), Refusal> {
+    let now = Instant::now();
+    if let Some(last) = places.get_mut(key) {
+        *last = now;
+        return Ok(());
+    }
+    if places.len() >= limit {
+        places.retain(|_, last| now.saturating_duration_since(*last) < idle);
+    }
+    if places.len() >= limit {
+        return Err(Refusal::TooManyStreams { limit });
+    }
+    places.insert(key.clone(), now);
+    Ok(())
 }
 
 #[cfg(test)]
