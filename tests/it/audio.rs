@@ -13,50 +13,6 @@ use crate::common::*;
 const ALICE_AUDIO: &str = "/api/recordings/rec_9f1c2a/100/audio";
 const ALICE_FOLDER: &str = "100-alice-smith";
 
-/// The samples of a WAV file, read by a real WAV reader, which also checks its format.
-fn wav_samples(bytes: &[u8]) -> Vec<i16> {
-    let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("a WAV file");
-    let spec = reader.spec();
-    assert_eq!(
-        (spec.channels, spec.sample_rate, spec.bits_per_sample),
-        (1, 16_000, 16),
-        "16 kHz mono 16-bit"
-    );
-    assert_eq!(spec.sample_format, hound::SampleFormat::Int);
-    reader
-        .into_samples()
-        .map(|s| s.expect("a whole sample"))
-        .collect()
-}
-
-/// The track at `api` (its JSON path) as one WAV, from the API.
-pub(crate) async fn track_wav(server: &TestServer, api: &str) -> Vec<i16> {
-    let response = server.get(&format!("{api}.wav")).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "audio/wav");
-    wav_samples(&response.bytes().await.unwrap())
-}
-
-/// Waits until the track at `api` lists `chunks` chunks.
-pub(crate) async fn wait_for_chunks(server: &TestServer, api: &str, chunks: u64) {
-    wait_for_field(&server.url(api), "chunks", chunks).await;
-}
-
-/// The timeline the chunks make: each at its first sample, silence elsewhere.
-pub(crate) fn timeline(chunks: &[&TestAudio]) -> Vec<i16> {
-    let end = chunks
-        .iter()
-        .map(|c| (c.relative * 16_000.0).round() as usize + c.samples.len())
-        .max()
-        .unwrap_or(0);
-    let mut all = vec![0i16; end];
-    for chunk in chunks {
-        let at = (chunk.relative * 16_000.0).round() as usize;
-        all[at..at + chunk.samples.len()].copy_from_slice(&chunk.samples);
-    }
-    all
-}
-
 fn audio_dir(data_dir: &Path, folder: &str) -> PathBuf {
     data_dir.join(RECORDING).join(folder).join("audio")
 }

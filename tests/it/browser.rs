@@ -739,7 +739,7 @@ async fn the_player_plays_a_participants_audio_with_the_frames_in_chromium() {
             )
             .await;
     }
-    crate::audio::wait_for_chunks(&server, "/api/recordings/rec_9f1c2a/100/audio", 6).await;
+    wait_for_chunks(&server, "/api/recordings/rec_9f1c2a/100/audio", 6).await;
 
     let driver = Chromium::start(&chromium, &chromedriver).await;
     let outcome = std::panic::AssertUnwindSafe(listen(&driver.session, &server))

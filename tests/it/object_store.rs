@@ -138,7 +138,7 @@ fn audio_for_the_copy() -> (Vec<TestAudio>, Vec<i16>) {
     alice.extend(run.iter().cloned());
     alice.extend([across_pieces.clone(), new_segment.clone()]);
     // The timeline writes later chunks over earlier ones: the overlapping chunk goes first.
-    let expected = crate::audio::timeline(&alice.iter().collect::<Vec<_>>());
+    let expected = timeline(&alice.iter().collect::<Vec<_>>());
     let mut sent = vec![first.clone(), overlapping, after_gap, late];
     sent.extend(run);
     sent.extend([
@@ -170,13 +170,10 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
         bot.send_text(chunk.event()).await;
     }
     // The resent chunk is neither written nor listed.
-    crate::audio::wait_for_chunks(&on_disk, ALICE_AUDIO, 12).await;
-    crate::audio::wait_for_chunks(&on_disk, BOB_AUDIO, 1).await;
-    crate::audio::wait_for_chunks(&on_disk, MIXED_AUDIO, 1).await;
-    assert_eq!(
-        crate::audio::track_wav(&on_disk, ALICE_AUDIO).await,
-        alice_expected
-    );
+    wait_for_chunks(&on_disk, ALICE_AUDIO, 12).await;
+    wait_for_chunks(&on_disk, BOB_AUDIO, 1).await;
+    wait_for_chunks(&on_disk, MIXED_AUDIO, 1).await;
+    assert_eq!(track_wav(&on_disk, ALICE_AUDIO).await, alice_expected);
     on_disk.stop().await.unwrap();
     let data_dir = on_disk.data_dir.clone();
     assert_eq!(
@@ -250,14 +247,11 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
         );
     }
     // Every track sample-exact at the same places, as the API serves it.
-    assert_eq!(
-        crate::audio::track_wav(&from_bucket, ALICE_AUDIO).await,
-        alice_expected
-    );
+    assert_eq!(track_wav(&from_bucket, ALICE_AUDIO).await, alice_expected);
     for track in [BOB_AUDIO, MIXED_AUDIO] {
         assert_eq!(
-            crate::audio::track_wav(&from_bucket, track).await,
-            crate::audio::track_wav(&from_disk, track).await,
+            track_wav(&from_bucket, track).await,
+            track_wav(&from_disk, track).await,
             "{track}"
         );
     }
@@ -1167,20 +1161,7 @@ async fn audio_lands_in_the_bucket_in_bounded_pieces_and_reads_back_whole() {
     let url = server.url(api);
     // The bucket holds every chunk.
     wait_for_field(&url, "chunks", 105).await;
-    let served = server
-        .get(&format!("{api}.wav"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    let read = |bytes: &[u8]| -> Vec<i16> {
-        hound::WavReader::new(std::io::Cursor::new(bytes.to_vec()))
-            .unwrap()
-            .into_samples()
-            .map(Result::unwrap)
-            .collect()
-    };
-    assert_eq!(read(&served), expected);
+    assert_eq!(track_wav(&server, api).await, expected);
     bot.close().await;
     server.stop().await.expect("a clean shutdown");
 
@@ -1201,9 +1182,9 @@ async fn audio_lands_in_the_bucket_in_bounded_pieces_and_reads_back_whole() {
     );
     let first = s3.get(&pieces[0]).await.unwrap();
     assert_eq!(first.len(), 44 + 2 * 160_000, "a full piece: 10 s");
-    assert_eq!(read(&first), expected[16_000..176_000]);
+    assert_eq!(wav_samples(&first), expected[16_000..176_000]);
     assert_eq!(
-        read(&s3.get(&pieces[1]).await.unwrap()),
+        wav_samples(&s3.get(&pieces[1]).await.unwrap()),
         expected[176_000..]
     );
     let lines = chunk_lines(&s3, &format!("{folder}/audio")).await;
@@ -1219,13 +1200,7 @@ async fn audio_lands_in_the_bucket_in_bounded_pieces_and_reads_back_whole() {
     let url = server.url(api);
     // The next chunk is in the bucket.
     wait_for_field(&url, "chunks", 106).await;
-    let served = server
-        .get(&format!("{api}.wav"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(read(&served), expected);
+    assert_eq!(track_wav(&server, api).await, expected);
     assert_eq!(
         server
             .metric("recall_frames_audio_chunks_duplicate_total")

@@ -643,17 +643,7 @@ async fn with_audio_each_participant_is_heard_in_their_turn_on_the_timeline_and_
             &[(4, 8)]
         };
         assert_eq!(segments, expected_segments, "participant {id}");
-        let wav = server
-            .get(&format!("{api}.wav"))
-            .await
-            .bytes()
-            .await
-            .unwrap();
-        let samples: Vec<i16> = hound::WavReader::new(std::io::Cursor::new(wav.to_vec()))
-            .unwrap()
-            .into_samples()
-            .map(Result::unwrap)
-            .collect();
+        let samples = track_wav(&server, &api).await;
         let end = expected_segments.last().unwrap().1 * 16_000;
         let expected: Vec<i16> = (0..end)
             .map(|i| {
@@ -718,17 +708,7 @@ async fn with_audio_all_every_participant_is_heard_all_the_time_and_reported() {
             1,
             "{listing}"
         );
-        let wav = server
-            .get(&format!("{api}.wav"))
-            .await
-            .bytes()
-            .await
-            .unwrap();
-        let saved: Vec<i16> = hound::WavReader::new(std::io::Cursor::new(wav.to_vec()))
-            .unwrap()
-            .into_samples()
-            .map(Result::unwrap)
-            .collect();
+        let saved = track_wav(&server, &api).await;
         assert!(
             saved == voice::voice(audio.slot, 0, samples as usize),
             "participant {}'s voice throughout",

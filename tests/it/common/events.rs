@@ -255,3 +255,18 @@ impl TestAudio {
         self.event_value().to_string()
     }
 }
+
+/// The timeline the chunks make: each at its first sample, silence elsewhere.
+pub fn timeline(chunks: &[&TestAudio]) -> Vec<i16> {
+    let end = chunks
+        .iter()
+        .map(|c| (c.relative * 16_000.0).round() as usize + c.samples.len())
+        .max()
+        .unwrap_or(0);
+    let mut all = vec![0i16; end];
+    for chunk in chunks {
+        let at = (chunk.relative * 16_000.0).round() as usize;
+        all[at..at + chunk.samples.len()].copy_from_slice(&chunk.samples);
+    }
+    all
+}

@@ -1,9 +1,12 @@
-//! What a test reads back from disk or from a download: JSON files, manifests, ZIPs, trees.
+//! What a test reads back from disk or from a download: JSON files, manifests, ZIPs, trees,
+//! WAV files.
 
 use std::io::Cursor;
 use std::path::Path;
 
 use serde_json::Value;
+
+use super::TestServer;
 
 /// The lines of a JSON-lines file.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
@@ -87,4 +90,28 @@ pub fn tree(root: &Path) -> Vec<String> {
     out.retain(|p| !p.starts_with('.'));
     out.sort();
     out
+}
+
+/// The samples of a WAV file, read by a real WAV reader, which also checks its format.
+pub fn wav_samples(bytes: &[u8]) -> Vec<i16> {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("a WAV file");
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 16_000, 16),
+        "16 kHz mono 16-bit"
+    );
+    assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+    reader
+        .into_samples()
+        .map(|s| s.expect("a whole sample"))
+        .collect()
+}
+
+/// The track at `api` (its JSON path) as one WAV, from the API.
+pub async fn track_wav(server: &TestServer, api: &str) -> Vec<i16> {
+    let response = server.get(&format!("{api}.wav")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "audio/wav");
+    wav_samples(&response.bytes().await.unwrap())
 }

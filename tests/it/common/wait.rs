@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::PATIENCE;
+use super::{PATIENCE, TestServer};
 
 /// Polls `condition` until it holds, failing the test after [`PATIENCE`].
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
@@ -50,4 +50,9 @@ pub async fn wait_for_field(url: &str, field: &str, expected: impl Into<Value>) 
         }
     })
     .await;
+}
+
+/// Waits until the track at `api` lists `chunks` chunks.
+pub async fn wait_for_chunks(server: &TestServer, api: &str, chunks: u64) {
+    wait_for_field(&server.url(api), "chunks", chunks).await;
 }
