@@ -37,8 +37,8 @@ mod pipeline;
 mod recall;
 mod state;
 
-/// Internals that the integration tests and benchmarks drive directly: the wire decoder and
-/// Recall's upgrade signatures. Not a stable API.
+/// Internals that the integration tests and benchmarks drive directly: the wire decoder,
+/// the store as the server opens it, and Recall's upgrade signatures. Not a stable API.
 #[doc(hidden)]
 pub mod testing {
     /// The websocket message decoder.
@@ -46,6 +46,12 @@ pub mod testing {
         pub use crate::event::{
             Inbound, MAX_SIDE, Refusal, decode, decode_in_two_passes, png_dimensions,
         };
+    }
+    /// The store the configuration names (a folder or a bucket), as the server opens it.
+    pub async fn open_store(
+        config: &crate::Config,
+    ) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        Ok(crate::Storage::open(config).await?.store)
     }
     /// Recall's upgrade and webhook signatures.
     pub mod signature {

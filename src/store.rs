@@ -17,7 +17,7 @@ pub mod memory;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -171,6 +171,11 @@ impl StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Writes `bytes` at `key` only if nothing is there: the first writer wins.
     async fn create(&self, key: &Key, bytes: Bytes) -> Result<Created, StoreError>;
+
+    /// Creates `key` from the local file `file` as [`Store::create`] does, reading the file
+    /// in parts rather than whole into memory: for media too large to hold (Recall's
+    /// downloads, exports). Readers see the whole object or none. `file` is left in place.
+    async fn create_from_file(&self, key: &Key, file: &Path) -> Result<Created, StoreError>;
 
     /// Writes `bytes` at `key`, replacing whatever is there; readers see the old object or
     /// the new one, never a part.

@@ -260,6 +260,13 @@ impl Store for SlowSummaries {
     async fn create(&self, key: &Key, bytes: Bytes) -> Result<Created, StoreError> {
         self.store.create(key, bytes).await
     }
+    async fn create_from_file(
+        &self,
+        key: &Key,
+        file: &std::path::Path,
+    ) -> Result<Created, StoreError> {
+        self.store.create_from_file(key, file).await
+    }
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {
         self.store.put(key, bytes).await
     }

@@ -27,6 +27,7 @@ pub use failure::{BucketError, FailureKind, classify};
 pub use health::Health;
 
 use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
+use crate::files::IoContext as _;
 
 #[derive(Clone)]
 pub struct BucketStore {
@@ -129,6 +130,37 @@ impl Store for BucketStore {
                 None => Created::Existed,
             },
         )
+    }
+
+    /// A file up to one upload part is written as bytes are; a larger one through a
+    /// staging object under `.uploads/`, which the catalog never lists (a dot-folder).
+    async fn create_from_file(
+        &self,
+        key: &Key,
+        file: &std::path::Path,
+    ) -> Result<Created, StoreError> {
+        let size = tokio::fs::metadata(file).await.at("read", file)?.len();
+        if size <= client::UPLOAD_PART as u64 {
+            let bytes = tokio::fs::read(file).await.at("read", file)?;
+            return self.create(key, bytes.into()).await;
+        }
+        let staging = self.path(&Key::of([
+            ".uploads",
+            &format!(
+                "{}-{}",
+                self.inner.instance,
+                self.inner.next_writer.fetch_add(1, Ordering::Relaxed)
+            ),
+        ]));
+        let created = self
+            .inner
+            .bucket
+            .create_from_file(&self.path(key), file, size, &staging)
+            .await?;
+        Ok(match created {
+            Some(()) => Created::New,
+            None => Created::Existed,
+        })
     }
 
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {

@@ -172,8 +172,19 @@ impl Inner {
     /// Writes `path` only if there is no file there: a temporary file renamed into place
     /// without replacing.
     fn create(&self, path: &Path, contents: &[u8]) -> Result<Created, FsError> {
+        self.create_with(path, |temp| {
+            temp.write_all(contents).at("write", temp.path())
+        })
+    }
+
+    /// As [`Inner::create`], with the temporary file filled by `fill`.
+    fn create_with(
+        &self,
+        path: &Path,
+        fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<(), FsError>,
+    ) -> Result<Created, FsError> {
         let mut temp = self.temp_file_for(path)?;
-        temp.write_all(contents).at("write", temp.path())?;
+        fill(&mut temp)?;
         // On failure the temporary file is dropped, which removes it.
         match temp.persist_noclobber(path) {
             Ok(_) => Ok(Created::New),
@@ -335,6 +346,19 @@ impl Store for FsStore {
         // Lines not written stay pending, as the trait promises.
         fs_log.pending = unwritten;
         Ok(created?)
+    }
+
+    async fn create_from_file(&self, key: &Key, file: &Path) -> Result<Created, StoreError> {
+        let (inner, path, file) = (self.inner.clone(), self.path(key), file.to_owned());
+        Ok(blocking(move || {
+            inner.create_with(&path, |temp| {
+                let mut source = File::open(&file).at("open", &file)?;
+                // A file-to-file copy: the kernel's copy_file_range where it can.
+                io::copy(&mut source, temp.as_file_mut()).at("copy into", temp.path())?;
+                Ok(())
+            })
+        })
+        .await?)
     }
 
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@
 //! gives them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 
 use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
+use crate::files::IoContext as _;
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -113,6 +114,11 @@ impl Store for MemoryStore {
         }
         self.write(key, bytes.to_vec());
         Ok(Created::New)
+    }
+
+    async fn create_from_file(&self, key: &Key, file: &Path) -> Result<Created, StoreError> {
+        let bytes = std::fs::read(file).at("read", file)?;
+        self.create(key, bytes.into()).await
     }
 
     async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StoreError> {

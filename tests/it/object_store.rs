@@ -1208,3 +1208,46 @@ async fn audio_lands_in_the_bucket_in_bounded_pieces_and_reads_back_whole() {
         1.0
     );
 }
+
+/// Large media (Recall's downloads, exports) is written from a file without being held in
+/// memory: in the folder by a copy renamed into place, in the bucket in parts through a
+/// staging object and a create-only copy. Either way the object is byte-identical, a second
+/// write of the key changes nothing, and no staging object is left.
+#[tokio::test]
+async fn a_large_file_is_created_whole_and_once_in_the_folder_and_the_bucket() {
+    use recall_frames::store::{Created, Key};
+    let s3 = S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Three upload parts and a bit: the multipart path, with a short last part.
+    let first: Vec<u8> = (0..(8 << 20) * 3 + 12_345)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let (first_file, other_file) = (dir.path().join("first.mp4"), dir.path().join("other.mp4"));
+    std::fs::write(&first_file, &first).unwrap();
+    std::fs::write(&other_file, b"not the first").unwrap();
+    let folder = Config::from_args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .expect("folder configuration");
+    let bucket = Config::from_args(s3.flags(Some("large"))).expect("bucket configuration");
+    let key = Key::of(["rec_large", "100", "recall", "webcam-000000000.mp4"]);
+    for config in [folder, bucket] {
+        let store = recall_frames::testing::open_store(&config).await.unwrap();
+        let backend = store.backend();
+        let created = store.create_from_file(&key, &first_file).await.unwrap();
+        assert_eq!(created, Created::New, "{backend}");
+        let again = store.create_from_file(&key, &other_file).await.unwrap();
+        assert_eq!(again, Created::Existed, "{backend}");
+        let stored = store.get(&key).await.unwrap().expect("the object");
+        assert!(
+            stored.bytes == first,
+            "{backend}: the stored object differs"
+        );
+        let keys: Vec<String> = store
+            .list(&Key::root())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|listed| listed.key.as_str().to_owned())
+            .collect();
+        assert_eq!(keys, [key.as_str()], "{backend}: only the object is left");
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
 use object_store::path::Path;
 use object_store::{
     ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _, PutMode,
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::failure::{Answer, BucketError, FailureKind, RequestFailed, classify};
 use super::health::Health;
 use crate::config::Config;
+use crate::files::IoContext as _;
 use crate::metrics::Metrics;
 use crate::store::{Fetched, Version};
 
@@ -38,6 +39,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Creates sent for one key while the store refuses them with nothing there.
 const CREATE_ATTEMPTS: usize = 3;
+/// The size of each part of a multipart upload (S3 wants at least 5 MiB but for the last),
+/// and the largest file the bucket store writes in one request.
+pub const UPLOAD_PART: usize = 8 << 20;
 /// Objects read at once by [`Bucket::get_each`].
 const PARALLEL_GETS: usize = 8;
 
@@ -122,7 +126,9 @@ impl Bucket {
             .with_config(
                 AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
                 format!("{}s", CONNECT_TIMEOUT.as_secs()),
-            );
+            )
+            // Large files are put in place by a create-only multipart copy.
+            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
         if config
             .bucket_endpoint
             .as_ref()
@@ -431,6 +437,78 @@ impl Bucket {
             key: key.to_string(),
             why: format!("an unconditional write answered {answer:?}"),
         })
+    }
+
+    /// Writes the file `file`, of `size` bytes, at `key` only if nothing is there, holding
+    /// one part of it in memory at a time: uploaded in parts to `staging` (a key no listing
+    /// of recordings shows), copied into place by a create-only copy (S3's multipart copy,
+    /// completed with `If-None-Match: *`), and `staging` removed. `None` when an object was
+    /// there already. A conflict after a failed copy attempt is checked against what is
+    /// there, by size.
+    pub async fn create_from_file(
+        &self,
+        key: &Path,
+        file: &std::path::Path,
+        size: u64,
+        staging: &Path,
+    ) -> Result<Option<()>, BucketError> {
+        let (uploaded, _) = self
+            .request("upload", staging, || self.upload(staging, file))
+            .await?;
+        uploaded.map_err(|answer| BucketError::Unexpected {
+            key: staging.to_string(),
+            why: format!("an upload answered {answer:?}"),
+        })?;
+        let (copied, uncertain) = self
+            .request("copy", key, || {
+                self.inner.store.copy_if_not_exists(staging, key)
+            })
+            .await?;
+        let created = match copied {
+            Ok(()) => Some(()),
+            Err(_) if uncertain => {
+                let (found, _) = self
+                    .request("check", key, || self.inner.store.head(key))
+                    .await?;
+                found.ok().filter(|meta| meta.size == size).map(drop)
+            }
+            Err(_) => None,
+        };
+        if let Err(error) = self.delete(staging).await {
+            tracing::warn!(%staging, %error, "could not remove an upload's staging object");
+        }
+        Ok(created)
+    }
+
+    /// One attempt at uploading `file` to `key` in parts, read one part at a time; a failed
+    /// upload is aborted.
+    async fn upload(&self, key: &Path, file: &std::path::Path) -> object_store::Result<()> {
+        use tokio::io::AsyncReadExt as _;
+        let generic = |source: std::io::Error| object_store::Error::Generic {
+            store: "local file",
+            source: Box::new(Err::<(), _>(source).at("read", file).unwrap_err()),
+        };
+        let mut reader = tokio::fs::File::open(file).await.map_err(generic)?;
+        let mut upload = self.inner.store.put_multipart(key).await?;
+        let sent = async {
+            loop {
+                let mut part = bytes::BytesMut::with_capacity(UPLOAD_PART);
+                while part.len() < UPLOAD_PART {
+                    if reader.read_buf(&mut part).await.map_err(generic)? == 0 {
+                        break;
+                    }
+                }
+                if part.is_empty() {
+                    return upload.complete().await.map(drop);
+                }
+                upload.put_part(part.freeze().into()).await?;
+            }
+        }
+        .await;
+        if sent.is_err() {
+            let _ = upload.abort().await;
+        }
+        sent
     }
 
     /// Removes the object at `key`; none there is not an error.

@@ -266,6 +266,48 @@ impl S3 for Guarded {
         Ok(listed)
     }
 
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.fault()?;
+        self.fs.create_multipart_upload(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.fault()?;
+        self.fs.upload_part(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.fault()?;
+        self.fs.upload_part_copy(req).await
+    }
+
+    /// Checks `If-None-Match` and writes, one at a time as for `put_object`.
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.fault()?;
+        let _one_at_a_time = self.faults.writes.lock().await;
+        self.fs.complete_multipart_upload(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.fault()?;
+        self.fs.abort_multipart_upload(req).await
+    }
+
     async fn delete_object(
         &self,
         req: S3Request<DeleteObjectInput>,
@@ -273,6 +315,16 @@ impl S3 for Guarded {
         self.fault()?;
         let _one_at_a_time = self.faults.writes.lock().await;
         self.fs.delete_object(req).await
+    }
+
+    /// object_store deletes one key with a `DeleteObjects` request of one.
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.fault()?;
+        let _one_at_a_time = self.faults.writes.lock().await;
+        self.fs.delete_objects(req).await
     }
 }
 
