@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::failure::{Answer, BucketError, FailureKind, RequestFailed, classify};
 use super::health::Health;
 use crate::config::Config;
-use crate::files::IoContext as _;
+use crate::files::FsError;
 use crate::metrics::Metrics;
 use crate::store::{Fetched, Version};
 
@@ -486,7 +486,11 @@ impl Bucket {
         use tokio::io::AsyncReadExt as _;
         let generic = |source: std::io::Error| object_store::Error::Generic {
             store: "local file",
-            source: Box::new(Err::<(), _>(source).at("read", file).unwrap_err()),
+            source: Box::new(FsError::Io {
+                action: "read",
+                path: file.to_owned(),
+                source,
+            }),
         };
         let mut reader = tokio::fs::File::open(file).await.map_err(generic)?;
         let mut upload = self.inner.store.put_multipart(key).await?;
