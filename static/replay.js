@@ -448,12 +448,12 @@
     lane(p.info.present, 0, 40, "present");
     if (p.webcam) lane(p.webcam.runs, 4, 12, "camera");
     if (p.screenshare) lane(p.screenshare.runs, 18, 10, "share");
-    lane(p.info.speech, 31, 6, "speech");
+    lane(speech(p), 31, 6, "speech");
     bar.replaceChildren(svg);
     const label = [
       p.webcam ? "camera" : null,
       p.screenshare ? "screen share" : null,
-      p.info.speech.length ? "speech" : null,
+      speech(p).length ? "speech" : null,
     ].filter(Boolean);
     bar.setAttribute("aria-label", `${p.name}: ${label.join(", ") || "no camera"}`);
   }
@@ -466,8 +466,8 @@
       if (!response.ok) return;
       const { levels, bucket_seconds: seconds } = await response.json();
       p.levels = { bucketMs: seconds * 1000, levels };
-      if (timeline && !timeline.speech_events) {
-        // Speech read off the levels, for the track too.
+      {
+        // Speech read off the levels, for the indicator and the track.
         const spans = [];
         levels.forEach((level, i) => {
           if (level <= SPEAKING_LEVEL) return;
@@ -476,7 +476,7 @@
           if (last && last[1] >= from) last[1] = Math.round((i + 1) * seconds * 1000);
           else spans.push([from, Math.round((i + 1) * seconds * 1000)]);
         });
-        p.info.speech = spans;
+        p.levelSpeech = spans;
         drawTrack(p);
       }
     } catch {
@@ -486,8 +486,11 @@
 
   const inSpans = (spans, ms) => spans.some(([from, to]) => from <= ms && (to === null || ms < to));
 
+  /** When they spoke: from speech events, or else from their audio's levels. */
+  const speech = (p) => (timeline.speech_events ? p.info.speech : p.levelSpeech || []);
+
   function speakingAt(p, ms) {
-    return inSpans(p.info.speech, ms);
+    return inSpans(speech(p), ms);
   }
 
   // ---- drawing a moment ----
@@ -594,6 +597,22 @@
     const ms = now();
     loadAround(ms, FRAMES_AHEAD_MS * Math.max(1, rate / 2));
     scheduleSound();
+    forgetSound(ms);
+  }
+
+  /** Lets go of sound far from the playhead: ten seconds of a track is 640 KB decoded. */
+  function forgetSound(ms) {
+    const here = Math.floor(ms / AUDIO_CHUNK_MS);
+    const ahead = Math.ceil((AUDIO_AHEAD_MS * Math.max(1, rate / 2)) / AUDIO_CHUNK_MS) + 1;
+    for (const p of people.values()) {
+      for (const index of p.audioChunks.keys()) {
+        // Behind: played, never scheduled again. Far ahead (after a seek back): not yet.
+        if (index < here - 1) {
+          p.audioChunks.delete(index);
+          p.scheduled.delete(index);
+        } else if (index > here + ahead && !p.scheduled.has(index)) p.audioChunks.delete(index);
+      }
+    }
   }
 
   function play() {

@@ -299,33 +299,29 @@ async fn timeline(
                 .unwrap_or(0);
             present.push((first, None));
         }
+        // Speech still on when they leave stops there; still on at the end, at the end
+        // (once the end is known, below).
         let leaves_at = present.last().and_then(|&(_, to)| to);
         let speech = spans(switches("speech_on", "speech_off"))
             .into_iter()
             .map(|(from, to)| (from, to.or(leaves_at).unwrap_or(u64::MAX)))
             .collect();
-        participants.push((p, webcam, screenshare, audio, present, speech));
+        participants.push(ParticipantTimeline {
+            id: p.participant.id.0,
+            name: p.participant.name.clone(),
+            is_host: p.participant.is_host,
+            present,
+            webcam,
+            screenshare,
+            audio,
+            speech,
+        });
     }
-    let participants = participants
-        .into_iter()
-        .map(|(p, webcam, screenshare, audio, present, speech)| {
-            let speech: Vec<(u64, u64)> = speech;
-            ParticipantTimeline {
-                id: p.participant.id.0,
-                name: p.participant.name.clone(),
-                is_host: p.participant.is_host,
-                present,
-                webcam,
-                screenshare,
-                audio,
-                // Speech still on at the end lasts to the end.
-                speech: speech
-                    .into_iter()
-                    .map(|(from, to)| (from, to.min(end_ms)))
-                    .collect(),
-            }
-        })
-        .collect();
+    for participant in &mut participants {
+        for (_, to) in &mut participant.speech {
+            *to = (*to).min(end_ms);
+        }
+    }
     let markers = events
         .iter()
         .filter_map(|event| {

@@ -135,32 +135,6 @@ async fn stream_the_meeting(server: &TestServer) -> Bot {
             .recording(REC)
             .participant(person.id, Some(person.name))
     };
-    // A few poses per person, sent again in turn: drawing PNGs is the slow part.
-    for person in &PEOPLE {
-        let poses: Vec<Vec<u8>> = (0..4)
-            .map(|pose| webcam_png(WIDTH, HEIGHT, person.hue, pose as f32))
-            .collect();
-        for &run in person.webcam {
-            for (i, ms) in frame_times(run, 0.5).into_iter().enumerate() {
-                let frame = TestFrame::new(ms as f64 / 1000.0)
-                    .recording(REC)
-                    .recording_metadata(json!({"title": TITLE}))
-                    .participant(person.id, Some(person.name))
-                    .png(poses[i % 4].clone());
-                bot.send_frame(&frame).await;
-            }
-        }
-    }
-    let slides: Vec<Vec<u8>> = (0..4).map(|page| slide_png(WIDTH, HEIGHT, page)).collect();
-    for (i, ms) in frame_times(SHARE, 1.0).into_iter().enumerate() {
-        let frame = TestFrame::new(ms as f64 / 1000.0)
-            .recording(REC)
-            .recording_metadata(json!({"title": TITLE}))
-            .kind("screenshare")
-            .png(slides[i / 5 % 4].clone());
-        bot.send_frame(&frame).await;
-    }
-    // The events after the frames, so that the recording is named by the frames' metadata.
     for person in &PEOPLE {
         bot.send_text(events("join", person.joins, person).event())
             .await;
@@ -199,6 +173,32 @@ async fn stream_the_meeting(server: &TestServer) -> Bot {
     let mut quiet = TestAudio::new(0.0, vec![0; 16_000]).participant(200);
     quiet.recording = REC.into();
     bot.send_text(quiet.event()).await;
+    // The frames last: their metadata names the recording.
+    // A few poses per person, sent again in turn: drawing PNGs is the slow part.
+    for person in &PEOPLE {
+        let poses: Vec<Vec<u8>> = (0..4)
+            .map(|pose| webcam_png(WIDTH, HEIGHT, person.hue, pose as f32))
+            .collect();
+        for &run in person.webcam {
+            for (i, ms) in frame_times(run, 0.5).into_iter().enumerate() {
+                let frame = TestFrame::new(ms as f64 / 1000.0)
+                    .recording(REC)
+                    .recording_metadata(json!({"title": TITLE}))
+                    .participant(person.id, Some(person.name))
+                    .png(poses[i % 4].clone());
+                bot.send_frame(&frame).await;
+            }
+        }
+    }
+    let slides: Vec<Vec<u8>> = (0..4).map(|page| slide_png(WIDTH, HEIGHT, page)).collect();
+    for (i, ms) in frame_times(SHARE, 1.0).into_iter().enumerate() {
+        let frame = TestFrame::new(ms as f64 / 1000.0)
+            .recording(REC)
+            .recording_metadata(json!({"title": TITLE}))
+            .kind("screenshare")
+            .png(slides[i / 5 % 4].clone());
+        bot.send_frame(&frame).await;
+    }
     for person in &PEOPLE {
         let frames: usize = person
             .webcam
@@ -272,6 +272,7 @@ async fn watch(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
         format!("/recordings/{REC}/replay")
     );
     assert_eq!(text(driver, "#duration").await, "2:10.000");
+    assert_eq!(text(driver, "h1").await, TITLE);
     assert_moment(driver, 0).await;
 
     // A `?t=` link opens at that moment: the screen share between two of its frames.
@@ -759,4 +760,307 @@ async fn play_for(driver: &WebDriver, rate: f64, media_ms: f64) {
         "replay sync at {rate}x: {readings} readings over {:.1} s of meeting, worst sound-to-picture gap {worst:.1} ms",
         media_ms / 1000.0
     );
+}
+
+/// The long meeting: two hours, eight people (the first also sharing), speech turns with
+/// voices, as `recall-frames simulate` makes it.
+const LONG: &str = "two-hour-all-hands";
+const LONG_FRAMES: u64 = 14_400;
+const LONG_PEOPLE: u64 = 8;
+
+#[tokio::test]
+async fn a_two_hour_meeting_opens_and_seeks_quickly_in_chromium() {
+    if std::env::var_os("REPLAY_LONG").is_none() {
+        // About three minutes to stream the meeting on two cores: only when asked.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED replay::a_two_hour_meeting_opens_and_seeks_quickly_in_chromium: set REPLAY_LONG=1 to run it"
+        );
+        return;
+    }
+    if browser_binaries().is_none() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let made = std::time::Instant::now();
+    let args = [
+        server.ws_url(WS_TOKEN),
+        "--fps=max".into(),
+        format!("--frames={LONG_FRAMES}"),
+        format!("--participants={LONG_PEOPLE}"),
+        "--participant-events".into(),
+        "--audio".into(),
+        "--audio-chunk-ms=100".into(),
+        "--size=128x72".into(),
+        format!("--recording={LONG}"),
+        "--title=Two-hour all-hands".into(),
+    ];
+    let simulation = recall_frames::simulate::Simulation::prepare(
+        recall_frames::simulate::SimulateArgs::from_args(args).expect("valid arguments"),
+    )
+    .await
+    .expect("the simulation is prepared");
+    simulation
+        .run(
+            recall_frames::simulate::Output::Quiet,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("the simulation runs to the end");
+    for participant in 100..100 + LONG_PEOPLE {
+        server
+            .wait_for_frames(
+                &format!("/api/recordings/{LONG}/{participant}/webcam"),
+                LONG_FRAMES,
+            )
+            .await;
+    }
+    eprintln!(
+        "replay long: streamed 2 h x {LONG_PEOPLE} people in {:.0} s",
+        made.elapsed().as_secs_f64()
+    );
+    in_chromium(|driver| async move {
+        time_the_long_meeting(&driver, &server).await;
+        no_console_errors(&driver).await;
+    })
+    .await;
+}
+
+/// Milliseconds from navigation to every tile's frame painted.
+async fn open_time(driver: &WebDriver, path: &str) -> f64 {
+    driver.goto(path).await.unwrap();
+    driver
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const check = () => {
+               const shown = [...document.images].filter(i => i.getClientRects().length > 0 && i.getAttribute('src'));
+               if (document.getElementById('replay').dataset.state === 'ready' && shown.length > 0
+                   && shown.every(i => i.complete && i.naturalWidth > 0)) done(performance.now());
+               else requestAnimationFrame(check);
+             };
+             check();",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
+}
+
+async fn time_the_long_meeting(driver: &WebDriver, server: &TestServer) {
+    driver.set_window_rect(0, 0, 1280, 1000).await.unwrap();
+    let page = server.url(&format!("/recordings/{LONG}/replay"));
+    let cold = open_time(driver, &page).await;
+    let warm = open_time(driver, &page).await;
+    let duration = text(driver, "#duration").await;
+    assert!(
+        duration.starts_with("1:59:59") || duration.starts_with("2:00:00"),
+        "{duration}"
+    );
+    let tiles: usize = driver
+        .execute(
+            "return document.querySelectorAll('.tile:not([hidden])').length",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert_eq!(tiles as u64, LONG_PEOPLE, "everyone is there");
+    eprintln!("replay long: opened in {cold:.0} ms (first time), {warm:.0} ms (again)");
+
+    // Seeks far apart, each timed from the move to every tile and the stage showing the
+    // frame of that moment (the simulator's frames are every 500 ms from 0), painted.
+    let mut times = Vec::new();
+    for ms in [
+        3_600_000_u64,
+        751_250,
+        6_543_210,
+        5_999_999,
+        42_000,
+        7_199_000,
+    ] {
+        let frame = ms / 500 * 500;
+        let elapsed: f64 = driver
+            .execute_async(
+                "const [ms, frame, done] = arguments;
+                 const name = String(frame).padStart(9, '0') + '.png';
+                 const started = performance.now();
+                 const s = document.getElementById('scrubber');
+                 s.value = ms; s.dispatchEvent(new Event('input', { bubbles: true }));
+                 const check = () => {
+                   const imgs = [...document.querySelectorAll('.tile:not([hidden]) img, #stage-frame')];
+                   if (imgs.length > 0 && imgs.every(i => (i.getAttribute('src') || '').endsWith(name)
+                                                && i.complete && i.naturalWidth > 0)) {
+                     done(performance.now() - started);
+                   } else requestAnimationFrame(check);
+                 };
+                 check();",
+                vec![json!(ms), json!(frame)],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        let shown: usize = driver
+            .execute(
+                "return document.querySelectorAll('.tile:not([hidden]) img').length",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert_eq!(shown as u64, LONG_PEOPLE);
+        eprintln!("replay long: seek to {ms} ms showed frame {frame} in {elapsed:.0} ms");
+        times.push(elapsed);
+    }
+    times.sort_by(f64::total_cmp);
+    eprintln!(
+        "replay long: seeks median {:.0} ms, worst {:.0} ms",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}
+
+#[tokio::test]
+async fn the_timeline_and_frame_spans_say_what_the_replay_needs() {
+    let server = TestServer::start().await;
+    let bot = stream_the_meeting(&server).await;
+    let timeline = server
+        .get_json(&format!("/api/recordings/{REC}/timeline"))
+        .await;
+    assert_eq!(timeline["duration_ms"], 130_000);
+    assert_eq!(timeline["speech_events"], true);
+    let person = |id: u64| {
+        timeline["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("participant {id} in {timeline}"))
+            .clone()
+    };
+    let alice = person(100);
+    assert_eq!(alice["is_host"], true);
+    assert_eq!(alice["present"], json!([[0, null]]));
+    assert_eq!(alice["webcam"]["runs"], json!([[0, 130_000]]));
+    assert_eq!(alice["webcam"]["frames"], 261);
+    assert_eq!(alice["screenshare"]["runs"], json!([[10_250, 29_250]]));
+    assert_eq!(alice["speech"], json!([[500, 9000]]));
+    assert_eq!(alice["audio"]["runs"], json!([[0, 130_000]]));
+    assert_eq!(alice["audio"]["header_bytes"], 44);
+    let bob = person(200);
+    assert_eq!(
+        bob["webcam"]["runs"],
+        json!([[0, 40_000], [60_000, 130_000]])
+    );
+    assert_eq!(bob["screenshare"], Value::Null);
+    assert_eq!(bob["speech"], json!([[24_000, 27_000]]));
+    assert_eq!(person(300)["present"], json!([[20_000, 50_000]]));
+    let dev = person(400);
+    assert_eq!(
+        (&dev["present"], &dev["webcam"], &dev["audio"]),
+        (&json!([[22_000, 70_000]]), &Value::Null, &Value::Null)
+    );
+    let markers: Vec<(u64, String, u64)> = timeline["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["at_ms"].as_u64().unwrap(),
+                m["kind"].as_str().unwrap().to_owned(),
+                m["participant"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        markers,
+        [
+            (0, "join", 100),
+            (100, "join", 200),
+            (20_000, "join", 300),
+            (22_000, "join", 400),
+            (33_300, "chat", 200),
+            (50_000, "leave", 300),
+            (70_000, "leave", 400),
+        ]
+        .map(|(at, kind, who)| (at, kind.to_owned(), who))
+    );
+    assert_eq!(timeline["markers"][4]["text"], "Look at slide 3");
+
+    // A span: the frames from..=to, and the one on screen at `from`.
+    let span_url = alice["screenshare"]["span_url"].as_str().unwrap();
+    let span = server
+        .get_json(&format!("{span_url}?from=12250&to=14000"))
+        .await;
+    assert_eq!(
+        span,
+        json!({"from": 12_250, "to": 14_000, "before": 11_250,
+               "frames": [12_250, 13_250], "next_from": null})
+    );
+    let webcam = format!("/api/recordings/{REC}/100/webcam/frames/span");
+    let cut = server
+        .get_json(&format!("{webcam}?from=0&to=130000&limit=3"))
+        .await;
+    assert_eq!(
+        (&cut["before"], &cut["frames"], &cut["next_from"]),
+        (&Value::Null, &json!([0, 500, 1000]), &json!(1500))
+    );
+    // Each listed frame is there to fetch.
+    let frame = server
+        .get(&format!("/api/recordings/{REC}/100/webcam/000001000.png"))
+        .await;
+    assert_eq!(frame.status(), 200);
+
+    for (query, status) in [
+        ("?from=2000&to=1000", 400),
+        ("?from=abc&to=1000", 400),
+        ("?from=0", 400),
+        ("?from=0&to=10&limit=0", 400),
+        ("?from=0&to=10&limit=5001", 400),
+    ] {
+        let response = server.get(&format!("{webcam}{query}")).await;
+        assert_eq!(response.status(), status, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("from and to"),
+            "{body}"
+        );
+    }
+    for (path, status) in [
+        (
+            format!("/api/recordings/{REC}/999/webcam/frames/span?from=0&to=1"),
+            404,
+        ),
+        (
+            format!("/api/recordings/{REC}/400/webcam/frames/span?from=0&to=1"),
+            404,
+        ),
+        (
+            format!("/api/recordings/{REC}/bob/webcam/frames/span?from=0&to=1"),
+            400,
+        ),
+        ("/api/recordings/nope/timeline".to_owned(), 404),
+        ("/api/recordings/no%20pe/timeline".to_owned(), 400),
+        ("/recordings/nope/replay".to_owned(), 404),
+        (format!("/recordings/{REC}/replay?t=soon"), 400),
+    ] {
+        assert_eq!(server.get(&path).await.status(), status, "{path}");
+    }
+    let page = server
+        .get(&format!("/recordings/{REC}/replay?t=12.5"))
+        .await;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<script>"), "no inline script");
+    assert!(html.contains("/static/replay.js?v="), "its script");
+    bot.close().await;
 }
