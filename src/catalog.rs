@@ -35,8 +35,10 @@ use crate::store::{Key, LogCursor, Store, StoreError, read_log, read_whole_log};
 use crate::title::Title;
 
 mod audio;
+mod replay;
 
 pub use self::audio::{AudioPieces, AudioTrackView, RecordingAudio};
+pub use self::replay::FrameSpan;
 
 /// Reads in flight at once while a listing fans out (recordings, participants).
 const PARALLEL: usize = 8;

@@ -4,6 +4,7 @@ pub mod api;
 pub mod bots;
 pub mod guard;
 pub mod live;
+pub mod replay;
 pub mod serve;
 pub mod ui;
 pub mod ws;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .route("/api/live", get(live::follow_live))
         .merge(ui::routes())
+        .merge(replay::routes())
         .merge(bots::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

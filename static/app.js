@@ -28,6 +28,36 @@ function frameUrl(recording, participant, kind, ms) {
   return `/api/recordings/${recording}/${participant}/${kind}/${String(ms).padStart(9, "0")}.png`;
 }
 
+// ---- links to a moment (the stream player and the replay) ----
+
+/** ?t= of the address the page was opened at, in milliseconds; null if absent or not a time. */
+function openingMoment() {
+  const t = new URLSearchParams(location.search).get("t");
+  const s = t === null || t.trim() === "" ? NaN : Number(t);
+  return Number.isFinite(s) && s >= 0 ? Math.round(s * 1000) : null;
+}
+
+/**
+ * Puts `link` in the address and copies it; where the clipboard cannot be used (plain http
+ * to another machine, a refusal), shows it in `share`'s `input`, selected, to copy by hand.
+ * `status` says which, naming the moment as `when`.
+ */
+async function offerLink(link, when, { share, input, status }) {
+  history.replaceState(history.state, "", link);
+  try {
+    if (!window.isSecureContext || !navigator.clipboard) throw new Error("no clipboard here");
+    await navigator.clipboard.writeText(link);
+    share.hidden = true;
+    status.textContent = `Link to ${when} copied`;
+  } catch {
+    input.value = link;
+    share.hidden = false;
+    input.focus();
+    input.select();
+    status.textContent = `The clipboard is not available here: copy the selected link to ${when}`;
+  }
+}
+
 // ---- live updates ----
 
 /** Follows the server's live events (of one recording, or all) with the given handlers. */
@@ -166,13 +196,6 @@ function streamPage() {
     return url.href;
   }
 
-  /** ?t= of the address the page was opened at, in milliseconds; null if absent or not a time. */
-  function openingMoment() {
-    const t = new URLSearchParams(location.search).get("t");
-    const s = t === null || t.trim() === "" ? NaN : Number(t);
-    return Number.isFinite(s) && s >= 0 ? Math.round(s * 1000) : null;
-  }
-
   /** The place of the frame at or before `ms`, or of the first frame if `ms` is earlier. */
   function placeAt(ms) {
     let low = 0;
@@ -235,24 +258,11 @@ function streamPage() {
     copyStatus.textContent = text;
   }
 
-  /** Copies a link to the frame shown; where the clipboard cannot be used (plain http to another machine, a refusal), shows the link, selected, to copy by hand. */
-  async function copyLink() {
+  /** Copies a link to the frame shown (see offerLink). */
+  function copyLink() {
     if (frames.length === 0) return;
     const frame = frames[at];
-    const link = linkTo(frame);
-    history.replaceState(history.state, "", link);
-    try {
-      if (!window.isSecureContext || !navigator.clipboard) throw new Error("no clipboard here");
-      await navigator.clipboard.writeText(link);
-      share.hidden = true;
-      say(`Link to ${clock(frame.relative)} copied`);
-    } catch {
-      shareLink.value = link;
-      share.hidden = false;
-      shareLink.focus();
-      shareLink.select();
-      say(`The clipboard is not available here: copy the selected link to ${clock(frame.relative)}`);
-    }
+    offerLink(linkTo(frame), clock(frame.relative), { share, input: shareLink, status: copyStatus });
   }
 
   function drawStrip() {

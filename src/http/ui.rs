@@ -25,6 +25,8 @@ const APP_JS: &str = include_str!("../../static/app.js");
 const AUDIO_JS: &str = include_str!("../../static/audio.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
 const FAVICON: &str = include_str!("../../static/favicon.svg");
+const REPLAY_JS: &str = include_str!("../../static/replay.js");
+const REPLAY_CSS: &str = include_str!("../../static/replay.css");
 
 /// Pages load nothing from anywhere else, and run no inline script.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self'; style-src 'self'; \
@@ -35,8 +37,14 @@ static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut hasher = DefaultHasher::new();
     (APP_JS, APP_CSS, FAVICON).hash(&mut hasher);
     AUDIO_JS.hash(&mut hasher);
+    (REPLAY_JS, REPLAY_CSS).hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 });
+
+/// The version the pages put in their assets' URLs.
+pub fn assets() -> &'static str {
+    &ASSET_VERSION
+}
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -140,6 +148,8 @@ struct RecordingCard {
     thumbnail_stream: String,
     /// The ZIP of the whole recording.
     zip: String,
+    /// The meeting replay.
+    replay: String,
 }
 
 impl RecordingCard {
@@ -150,6 +160,7 @@ impl RecordingCard {
             people: people_text(&overview.people),
             page: urls::recording_page(&overview.id),
             zip: urls::recording_zip(&overview.id),
+            replay: crate::http::replay::replay_page(&overview.id),
             started: overview.started_at.map(wall_clock).unwrap_or_default(),
             duration: overview.duration().map(duration).unwrap_or_default(),
             participants: plural(overview.participants as u64, "participant", "participants"),
@@ -340,7 +351,7 @@ struct MomentParams {
 
 /// `?t=<seconds>` as the millisecond it names. Past the last frame is fine (the last frame
 /// is shown); anything but a number of seconds from 0 up is refused.
-fn moment(t: Option<&str>) -> Result<Option<u64>, ApiError> {
+pub fn moment(t: Option<&str>) -> Result<Option<u64>, ApiError> {
     let Some(t) = t else { return Ok(None) };
     match t.trim().parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
@@ -364,7 +375,7 @@ struct ErrorPage {
 
 /// An error answering a page: the same status and message as the API's JSON, as a page a
 /// browser shows, with a way back to the recordings.
-struct PageError(ApiError);
+pub struct PageError(ApiError);
 
 impl From<ApiError> for PageError {
     fn from(error: ApiError) -> Self {
@@ -394,7 +405,7 @@ impl IntoResponse for PageError {
     }
 }
 
-fn page(template: &impl Template) -> Result<Response, ApiError> {
+pub fn page(template: &impl Template) -> Result<Response, ApiError> {
     let html = template
         .render()
         .map_err(|error| ApiError::Internal(error.into()))?;
@@ -563,6 +574,8 @@ async fn get_asset(
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "audio.js" => (AUDIO_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
+        "replay.css" => (REPLAY_CSS, "text/css; charset=utf-8"),
         "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return Err(ApiError::NotFound("file")),
     };

@@ -55,7 +55,7 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
 }
 
 /// Chromium and chromedriver, or `None` (see [`skip_unless_ci`]) when they are missing.
-fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     let (chromium, chromedriver) = (
         binary("CHROMIUM", CHROMIUM),
         binary("CHROMEDRIVER", CHROMEDRIVER),
@@ -524,7 +524,7 @@ async fn address_t(driver: &WebDriver) -> Option<String> {
 }
 
 /// Whether the page needs no sideways scrolling.
-async fn fits_the_width(driver: &WebDriver) -> bool {
+pub(crate) async fn fits_the_width(driver: &WebDriver) -> bool {
     driver
         .execute(
             "return document.documentElement.scrollWidth <= window.innerWidth",
@@ -536,11 +536,11 @@ async fn fits_the_width(driver: &WebDriver) -> bool {
         .unwrap()
 }
 
-async fn click(driver: &WebDriver, what: By) {
+pub(crate) async fn click(driver: &WebDriver, what: By) {
     driver.find(what).await.unwrap().click().await.unwrap();
 }
 
-async fn text(driver: &WebDriver, css: &str) -> String {
+pub(crate) async fn text(driver: &WebDriver, css: &str) -> String {
     driver
         .find(By::Css(css))
         .await
@@ -551,7 +551,7 @@ async fn text(driver: &WebDriver, css: &str) -> String {
 }
 
 /// Polls a JavaScript condition until it holds, failing after the patience.
-async fn wait_for(driver: &WebDriver, what: &str, condition: &str) {
+pub(crate) async fn wait_for(driver: &WebDriver, what: &str, condition: &str) {
     let script = format!("return !!({condition});");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -573,7 +573,7 @@ async fn wait_for(driver: &WebDriver, what: &str, condition: &str) {
 }
 
 /// Waits until the page follows live events.
-async fn wait_for_live(driver: &WebDriver) {
+pub(crate) async fn wait_for_live(driver: &WebDriver) {
     wait_for(
         driver,
         "live updates",
@@ -583,7 +583,7 @@ async fn wait_for_live(driver: &WebDriver) {
 }
 
 /// Waits until the image `css` selects has loaded and decoded (`naturalWidth > 0`).
-async fn wait_until_rendered(driver: &WebDriver, css: &str) {
+pub(crate) async fn wait_until_rendered(driver: &WebDriver, css: &str) {
     let image = format!("document.querySelector('{css}')");
     wait_for(
         driver,
@@ -594,7 +594,7 @@ async fn wait_until_rendered(driver: &WebDriver, css: &str) {
 }
 
 /// Whether every image on the page has loaded and decoded (`naturalWidth > 0`).
-async fn all_images_render(driver: &WebDriver) -> bool {
+pub(crate) async fn all_images_render(driver: &WebDriver) -> bool {
     wait_for(
         driver,
         "images to load",
@@ -615,7 +615,7 @@ async fn all_images_render(driver: &WebDriver) -> bool {
 /// Saves what the browser shows as `target/browser/<name>`, and as `docs/<name>` (the
 /// README's pictures) when `UPDATE_SCREENSHOTS=1`: a plain test run leaves the work tree
 /// as it was.
-async fn save_screenshot(driver: &WebDriver, name: &str) {
+pub(crate) async fn save_screenshot(driver: &WebDriver, name: &str) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = root.join("target/browser").join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -628,6 +628,8 @@ async fn save_screenshot(driver: &WebDriver, name: &str) {
         "screenshot.png",
         "screenshot-player.png",
         "screenshot-phone.png",
+        "screenshot-replay.png",
+        "screenshot-replay-phone.png",
     ];
     if in_readme.contains(&name) && std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
         std::fs::write(root.join("docs").join(name), png).unwrap();
@@ -635,14 +637,14 @@ async fn save_screenshot(driver: &WebDriver, name: &str) {
 }
 
 /// chromedriver on a free loopback port with a session of headless Chromium.
-struct Chromium {
-    session: WebDriver,
+pub(crate) struct Chromium {
+    pub(crate) session: WebDriver,
     driver: tokio::process::Child,
     _profile: tempfile::TempDir,
 }
 
 impl Chromium {
-    async fn start(chromium: &Path, chromedriver: &Path) -> Chromium {
+    pub(crate) async fn start(chromium: &Path, chromedriver: &Path) -> Chromium {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
@@ -695,7 +697,7 @@ impl Chromium {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let Chromium {
             session,
             mut driver,

@@ -15,6 +15,7 @@ mod faults;
 mod object_store;
 mod participant_events;
 mod receiver;
+mod replay;
 mod security;
 mod simulate;
 mod titles;
