@@ -116,6 +116,13 @@ pub struct Version {
     pub version: Option<String>,
 }
 
+/// What [`Store::delete_prefix`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// What a create-only write found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -230,6 +237,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes the object at `key`; nothing there is not an error.
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;
+
+    /// Removes every object under `prefix`, at any depth (logs' parts included), and says
+    /// how many and how many bytes. Nothing there is not an error, and a removal cut short
+    /// is finished by calling it again. A folder goes whole; a bucket's objects are listed
+    /// and removed in batches. Readers may see some objects gone and others not until it
+    /// returns: what must vanish at once is hidden first, by a tombstone
+    /// ([`crate::deletion`]).
+    async fn delete_prefix(&self, prefix: &Key) -> Result<Removed, StoreError>;
 
     /// A new writer of the log `log` (a name ending in `.jsonl`), adding lines after every
     /// line already there, its own or another writer's. Where the store splits a log into
