@@ -345,9 +345,15 @@ pub async fn read_log(
     cursor: &mut LogCursor,
 ) -> Result<LogRead, StoreError> {
     let parts = store.log_parts(log).await?;
+    // A part shorter than what was read of it (crash repair cut a torn line), or gone (the
+    // log was deleted, or removed by hand): start over from what there is now.
     let restarted = parts
         .iter()
-        .any(|part| part.size < cursor.parts.get(&part.key).copied().unwrap_or(0));
+        .any(|part| part.size < cursor.parts.get(&part.key).copied().unwrap_or(0))
+        || cursor
+            .parts
+            .keys()
+            .any(|read| !parts.iter().any(|part| &part.key == read));
     let mut grown = Vec::new();
     for part in parts {
         let read = match cursor.parts.get(&part.key) {
