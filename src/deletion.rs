@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use self::guard::GuardedStore;
 use crate::frame::{ParticipantId, RecordingId};
 use crate::layout;
-use crate::store::{Key, LogWriter, Removed, Store, StoreError, read_whole_log};
+use crate::store::{Key, LogWriter, Removed, Store, StoreError};
 
 /// The server's own folder of deletion records: a dot-folder, never a recording.
 pub const DELETIONS_FOLDER: &str = ".deletions";
@@ -308,6 +308,9 @@ impl Deletions {
     pub async fn finish_pending(&self, pending: Vec<Target>) -> Vec<Deleted> {
         let mut finished = Vec::new();
         for target in pending {
+            // Under the lock, so that a deletion under way here is not finished twice: once
+            // it is done, its marker is gone.
+            let mut audit = self.audit.lock().await;
             let by = match self.store.get(&target.mark(PENDING)).await {
                 Ok(Some(found)) => serde_json::from_slice::<Mark>(&found.bytes)
                     .map_or(DeletedBy::Api, |mark| mark.by),
@@ -317,7 +320,7 @@ impl Deletions {
                     continue;
                 }
             };
-            match self.remove(&target, by, true, None).await {
+            match self.remove(&mut audit, &target, by, true, None).await {
                 Ok(deleted) => finished.push(deleted),
                 Err(error) => {
                     tracing::warn!(%error, recording = %target.recording(), "cannot finish a deletion; trying again later");
@@ -349,7 +352,8 @@ impl Deletions {
         self.store.put(&target.mark(PENDING), body.clone()).await?;
         self.store.put(&target.mark(DELETED), body).await?;
         self.hide(target).await;
-        Ok(self.remove(target, by, false, recall).await?)
+        let mut audit = self.audit.lock().await;
+        Ok(self.remove(&mut audit, target, by, false, recall).await?)
     }
 
     /// Hides `target`, once every write that passed the check before has landed.
@@ -361,12 +365,12 @@ impl Deletions {
     /// Removes `target`'s bytes, then its pending marker, and writes the audit line.
     async fn remove(
         &self,
+        audit: &mut Box<dyn LogWriter>,
         target: &Target,
         by: DeletedBy,
         finished_later: bool,
         recall: Option<serde_json::Value>,
     ) -> Result<Deleted, StoreError> {
-        let mut audit = self.audit.lock().await;
         // The tombstone again: a deletion finished after a crash between the two marks.
         if finished_later {
             let mark = Mark {
@@ -467,7 +471,7 @@ impl Deletions {
     /// Every line of the audit log.
     #[cfg(test)]
     pub async fn audit_log(&self) -> Result<Vec<Deleted>, StoreError> {
-        let lines = read_whole_log(self.store.as_ref(), &audit_key()).await?;
+        let lines = crate::store::read_whole_log(self.store.as_ref(), &audit_key()).await?;
         Ok(lines
             .iter()
             .filter_map(|line| serde_json::from_slice(line).ok())

@@ -1,14 +1,15 @@
 //! `DELETE /api/recordings/{recording}` and `DELETE /api/recordings/{recording}/{participant}`:
 //! deleting through [`crate::deletion`], with the checks only a running server can make (a
 //! bot still streaming into the recording is a 409 unless `force=true`), and optionally
-//! Recall's copy too (`recall=true`). Mounted behind the API guard.
+//! Recall's copy too (`recall=true`); and `GET /api/storage`, what is stored against the
+//! quota. Mounted behind the API guard.
 
 use std::borrow::Cow;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::routing::delete;
+use axum::routing::{delete, get};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,6 +24,7 @@ use crate::state::AppState;
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
+        .route("/api/storage", get(get_storage))
         .route("/api/recordings/{recording}", delete(delete_recording))
         .route(
             "/api/recordings/{recording}/{participant}",
@@ -102,6 +104,35 @@ async fn delete_participant(
         folder,
     };
     deleted(&state, target, None).await
+}
+
+/// What is stored, as the storage check last measured it: every byte, the cap, and each
+/// recording's share, largest first.
+async fn get_storage(State(state): State<AppState>) -> Json<Value> {
+    let keeper = &state.keeper;
+    let usage = keeper.usage();
+    let mut recordings: Vec<Value> = usage
+        .iter()
+        .flat_map(|usage| usage.recordings.iter())
+        .map(|(id, usage)| {
+            json!({"id": id, "bytes": usage.bytes, "objects": usage.objects,
+                   "last_written": usage.last_written})
+        })
+        .collect();
+    recordings.sort_by(|a, b| {
+        b["bytes"]
+            .as_u64()
+            .cmp(&a["bytes"].as_u64())
+            .then(a["id"].as_str().cmp(&b["id"].as_str()))
+    });
+    Json(json!({
+        "measured": usage.is_some(),
+        "stored_bytes": usage.as_ref().map(|usage| usage.total_bytes),
+        "max_stored_bytes": keeper.max_stored_bytes(),
+        "quota_reached": keeper.degraded_reason().is_some(),
+        "retention_seconds": state.config.retention.map(|r| r.as_secs()),
+        "recordings": recordings,
+    }))
 }
 
 fn refuse_while_streaming(

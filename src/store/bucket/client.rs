@@ -457,7 +457,9 @@ impl Bucket {
             let first = &batch[0];
             let (result, _) = self
                 .request("delete", first, || async {
-                    let locations = futures_util::stream::iter(batch.to_vec().into_iter().map(Ok));
+                    let locations: Vec<object_store::Result<Path>> =
+                        batch.iter().cloned().map(Ok).collect();
+                    let locations = futures_util::stream::iter(locations);
                     let mut deleted = self.inner.store.delete_stream(locations.boxed());
                     while let Some(done) = deleted.next().await {
                         match done {
@@ -468,13 +470,13 @@ impl Bucket {
                     Ok(())
                 })
                 .await?;
-            if let Err(answer) = result {
-                if !matches!(answer, Answer::NotFound) {
-                    return Err(BucketError::Unexpected {
-                        key: first.to_string(),
-                        why: format!("a batch delete answered {answer:?}"),
-                    });
-                }
+            if let Err(answer) = result
+                && !matches!(answer, Answer::NotFound)
+            {
+                return Err(BucketError::Unexpected {
+                    key: first.to_string(),
+                    why: format!("a batch delete answered {answer:?}"),
+                });
             }
         }
         Ok(())
