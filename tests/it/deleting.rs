@@ -120,6 +120,31 @@ async fn assert_later_frames_refused(bot: &mut Bot, base: &str) {
     wait_for_frames_at(&format!("{base}{KEPT_WEBCAM}"), 2).await;
 }
 
+/// The data of the first `deleted` event on a live stream.
+async fn next_deleted_event(live: reqwest::Response) -> Value {
+    use futures_util::StreamExt as _;
+    let mut body = live.bytes_stream();
+    let mut text = String::new();
+    loop {
+        if let Some(at) = text.find("event: deleted\n") {
+            let rest = &text[at..];
+            if let Some(end) = rest.find("\n\n") {
+                let data = rest[..end]
+                    .lines()
+                    .find_map(|line| line.strip_prefix("data: "))
+                    .expect("the event's data");
+                return serde_json::from_str(data).expect("JSON data");
+            }
+        }
+        let chunk = tokio::time::timeout(PATIENCE, body.next())
+            .await
+            .expect("an event within the patience")
+            .expect("the stream goes on")
+            .expect("a chunk");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
 fn audit_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|line| serde_json::from_str(line).expect("an audit line is JSON"))
@@ -141,10 +166,18 @@ async fn a_recording_deleted_from_the_folder_goes_at_once_every_byte_and_for_goo
     );
     assert!(server.data_dir.join(RECORDING).exists());
 
+    let live = reqwest::get(format!("{base}/api/live?recording={RECORDING}"))
+        .await
+        .unwrap();
     let (status, deleted) = delete(&base, "/api/recordings/rec_9f1c2a?force=true").await;
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(deleted["recording"], RECORDING);
     assert_eq!(deleted["by"], "api");
+    assert_eq!(
+        next_deleted_event(live).await,
+        serde_json::json!({"type": "deleted", "recording": RECORDING}),
+        "live pages are told"
+    );
     let bytes = deleted["bytes"].as_u64().unwrap();
     assert!(bytes > 4 * 100, "four PNGs and their manifests: {deleted}");
     assert!(!server.data_dir.join(RECORDING).exists(), "every byte gone");
@@ -246,6 +279,34 @@ async fn a_recording_deleted_from_the_bucket_leaves_no_object_and_is_refused_aft
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["recording"], RECORDING);
     assert_eq!(audit[0]["bytes"], deleted["bytes"]);
+}
+
+/// Two servers on one bucket: a deletion through one is seen by the other at its next
+/// storage check, which then hides the recording and refuses its frames too.
+#[tokio::test]
+async fn a_deletion_through_one_server_reaches_another_on_the_same_bucket() {
+    let s3 = S3Server::start().await;
+    let quick = ["--storage-check-interval", "100ms"];
+    let one = start_on_bucket(&s3, &quick).await;
+    let other = start_on_bucket(&s3, &quick).await;
+    let bot = record(&one.url(""), &one.ws_url(WS_TOKEN)).await;
+    bot.close().await;
+    other.wait_for_frames(ALICE_WEBCAM, 3).await;
+
+    let (status, _) = delete(&one.url(""), "/api/recordings/rec_9f1c2a?force=true").await;
+    assert_eq!(status, 200);
+    eventually("the other server hides the recording", || async {
+        other.get("/api/recordings/rec_9f1c2a").await.status() == 404
+    })
+    .await;
+    assert_gone_from_the_api(&other.url("")).await;
+    let mut bot = other.connect().await;
+    assert_later_frames_refused(&mut bot, &other.url("")).await;
+    let keys = s3.keys().await;
+    assert!(
+        !keys.iter().any(|k| k.starts_with("rec_9f1c2a/")),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]
