@@ -200,11 +200,13 @@ impl Hidden {
     /// Whether the recording, or the participant in it, is deleted.
     pub fn is_deleted(&self, recording: &RecordingId, participant: Option<ParticipantId>) -> bool {
         let sets = self.sets.read();
+        // Checked for every message: no allocation unless a participant was ever deleted.
         sets.recordings.contains(recording.as_str())
-            || participant.is_some_and(|participant| {
-                sets.participants
-                    .contains(&(recording.as_str().to_owned(), participant))
-            })
+            || (!sets.participants.is_empty()
+                && participant.is_some_and(|participant| {
+                    sets.participants
+                        .contains(&(recording.as_str().to_owned(), participant))
+                }))
     }
 
     /// Hides `target`; true when it was not hidden yet.

@@ -55,7 +55,7 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
 }
 
 /// Chromium and chromedriver, or `None` (see [`skip_unless_ci`]) when they are missing.
-fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     let (chromium, chromedriver) = (
         binary("CHROMIUM", CHROMIUM),
         binary("CHROMEDRIVER", CHROMEDRIVER),
@@ -635,14 +635,14 @@ async fn save_screenshot(driver: &WebDriver, name: &str) {
 }
 
 /// chromedriver on a free loopback port with a session of headless Chromium.
-struct Chromium {
-    session: WebDriver,
+pub(crate) struct Chromium {
+    pub(crate) session: WebDriver,
     driver: tokio::process::Child,
     _profile: tempfile::TempDir,
 }
 
 impl Chromium {
-    async fn start(chromium: &Path, chromedriver: &Path) -> Chromium {
+    pub(crate) async fn start(chromium: &Path, chromedriver: &Path) -> Chromium {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
@@ -695,7 +695,7 @@ impl Chromium {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let Chromium {
             session,
             mut driver,

@@ -833,3 +833,85 @@ async fn sizes_and_the_total_are_shown_and_the_recording_page_offers_deleting() 
         "{page}"
     );
 }
+
+/// In Chromium: the list lets go of a recording deleted elsewhere at once, and the
+/// recording page's button asks first, asks again while a bot streams, then deletes.
+#[tokio::test]
+async fn the_pages_ask_before_deleting_and_follow_deletions_live_in_chromium() {
+    use futures_util::FutureExt as _;
+    use thirtyfour::prelude::*;
+    let Some((chromium, chromedriver)) = crate::browser::browser_binaries() else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let base = server.url("");
+    let bot = record(&base, &server.ws_url(WS_TOKEN)).await;
+    let browser = crate::browser::Chromium::start(&chromium, &chromedriver).await;
+    let driver = &browser.session;
+    let cards = |selector: &'static str| async move {
+        driver.find_all(By::Css(selector)).await.unwrap().len()
+    };
+    let alert_saying = |words: &'static str| async move {
+        eventually(&format!("a dialog saying {words:?}"), || async {
+            driver
+                .get_alert_text()
+                .await
+                .is_ok_and(|text| text.contains(words))
+        })
+        .await;
+        driver.accept_alert().await.unwrap();
+    };
+    let outcome = std::panic::AssertUnwindSafe(async {
+        driver.goto(server.url("/")).await.unwrap();
+        assert_eq!(cards(".recording-card").await, 2);
+        eventually("the page follows live events", || async {
+            driver
+                .find(By::Id("live-status"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .is_ok_and(|text| text == "Live")
+        })
+        .await;
+        let (status, _) = delete(&base, "/api/recordings/rec_kept?force=true").await;
+        assert_eq!(status, 200);
+        eventually("the list lets go of the deleted recording", || async {
+            cards(r#"[data-recording="rec_kept"]"#).await == 0
+        })
+        .await;
+
+        driver
+            .goto(server.url("/recordings/rec_9f1c2a"))
+            .await
+            .unwrap();
+        driver
+            .find(By::Id("delete-recording"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        alert_saying("Delete recording rec_9f1c2a?").await;
+        alert_saying("a bot is streaming").await;
+        eventually("the page goes back to the list", || async {
+            driver
+                .current_url()
+                .await
+                .is_ok_and(|url| url.path() == "/")
+        })
+        .await;
+        assert!(!server.data_dir.join(RECORDING).exists());
+        eventually("the list is empty", || async {
+            cards(".recording-card").await == 0
+        })
+        .await;
+    })
+    .catch_unwind()
+    .await;
+    browser.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    bot.close().await;
+}
