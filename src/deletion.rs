@@ -257,6 +257,8 @@ pub struct Deletions {
     hidden: Arc<Hidden>,
     /// One deletion at a time, holding the audit log's writer.
     audit: tokio::sync::Mutex<Box<dyn LogWriter>>,
+    /// The tombstones were read once: those seen from then on are other writers' news.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl Deletions {
@@ -275,6 +277,7 @@ impl Deletions {
             store,
             hidden: Arc::default(),
             audit: tokio::sync::Mutex::new(audit),
+            loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -287,10 +290,11 @@ impl Deletions {
         self.hidden.is_deleted(recording, participant)
     }
 
-    /// Reads the tombstones and pending deletions again (another server's, or `recall-frames
-    /// delete`'s), hides those new to this server and sweeps their prefixes again: a write
-    /// that raced the deletion on this server lands nowhere visible, and is removed here.
-    /// Returns the pending deletions, to be finished with [`Deletions::finish_pending`].
+    /// Reads the tombstones and pending deletions (at start, then again for another
+    /// server's or `recall-frames delete`'s) and hides those new to this server. After the
+    /// first read, a tombstone new to this server has its prefix swept again: a write that
+    /// raced the deletion here lands nowhere visible, and is removed. Returns the pending
+    /// deletions, to be finished with [`Deletions::finish_pending`].
     pub async fn refresh(&self) -> Result<Vec<Target>, StoreError> {
         let deleted = self.marks(DELETED).await?;
         let pending = self.marks(PENDING).await?;
@@ -300,8 +304,13 @@ impl Deletions {
                 newly.push(target.clone());
             }
         }
-        for target in newly.iter().filter(|target| !pending.contains(target)) {
-            self.store.delete_prefix(&target.prefix()).await?;
+        // The first read only hides: sweeping every tombstone at each start would cost a
+        // listing per deletion ever made.
+        let loaded = self.loaded.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if loaded {
+            for target in newly.iter().filter(|target| !pending.contains(target)) {
+                self.store.delete_prefix(&target.prefix()).await?;
+            }
         }
         Ok(pending)
     }
@@ -341,6 +350,9 @@ impl Deletions {
         by: DeletedBy,
         recall: Option<serde_json::Value>,
     ) -> Result<Deleted, DeletionError> {
+        // Held from the check to the audit line: a second request for the same target
+        // finds it deleted.
+        let mut audit = self.audit.lock().await;
         if self.hidden.contains(target) {
             return Err(DeletionError::NotFound);
         }
@@ -354,7 +366,6 @@ impl Deletions {
         self.store.put(&target.mark(PENDING), body.clone()).await?;
         self.store.put(&target.mark(DELETED), body).await?;
         self.hide(target).await;
-        let mut audit = self.audit.lock().await;
         Ok(self.remove(&mut audit, target, by, false, recall).await?)
     }
 
