@@ -116,6 +116,31 @@ async fn assert_later_frames_refused(bot: &mut Bot, base: &str) {
     bot.send_frame(&TestFrame::new(2.0)).await;
     let reply = bot.next_json().await;
     assert_eq!(reply["error"]["reason"], "deleted", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was deleted"),
+        "{reply}"
+    );
+    bot.send_text(
+        TestAudio::new(2.0, vec![1000; 320])
+            .participant(100)
+            .event(),
+    )
+    .await;
+    assert_eq!(
+        bot.next_json().await["error"]["reason"],
+        "deleted",
+        "audio too"
+    );
+    bot.send_text(TestEvent::new("speech_on", 2.0).event())
+        .await;
+    assert_eq!(
+        bot.next_json().await["error"]["reason"],
+        "deleted",
+        "events too"
+    );
     bot.send_frame(&kept_frame(1.0)).await;
     wait_for_frames_at(&format!("{base}{KEPT_WEBCAM}"), 2).await;
 }
@@ -200,7 +225,7 @@ async fn a_recording_deleted_from_the_folder_goes_at_once_every_byte_and_for_goo
             .await,
         bytes as f64
     );
-    assert_eq!(refused(&server.metrics().await, "deleted"), 1.0);
+    assert_eq!(refused(&server.metrics().await, "deleted"), 3.0);
     let audit = std::fs::read_to_string(server.data_dir.join(".deletions/audit.jsonl")).unwrap();
     let audit = audit_lines(&audit);
     assert_eq!(audit.len(), 1);
