@@ -492,6 +492,20 @@ impl Deletions {
     }
 }
 
+/// Copies the tombstones of `from` into `to` (those not there yet), so that what was
+/// deleted in one store stays refused in the other: `recall-frames copy-to-bucket`.
+pub async fn copy_tombstones(from: &dyn Store, to: &dyn Store) -> Result<usize, StoreError> {
+    let mut copied = 0;
+    for object in from.list(&Key::of([DELETIONS_FOLDER, DELETED])).await? {
+        if let Some(found) = from.get(&object.key).await?
+            && to.create(&object.key, found.bytes).await? == crate::store::Created::New
+        {
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
 fn audit_key() -> Key {
     Key::of([DELETIONS_FOLDER, AUDIT_LOG])
 }

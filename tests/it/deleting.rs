@@ -334,6 +334,42 @@ async fn a_deletion_through_one_server_reaches_another_on_the_same_bucket() {
     );
 }
 
+/// A recording deleted on the volume is not copied into the bucket, and its tombstone
+/// goes along: a server on the bucket refuses it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_bucket_leaves_a_deleted_recording_behind_and_keeps_refusing_it() {
+    let mut server = TestServer::start().await;
+    let bot = record(&server.url(""), &server.ws_url(WS_TOKEN)).await;
+    bot.close().await;
+    let (status, _) = delete(&server.url(""), "/api/recordings/rec_9f1c2a?force=true").await;
+    assert_eq!(status, 200);
+    server.stop().await.unwrap();
+
+    let s3 = S3Server::start().await;
+    let mut args = vec!["copy-to-bucket".to_owned(), "--data-dir".to_owned()];
+    args.push(server.data_dir.to_str().unwrap().to_owned());
+    args.extend(s3.flags(None));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = recall_frames(&[], &args).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let keys = s3.keys().await;
+    assert!(
+        !keys.iter().any(|k| k.starts_with("rec_9f1c2a/")),
+        "{keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.starts_with("rec_kept/")), "{keys:?}");
+    assert!(keys.contains(&".deletions/deleted/rec_9f1c2a/recording.json".to_owned()));
+
+    let on_bucket = start_on_bucket(&s3, &[]).await;
+    assert_gone_from_the_api(&on_bucket.url("")).await;
+    let mut bot = on_bucket.connect().await;
+    assert_later_frames_refused(&mut bot, &on_bucket.url("")).await;
+}
+
 #[tokio::test]
 async fn a_participant_is_deleted_with_their_events_and_the_others_stay() {
     let server = TestServer::start().await;
