@@ -87,6 +87,9 @@ use crate::store::bucket::Bucket;
 use crate::store::bucket::BucketStore;
 use crate::store::fs::FsStore;
 
+/// How long shutdown waits for the storage check (a retention deletion) to stop.
+const KEEPER_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The signals on which the server drains and exits: a container's stop signal must be one
 /// of them.
 pub const SHUTDOWN_SIGNALS: [(&str, SignalKind); 2] = [
@@ -334,8 +337,16 @@ async fn serve(
     if let Err(error) = disk_watch.await {
         tracing::warn!(%error, "the free-space watch panicked");
     }
-    if let Err(error) = keeper_task.await {
-        tracing::warn!(%error, "the storage check panicked");
+    // A deletion under way may take long in a bucket: it is cut, and the next start
+    // finishes it (its pending marker says what is left).
+    let mut keeper_task = keeper_task;
+    match tokio::time::timeout(KEEPER_STOP_GRACE, &mut keeper_task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "the storage check panicked"),
+        Err(_) => {
+            keeper_task.abort();
+            tracing::warn!("a deletion was under way at shutdown; the next start finishes it");
+        }
     }
     if let Some(watch) = bucket_watch
         && let Err(error) = watch.await

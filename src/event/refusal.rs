@@ -50,7 +50,7 @@ pub enum Refusal {
     #[error("the server is low on disk space; frames and audio are refused until space is freed")]
     StorageLow,
     /// Not a decoding fault: the recording, or this participant of it, was deleted.
-    #[error("{what} was deleted on this server; what is sent for it is refused, never saved again")]
+    #[error("{what} was deleted; what is sent for it is refused, never saved again")]
     Deleted { what: &'static str },
     /// Not a decoding fault: stored bytes are at `MAX_STORED_BYTES`.
     #[error(
