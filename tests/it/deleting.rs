@@ -426,6 +426,40 @@ async fn a_participant_is_deleted_with_their_events_and_the_others_stay() {
     assert_eq!(status, 404);
 }
 
+#[tokio::test]
+async fn a_participant_deleted_from_the_bucket_leaves_no_object_of_theirs() {
+    let s3 = S3Server::start().await;
+    let server = start_on_bucket(&s3, &[]).await;
+    let base = server.url("");
+    let mut bot = record(&base, &server.ws_url(WS_TOKEN)).await;
+    let (status, deleted) = delete(&base, "/api/recordings/rec_9f1c2a/100?force=true").await;
+    assert_eq!(status, 200, "{deleted}");
+    let keys = s3.keys().await;
+    let alice: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            k.starts_with("rec_9f1c2a/100") || k.as_str() == "rec_9f1c2a/participants/100.json"
+        })
+        .collect();
+    assert!(alice.is_empty(), "{alice:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("rec_9f1c2a/200-bob/webcam/")),
+        "{keys:?}"
+    );
+    let mut events = String::new();
+    for key in keys.iter().filter(|k| k.starts_with("rec_9f1c2a/events/")) {
+        events.push_str(std::str::from_utf8(&s3.get(key).await.unwrap()).unwrap());
+    }
+    assert!(!events.contains("Alice"), "{events}");
+    assert!(events.contains("Bob here"), "{events}");
+    let recording = server.get_json("/api/recordings/rec_9f1c2a").await;
+    assert_eq!(recording["participants"].as_array().unwrap().len(), 1);
+    assert_eq!(recording["participants"][0]["id"], 200);
+    bot.send_frame(&TestFrame::new(2.0)).await;
+    assert_eq!(bot.next_json().await["error"]["reason"], "deleted");
+}
+
 /// `kill -9` while the bucket holds the deletion back: the recording is hidden from the
 /// moment it was asked for, and the restart removes what was left and says so. Several
 /// threads: the bucket answers while the test waits for the binary.
