@@ -319,6 +319,21 @@ impl Catalog {
         }
     }
 
+    /// Forgets what is cached of a recording, once it is deleted: its stream indexes and
+    /// participant folders.
+    pub fn forget(&self, recording: &RecordingId) {
+        self.streams.lock().forget(recording);
+        let mut folders = self.folders.lock();
+        let gone: Vec<(RecordingId, ParticipantId)> = folders
+            .iter()
+            .filter(|((id, _), _)| id == recording)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            folders.pop(&key);
+        }
+    }
+
     /// Every recording, newest first.
     pub async fn recordings(&self) -> Result<Vec<RecordingOverview>, CatalogError> {
         let ids: Vec<RecordingId> = self
@@ -816,6 +831,19 @@ impl<S: Indexed> IndexCache<S> {
         self.streams
             .get_or_insert(key.clone(), || Arc::new(make()))
             .clone()
+    }
+
+    /// Drops the indexes of a recording's streams.
+    fn forget(&mut self, recording: &RecordingId) {
+        let gone: Vec<StreamKey> = self
+            .streams
+            .iter()
+            .filter(|(key, _)| &key.recording == recording)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            self.streams.pop(&key);
+        }
     }
 
     /// Drops the least recently used indexes until the rest fit the budget, never the one

@@ -74,6 +74,13 @@ pub enum Command {
     /// not be copied. DATA_DIR and the bucket's settings come from the environment or from
     /// the options (`recall-frames copy-to-bucket --data-dir ./frames --bucket-name ...`).
     CopyToBucket,
+    /// Delete a recording, or one participant of it, or the recordings older than a time
+    ///
+    /// From DATA_DIR or the bucket, as `DELETE /api/recordings/...` does: tombstoned at once,
+    /// then removed, and logged in .deletions/audit.jsonl. A server on the same store learns
+    /// of it at its next STORAGE_CHECK_INTERVAL. Prints a JSON report. `--older-than 30d
+    /// --dry-run` (or `--dry-run` with RETENTION set) lists what retention would delete.
+    Delete(crate::DeleteArgs),
 }
 
 /// The long help of `recall-frames simulate`.

@@ -208,6 +208,21 @@ pub struct Config {
     /// (and is retried within BUCKET_RETRY_TIMEOUT).
     #[arg(long, env = "BUCKET_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub bucket_request_timeout: Duration,
+
+    // ---- Deleting, retention and quotas (issue 16) ----
+    /// Recordings whose last write is older than this are deleted (e.g. `30d`), at start and
+    /// at every STORAGE_CHECK_INTERVAL, and logged in .deletions/audit.jsonl. Unset: kept
+    /// until deleted. See what it would delete with `recall-frames delete --dry-run`.
+    #[arg(long, env = "RETENTION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+    /// Most bytes stored (DATA_DIR or the bucket). At the cap new recordings are refused
+    /// (`quota_reached`) and /healthz says degraded; nothing is deleted to make room.
+    #[arg(long, env = "MAX_STORED_BYTES", value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub max_stored_bytes: Option<u64>,
+    /// How often the stored bytes are measured (one listing of the store), tombstones read
+    /// again and RETENTION applied.
+    #[arg(long, env = "STORAGE_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub storage_check_interval: Duration,
 }
 
 /// The region a Recall workspace lives in. API keys are per region.

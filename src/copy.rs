@@ -73,9 +73,14 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
     config.check().map_err(anyhow::Error::msg)?;
     // Read only: a server may still be writing DATA_DIR.
     let disk: Arc<dyn Store> = Arc::new(FsStore::at(config.data_dir.clone()));
+    // Deleted recordings (and those whose deletion a crash cut short) stay behind; their
+    // tombstones go along, so that the bucket refuses them too.
+    let deletions = crate::deletion::Deletions::load(disk.clone())
+        .await
+        .context("cannot read the tombstones of deleted recordings in DATA_DIR")?;
     let from = Source {
-        catalog: Catalog::new(disk.clone(), config.catalog_cache_frames),
-        store: disk,
+        catalog: Catalog::new(deletions.guarded(), config.catalog_cache_frames),
+        store: deletions.guarded(),
     };
     let to = crate::Storage::open(config).await?;
     if !to.store.is_shared() {
@@ -105,6 +110,10 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
         report.recordings.push(copied);
     }
     to.sink.flush().await?;
+    let tombstones = crate::deletion::copy_tombstones(disk.as_ref(), to.store.as_ref()).await?;
+    if tombstones > 0 {
+        tracing::info!(tombstones, "tombstones of deleted recordings copied");
+    }
     Ok(report)
 }
 

@@ -28,6 +28,9 @@ pub enum ApiError {
     BadRequest(std::borrow::Cow<'static, str>),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The request clashes with what the server is doing; the message says how to go on.
+    #[error("{0}")]
+    Conflict(std::borrow::Cow<'static, str>),
     /// A request whose body or parameters are not what the route takes.
     #[error("{0}")]
     InvalidRequest(String),
@@ -52,6 +55,7 @@ impl ApiError {
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnreadableBody { status, .. } => *status,
             ApiError::Bot(BotError::NoApiKey | BotError::NoPublicUrl) => {

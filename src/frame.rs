@@ -9,7 +9,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// A Recall recording id, checked to be safe as one path segment: `[A-Za-z0-9_.-]{1,128}`,
-/// and neither `.` nor `..`.
+/// not starting with a dot. Dot-names at the top of the store are the server's own (the
+/// websocket token, `.deletions`), hidden from listings: a recording named so would be
+/// saved where nobody could see it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordingId(Arc<str>);
 
@@ -20,7 +22,7 @@ impl RecordingId {
         let safe_chars = id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        let ok = safe_chars && (1..=Self::MAX_LEN).contains(&id.len()) && id != "." && id != "..";
+        let ok = safe_chars && (1..=Self::MAX_LEN).contains(&id.len()) && !id.starts_with('.');
         ok.then(|| Self(id.into()))
     }
 
@@ -38,6 +40,15 @@ impl fmt::Display for RecordingId {
 impl Serialize for RecordingId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read back from this server's own records (the audit log), checked as any id is.
+impl<'de> Deserialize<'de> for RecordingId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        RecordingId::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a recording id")))
     }
 }
 

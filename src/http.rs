@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bots;
+pub mod delete;
 pub mod guard;
 pub mod live;
 pub mod replay;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .merge(replay::routes())
         .merge(bots::routes())
+        .merge(delete::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_access,
@@ -72,6 +74,11 @@ async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
         .as_ref()
         .and_then(|bucket| bucket.health().degraded_reason())
     {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "degraded", "reason": reason})),
+        )
+    } else if let Some(reason) = state.keeper.degraded_reason() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "degraded", "reason": reason})),

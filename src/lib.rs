@@ -26,6 +26,7 @@ pub mod title;
 mod auth;
 mod config;
 mod copy;
+mod deletion;
 mod disk;
 mod error;
 mod event;
@@ -35,6 +36,7 @@ mod live;
 mod metrics;
 mod pipeline;
 mod recall;
+mod retention;
 mod state;
 
 /// Internals that the integration tests and benchmarks drive directly: the wire decoder,
@@ -73,20 +75,26 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{Config, LogFormat};
 pub use copy::{CopyReport, copy_to_bucket};
+pub use deletion::command::{DeleteArgs, delete};
 
 use crate::auth::TokenSource;
 use crate::catalog::Catalog;
+use crate::deletion::Deletions;
 use crate::disk::DiskWatch;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::recorder::Recorder;
+use crate::retention::{Keeper, KeeperConfig};
 use crate::sink::FrameSink;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::store::bucket::Bucket;
 use crate::store::bucket::BucketStore;
 use crate::store::fs::FsStore;
+
+/// How long shutdown waits for the storage check (a retention deletion) to stop.
+const KEEPER_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The signals on which the server drains and exits: a container's stop signal must be one
 /// of them.
@@ -134,40 +142,79 @@ pub async fn run(
 pub(crate) struct Storage {
     pub(crate) sink: Arc<dyn FrameSink>,
     pub(crate) catalog: Arc<Catalog>,
+    /// The byte store itself; the recorder and the catalog go through `deletions`' guard.
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) deletions: Arc<Deletions>,
     pub(crate) bucket: Option<Bucket>,
     metrics: Arc<Metrics>,
+}
+
+/// The byte store the configuration names: a bucket when BUCKET_NAME is set, DATA_DIR
+/// otherwise.
+pub(crate) async fn open_store(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Bucket>)> {
+    Ok(if config.bucket_name.is_none() {
+        let store = FsStore::open(config.data_dir.clone())
+            .await
+            .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
+        (Arc::new(store), None)
+    } else {
+        let bucket = Bucket::connect(config, metrics).await?;
+        let store = BucketStore::new(bucket.clone(), config.bucket_manifest_interval);
+        (Arc::new(store), Some(bucket))
+    })
 }
 
 impl Storage {
     /// What the configuration names: a bucket when BUCKET_NAME is set, DATA_DIR otherwise.
     pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
-        let (store, bucket): (Arc<dyn Store>, _) = if config.bucket_name.is_none() {
-            let store = FsStore::open(config.data_dir.clone())
-                .await
-                .with_context(|| format!("DATA_DIR {} is not usable", config.data_dir.display()))?;
-            (Arc::new(store), None)
-        } else {
-            let bucket = Bucket::connect(config, metrics.clone()).await?;
-            let store = BucketStore::new(bucket.clone(), config.bucket_manifest_interval);
-            (Arc::new(store), Some(bucket))
+        let (store, bucket) = open_store(config, metrics.clone()).await?;
+        let deletions = Deletions::unread(store.clone());
+        // Read before anything is served, so that nothing deleted is; a bucket that does
+        // not answer is waited for no longer than its check, and the storage check reads
+        // them as soon as it answers (the server is degraded meanwhile).
+        let read = match &bucket {
+            None => Ok(deletions.refresh().await),
+            Some(_) => tokio::time::timeout(config.bucket_check_timeout, deletions.refresh()).await,
         };
-        let sink = Arc::new(Recorder::new(store.clone()));
-        Ok(Storage::with_sink(config, store, sink, bucket, metrics))
+        match read {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) if bucket.is_none() => {
+                return Err(anyhow::Error::new(error)
+                    .context("cannot read the tombstones of deleted recordings"));
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot read the tombstones of deleted recordings yet");
+            }
+            Err(_) => tracing::warn!(
+                "the bucket did not list the tombstones of deleted recordings in time; reading them later"
+            ),
+        }
+        let sink = Arc::new(Recorder::new(deletions.guarded()));
+        Ok(Storage::with_sink(
+            config, store, deletions, sink, bucket, metrics,
+        ))
     }
 
     fn with_sink(
         config: &Config,
         store: Arc<dyn Store>,
+        deletions: Arc<Deletions>,
         sink: Arc<dyn FrameSink>,
         bucket: Option<Bucket>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Storage {
             sink,
-            catalog: Arc::new(Catalog::new(store.clone(), config.catalog_cache_frames)),
+            catalog: Arc::new(Catalog::new(
+                deletions.guarded(),
+                config.catalog_cache_frames,
+            )),
             store,
+            deletions,
             bucket,
             metrics,
         }
@@ -185,10 +232,14 @@ pub async fn run_with_sink(
 ) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
     // Read by the catalog only: `sink` writes DATA_DIR.
-    let store = FsStore::at(config.data_dir.clone());
+    let store: Arc<dyn Store> = Arc::new(FsStore::at(config.data_dir.clone()));
+    let deletions = Deletions::load(store.clone())
+        .await
+        .context("cannot read the tombstones of deleted recordings")?;
     let storage = Storage::with_sink(
         &config,
-        Arc::new(store),
+        store,
+        deletions,
         sink,
         None,
         Arc::new(Metrics::default()),
@@ -205,9 +256,10 @@ async fn serve(
     let Storage {
         sink,
         catalog,
+        store,
+        deletions,
         bucket,
         metrics,
-        ..
     } = storage;
     let local = listener
         .local_addr()
@@ -243,7 +295,17 @@ async fn serve(
         .as_ref()
         .map(|bucket| bucket.watch(config.bucket_check_interval, stopping.clone()));
     let bots = recall::Bots::new(&config, &ws_token)?;
+    let keeper = Keeper::new(store, deletions, KeeperConfig::of(&config), metrics.clone());
+    let keeper_task = {
+        let pipeline = pipeline.clone();
+        tokio::spawn(
+            keeper
+                .clone()
+                .run(stopping.clone(), move |id| pipeline.is_streaming(id)),
+        )
+    };
     let state = AppState {
+        keeper,
         bots,
         ws_slots: Arc::new(Semaphore::new(config.max_connections)),
         config: Arc::new(config),
@@ -280,6 +342,17 @@ async fn serve(
     let drained = drain(&state, server).await;
     if let Err(error) = disk_watch.await {
         tracing::warn!(%error, "the free-space watch panicked");
+    }
+    // A deletion under way may take long in a bucket: it is cut, and the next start
+    // finishes it (its pending marker says what is left).
+    let mut keeper_task = keeper_task;
+    match tokio::time::timeout(KEEPER_STOP_GRACE, &mut keeper_task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "the storage check panicked"),
+        Err(_) => {
+            keeper_task.abort();
+            tracing::warn!("a deletion was under way at shutdown; the next start finishes it");
+        }
     }
     if let Some(watch) = bucket_watch
         && let Err(error) = watch.await

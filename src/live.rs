@@ -32,6 +32,12 @@ pub enum LiveEvent {
         recording: RecordingId,
         participant: Participant,
     },
+    /// A recording, or one participant of it, was deleted: pages showing it let it go.
+    Deleted {
+        recording: RecordingId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        participant: Option<ParticipantId>,
+    },
     /// A frame was saved.
     Frame {
         recording: RecordingId,
@@ -47,6 +53,7 @@ impl LiveEvent {
         match self {
             LiveEvent::Recording { recording }
             | LiveEvent::Participant { recording, .. }
+            | LiveEvent::Deleted { recording, .. }
             | LiveEvent::Frame { recording, .. } => recording,
         }
     }
@@ -56,6 +63,7 @@ impl LiveEvent {
         match self {
             LiveEvent::Recording { .. } => "recording",
             LiveEvent::Participant { .. } => "participant",
+            LiveEvent::Deleted { .. } => "deleted",
             LiveEvent::Frame { .. } => "frame",
         }
     }

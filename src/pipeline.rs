@@ -92,6 +92,9 @@ struct Inner {
     budget: Arc<Semaphore>,
     streams: Mutex<Streams>,
     tasks: TaskTracker,
+    /// When each recording last had a frame, event or audio chunk: a recording heard from
+    /// within `idle_timeout` is being streamed into (a deletion is refused with 409).
+    activity: Mutex<HashMap<crate::frame::RecordingId, tokio::time::Instant>>,
 }
 
 #[derive(Default)]
@@ -125,6 +128,7 @@ impl Pipeline {
                 live,
                 streams: Mutex::default(),
                 tasks: TaskTracker::new(),
+                activity: Mutex::default(),
             }),
         }
     }
@@ -133,6 +137,7 @@ impl Pipeline {
     /// budget is full.
     pub async fn submit(&self, frame: Box<Frame>, tally: Arc<Tally>) -> Result<(), PipelineClosed> {
         let inner = &self.inner;
+        self.heard_from(&frame.key.recording);
         // A frame larger than the whole budget (possible only if the budget is set below the
         // message size limit) takes all of it rather than waiting forever.
         let cost = frame.png.len().clamp(1, inner.config.buffer_bytes);
@@ -187,6 +192,7 @@ impl Pipeline {
         &self,
         event: &ParticipantEvent,
     ) -> Result<(), crate::sink::SinkError> {
+        self.heard_from(&event.recording.id);
         let recorded = self.inner.sink.record_event(event).await;
         match &recorded {
             Ok(()) => {
@@ -206,6 +212,7 @@ impl Pipeline {
         chunk: &crate::audio::AudioChunk,
     ) -> Result<crate::sink::AudioOutcome, crate::sink::SinkError> {
         let started = std::time::Instant::now();
+        self.heard_from(&chunk.recording.id);
         let recorded = self.inner.sink.record_audio(chunk).await;
         match &recorded {
             Ok(outcome) => {
@@ -219,6 +226,32 @@ impl Pipeline {
             Err(error) => self.inner.sink_failed(error),
         }
         recorded
+    }
+
+    /// Notes that `recording` was just streamed into.
+    fn heard_from(&self, recording: &crate::frame::RecordingId) {
+        let now = tokio::time::Instant::now();
+        let mut activity = self.inner.activity.lock();
+        if let Some(at) = activity.get_mut(recording) {
+            *at = now;
+            return;
+        }
+        // Bounded by the recordings heard from within the idle timeout.
+        if activity.len() >= 1024 {
+            let idle = self.inner.config.idle_timeout;
+            activity.retain(|_, at| now.duration_since(*at) < idle);
+        }
+        activity.insert(recording.clone(), now);
+    }
+
+    /// Whether a bot streamed into `recording` on this server within
+    /// `STREAM_IDLE_TIMEOUT`.
+    pub fn is_streaming(&self, recording: &crate::frame::RecordingId) -> bool {
+        self.inner
+            .activity
+            .lock()
+            .get(recording)
+            .is_some_and(|at| at.elapsed() < self.inner.config.idle_timeout)
     }
 
     /// Flushes what the sink holds back; call after [`Pipeline::close`].

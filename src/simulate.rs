@@ -268,7 +268,9 @@ pub enum SimulateError {
         count: usize,
         participants: usize,
     },
-    #[error("recording id {0:?} must be 1 to 128 characters of A-Z a-z 0-9 _ . - (not . or ..)")]
+    #[error(
+        "recording id {0:?} must be 1 to 128 characters of A-Z a-z 0-9 _ . -, not starting with a dot"
+    )]
     BadRecordingId(String),
     #[error("cannot read {path}: {source}")]
     Folder {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub disk: DiskWatch,
     /// The bucket recordings go to, when BUCKET_NAME is set.
     pub bucket: Option<crate::store::bucket::Bucket>,
+    /// Deletions, retention and the quota: what is stored, and what is deleted.
+    pub keeper: Arc<crate::retention::Keeper>,
 }
 
 impl AppState {

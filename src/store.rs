@@ -116,6 +116,13 @@ pub struct Version {
     pub version: Option<String>,
 }
 
+/// What [`Store::delete_prefix`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// What a create-only write found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -236,6 +243,14 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the object at `key`; nothing there is not an error.
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;
 
+    /// Removes every object under `prefix`, at any depth (logs' parts included), and says
+    /// how many and how many bytes. Nothing there is not an error, and a removal cut short
+    /// is finished by calling it again. A folder goes whole; a bucket's objects are listed
+    /// and removed in batches. Readers may see some objects gone and others not until it
+    /// returns: what must vanish at once is hidden first, by a tombstone
+    /// ([`crate::deletion`]).
+    async fn delete_prefix(&self, prefix: &Key) -> Result<Removed, StoreError>;
+
     /// A new writer of the log `log` (a name ending in `.jsonl`), adding lines after every
     /// line already there, its own or another writer's. Where the store splits a log into
     /// parts, each holds up to `lines_per_part` lines.
@@ -335,9 +350,15 @@ pub async fn read_log(
     cursor: &mut LogCursor,
 ) -> Result<LogRead, StoreError> {
     let parts = store.log_parts(log).await?;
+    // A part shorter than what was read of it (crash repair cut a torn line), or gone (the
+    // log was deleted, or removed by hand): start over from what there is now.
     let restarted = parts
         .iter()
-        .any(|part| part.size < cursor.parts.get(&part.key).copied().unwrap_or(0));
+        .any(|part| part.size < cursor.parts.get(&part.key).copied().unwrap_or(0))
+        || cursor
+            .parts
+            .keys()
+            .any(|read| !parts.iter().any(|part| &part.key == read));
     let mut grown = Vec::new();
     for part in parts {
         let read = match cursor.parts.get(&part.key) {

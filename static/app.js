@@ -105,12 +105,67 @@ function countFrame(element) {
   element.textContent = plural(n, "frame", "frames");
 }
 
+// ---- deleting ----
+
+/** Says on the page that what it shows was deleted, with a way back to the list. */
+function showDeleted(text) {
+  const notice = document.createElement("section");
+  notice.className = "empty";
+  const heading = document.createElement("h2");
+  heading.textContent = text;
+  const back = document.createElement("p");
+  const link = document.createElement("a");
+  link.href = "/";
+  link.textContent = "Back to the recordings";
+  back.append(link);
+  notice.append(heading, back);
+  document.getElementById("main").replaceChildren(notice);
+}
+
+/**
+ * Delete buttons (`data-delete-url`, `data-what`): asked once, and once more with force
+ * when a bot is still streaming (409). Listened for on the document, so that buttons in
+ * content swapped in by live updates work too.
+ */
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-delete-url]");
+  if (!button) return;
+  const what = button.dataset.what;
+  if (!confirm(`Delete ${what}? Its frames, audio and events are removed for good.`)) return;
+  button.disabled = true;
+  try {
+    let response = await fetch(button.dataset.deleteUrl, { method: "DELETE" });
+    if (response.status === 409) {
+      const { error } = await response.json();
+      if (!confirm(`${error}\n\nDelete it anyway? What the bot sends next is refused.`)) return;
+      response = await fetch(`${button.dataset.deleteUrl}?force=true`, { method: "DELETE" });
+    }
+    if (!response.ok) {
+      const { error } = await response.json().catch(() => ({ error: response.statusText }));
+      alert(`Could not delete ${what}: ${error}`);
+      return;
+    }
+    if (button.id === "delete-recording") {
+      location.assign("/");
+    } else {
+      refreshMain();
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
 // ---- pages ----
 
 function indexPage() {
   followLive(null, {
     recording: refreshMain,
     lagged: refreshMain,
+    deleted(event) {
+      if (event.participant !== undefined) return refreshMain();
+      document.querySelector(`[data-recording="${CSS.escape(event.recording)}"]`)?.remove();
+      refreshMain();
+    },
     frame(frame) {
       const card = document.querySelector(`[data-recording="${CSS.escape(frame.recording)}"]`);
       if (!card) return refreshMain();
@@ -129,6 +184,10 @@ function recordingPage() {
   drawAudioBars();
   followLive(recording, {
     lagged: refreshMain,
+    deleted(event) {
+      if (event.participant !== undefined) return refreshMain();
+      showDeleted("This recording was deleted.");
+    },
     participant(event) {
       if (!document.querySelector(`[data-participant="${event.participant.id}"]`)) refreshMain();
     },
@@ -401,7 +460,15 @@ function streamPage() {
     }
   });
 
-  followLive(recording, { frame: arrive });
+  followLive(recording, {
+    frame: arrive,
+    deleted(event) {
+      if (event.participant === undefined || String(event.participant) === participant) {
+        pause();
+        showDeleted("This stream was deleted.");
+      }
+    },
+  });
   load()
     .then(() => {
       loaded = true;

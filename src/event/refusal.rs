@@ -35,7 +35,9 @@ pub enum Refusal {
     BadRelativeTime(f64),
     #[error("absolute timestamp {0:?} is not an ISO-8601 time with an offset")]
     BadAbsoluteTime(String),
-    #[error("recording id must be 1 to 128 characters of A-Z a-z 0-9 _ . - (and not . or ..)")]
+    #[error(
+        "recording id must be 1 to 128 characters of A-Z a-z 0-9 _ . -, not starting with a dot"
+    )]
     UnsafeRecordingId,
     #[error("participant id must be a non-negative integer")]
     BadParticipantId,
@@ -47,6 +49,14 @@ pub enum Refusal {
     /// Not a decoding fault: DATA_DIR is below `MIN_FREE_BYTES`.
     #[error("the server is low on disk space; frames and audio are refused until space is freed")]
     StorageLow,
+    /// Not a decoding fault: the recording, or this participant of it, was deleted.
+    #[error("{what} was deleted; what is sent for it is refused, never saved again")]
+    Deleted { what: &'static str },
+    /// Not a decoding fault: stored bytes are at `MAX_STORED_BYTES`.
+    #[error(
+        "the server stores as much as MAX_STORED_BYTES allows; new recordings are refused until recordings are deleted"
+    )]
+    QuotaReached,
 }
 
 /// The counted reason for a refusal: a small, fixed set of labels.
@@ -70,10 +80,14 @@ pub enum RefusalReason {
     BadAudioLength,
     /// An audio chunk longer than `MAX_CHUNK_SAMPLES`.
     AudioTooLong,
+    /// A message for a recording, or a participant, that was deleted.
+    Deleted,
+    /// A message for a new recording while stored bytes are at `MAX_STORED_BYTES`.
+    QuotaReached,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 13] = [
+    pub const ALL: [RefusalReason; 15] = [
         RefusalReason::InvalidJson,
         RefusalReason::WrongShape,
         RefusalReason::InvalidBase64,
@@ -87,6 +101,8 @@ impl RefusalReason {
         RefusalReason::StorageLow,
         RefusalReason::BadAudioLength,
         RefusalReason::AudioTooLong,
+        RefusalReason::Deleted,
+        RefusalReason::QuotaReached,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +120,8 @@ impl RefusalReason {
             RefusalReason::StorageLow => "storage_low",
             RefusalReason::BadAudioLength => "bad_audio_length",
             RefusalReason::AudioTooLong => "audio_too_long",
+            RefusalReason::Deleted => "deleted",
+            RefusalReason::QuotaReached => "quota_reached",
         }
     }
 }
@@ -127,6 +145,8 @@ impl Refusal {
             Refusal::UnsafeRecordingId | Refusal::BadParticipantId => RefusalReason::UnsafeId,
             Refusal::TooManyStreams { .. } => RefusalReason::TooManyStreams,
             Refusal::StorageLow => RefusalReason::StorageLow,
+            Refusal::Deleted { .. } => RefusalReason::Deleted,
+            Refusal::QuotaReached => RefusalReason::QuotaReached,
         }
     }
 

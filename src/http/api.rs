@@ -80,7 +80,7 @@ pub fn routes() -> axum::Router<AppState> {
 
 pub fn recording_id(text: &str) -> Result<RecordingId, ApiError> {
     RecordingId::parse(text).ok_or(ApiError::BadRequest(Cow::Borrowed(
-        "recording id must be 1 to 128 characters of A-Z a-z 0-9 _ . - (and not . or ..)",
+        "recording id must be 1 to 128 characters of A-Z a-z 0-9 _ . -, not starting with a dot",
     )))
 }
 
@@ -508,7 +508,9 @@ async fn get_frame(
     request: Request,
 ) -> Result<Response, ApiError> {
     let key = stream_key(&recording, &participant, &kind)?;
-    let relative_ms = layout::parse_frame_file_name(&frame).ok_or(ApiError::NotFound("frame"))?;
+    let relative_ms = layout::parse_frame_file_name(&frame).ok_or(ApiError::BadRequest(
+        Cow::Borrowed("a frame is named by its millisecond in nine digits, e.g. 000012500.png"),
+    ))?;
     let source = state
         .catalog
         .frame(&key, relative_ms)

@@ -150,6 +150,8 @@ struct RecordingCard {
     zip: String,
     /// The meeting replay.
     replay: String,
+    /// What it takes in storage, as last measured ("–" before the first measurement).
+    size: String,
 }
 
 impl RecordingCard {
@@ -161,6 +163,7 @@ impl RecordingCard {
             page: urls::recording_page(&overview.id),
             zip: urls::recording_zip(&overview.id),
             replay: crate::http::replay::replay_page(&overview.id),
+            size: String::from("–"),
             started: overview.started_at.map(wall_clock).unwrap_or_default(),
             duration: overview.duration().map(duration).unwrap_or_default(),
             participants: plural(overview.participants as u64, "participant", "participants"),
@@ -302,6 +305,8 @@ impl TimelineItem {
 struct IndexPage {
     assets: &'static str,
     recordings: Vec<RecordingCard>,
+    /// All that is stored, and the cap, as one line ("12 MB stored of 10 GB").
+    stored: String,
 }
 
 #[derive(Template)]
@@ -421,11 +426,43 @@ pub fn page(template: &impl Template) -> Result<Response, ApiError> {
 
 async fn show_index(State(state): State<AppState>) -> Result<Response, PageError> {
     let recordings = state.catalog.recordings().await.or_not_found("recording")?;
+    let usage = state.keeper.usage();
+    let stored = match (&usage, state.keeper.max_stored_bytes()) {
+        (None, _) => String::new(),
+        (Some(usage), None) => format!("{} stored", size_text(usage.total_bytes)),
+        (Some(usage), Some(max)) => format!(
+            "{} stored of {} (MAX_STORED_BYTES)",
+            size_text(usage.total_bytes),
+            size_text(max)
+        ),
+    };
     page(&IndexPage {
         assets: &ASSET_VERSION,
-        recordings: recordings.iter().map(RecordingCard::new).collect(),
+        recordings: recordings
+            .iter()
+            .map(|overview| RecordingCard::new(overview).sized(usage.as_deref()))
+            .collect(),
+        stored,
     })
     .map_err(PageError)
+}
+
+/// Bytes as people read them: `1.2 MB`.
+pub fn size_text(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().si().to_string()
+}
+
+impl RecordingCard {
+    /// With the recording's size, as the storage check last measured it.
+    fn sized(mut self, usage: Option<&crate::retention::Usage>) -> Self {
+        if let Some(measured) = usage.and_then(|usage| {
+            crate::frame::RecordingId::parse(&self.id)
+                .and_then(|id| usage.recordings.get(&id).copied())
+        }) {
+            self.size = size_text(measured.bytes);
+        }
+        self
+    }
 }
 
 async fn show_recording(
@@ -466,7 +503,7 @@ async fn show_recording(
         .collect();
     page(&RecordingPage {
         assets: &ASSET_VERSION,
-        recording: RecordingCard::new(&detail.overview),
+        recording: RecordingCard::new(&detail.overview).sized(state.keeper.usage().as_deref()),
         bot_id,
         participants,
         timeline: events.iter().map(TimelineItem::new).collect(),

@@ -274,6 +274,12 @@ where
                     .await?;
             }
             Ok(Ok(Inbound::ParticipantEvent(event))) => {
+                if let Err(refusal) =
+                    self.admit_recording(&event.recording.id, Some(event.participant.id))
+                {
+                    self.refuse(&refusal);
+                    return Ok(());
+                }
                 // Events are small and rare (a few per participant per minute), so the
                 // connection writes each one itself, in order, instead of queueing it. While
                 // the sink is slow, this connection reads nothing more: the wait reaches the
@@ -331,6 +337,8 @@ where
         if self.state.disk.is_low() {
             return Err(Refusal::StorageLow);
         }
+        let track = chunk.track();
+        self.admit_recording(&track.recording, track.participant)?;
         let config = &self.state.config;
         take_place(
             &mut self.audio_tracks,
@@ -352,6 +360,7 @@ where
         if self.state.disk.is_low() {
             return Err(Refusal::StorageLow);
         }
+        self.admit_recording(&frame.key.recording, Some(frame.key.participant))?;
         let config = &self.state.config;
         take_place(
             &mut self.streams,
@@ -359,6 +368,31 @@ where
             config.max_streams_per_connection,
             config.stream_idle_timeout,
         )
+    }
+
+    /// What is refused for its recording whatever it is: a deleted recording or
+    /// participant is never written again, and at `MAX_STORED_BYTES` a recording not stored
+    /// yet (and not being streamed into) is not started.
+    fn admit_recording(
+        &self,
+        recording: &crate::frame::RecordingId,
+        participant: Option<crate::frame::ParticipantId>,
+    ) -> Result<(), Refusal> {
+        let keeper = &self.state.keeper;
+        if keeper.deletions().is_deleted(recording, None) {
+            return Err(Refusal::Deleted {
+                what: "this recording",
+            });
+        }
+        if keeper.deletions().is_deleted(recording, participant) {
+            return Err(Refusal::Deleted {
+                what: "this participant of the recording",
+            });
+        }
+        if keeper.refuses(recording) && !self.state.pipeline.is_streaming(recording) {
+            return Err(Refusal::QuotaReached);
+        }
+        Ok(())
     }
 
     async fn close_idle(&mut self) {
@@ -509,11 +543,20 @@ mod tests {
                 stopped,
             )
             .await;
+            let store: Arc<dyn crate::store::Store> =
+                Arc::new(crate::store::memory::MemoryStore::default());
+            let deletions = crate::deletion::Deletions::load(store.clone())
+                .await
+                .unwrap();
+            let keeper = crate::retention::Keeper::new(
+                store.clone(),
+                deletions,
+                crate::retention::KeeperConfig::of(&config),
+                metrics.clone(),
+            );
             let state = AppState {
-                catalog: Arc::new(Catalog::new(
-                    Arc::new(crate::store::memory::MemoryStore::default()),
-                    1000,
-                )),
+                keeper,
+                catalog: Arc::new(Catalog::new(store, 1000)),
                 config: Arc::new(config),
                 ws_token: crate::auth::Secret::parse_url_safe("test-ws-token-0123456789").unwrap(),
                 pipeline,

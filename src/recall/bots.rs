@@ -196,16 +196,7 @@ pub enum BotError {
 
 impl Bots {
     pub fn new(config: &Config, ws_token: &Secret) -> anyhow::Result<Self> {
-        let client = match &config.recall_api_key {
-            Some(key) => {
-                let base = config
-                    .recall_api_base
-                    .clone()
-                    .unwrap_or_else(|| config.recall_region.api_base());
-                Some(RecallClient::new(base, key, config.recall_timeout)?)
-            }
-            None => None,
-        };
+        let client = Bots::api_only(config)?.client;
         let endpoint = public_url(config).map(|url| EndpointUrl::new(&url, ws_token));
         let endpoint_from = if config.public_url.is_some() {
             "PUBLIC_URL"
@@ -216,6 +207,25 @@ impl Bots {
             client,
             endpoint,
             endpoint_from,
+        })
+    }
+
+    /// Bots for the calls that need only Recall's API, not this server's endpoint (deleting
+    /// a bot's media from the command line).
+    pub fn api_only(config: &Config) -> anyhow::Result<Self> {
+        let client = match &config.recall_api_key {
+            Some(key) => {
+                let base = config
+                    .recall_api_base
+                    .clone()
+                    .unwrap_or_else(|| config.recall_region.api_base());
+                Some(RecallClient::new(base, key, config.recall_timeout)?)
+            }
+            None => None,
+        };
+        Ok(Bots {
+            client,
+            ..Bots::default()
         })
     }
 
@@ -247,6 +257,13 @@ impl Bots {
     pub async fn leave(&self, id: &BotId) -> Result<Value, BotError> {
         let answer = self.client()?.leave_call(id).await?;
         tracing::info!(bot = %id, "bot asked to leave its call");
+        Ok(answer)
+    }
+
+    /// Asks Recall to delete its copy of the bot's media, and returns Recall's answer.
+    pub async fn delete_media(&self, id: &BotId) -> Result<Value, BotError> {
+        let answer = self.client()?.delete_media(id).await?;
+        tracing::info!(bot = %id, "Recall asked to delete the bot's media");
         Ok(answer)
     }
 

@@ -139,6 +139,13 @@ impl RecallClient {
             .await
     }
 
+    /// `POST {base}/api/v1/bot/{id}/delete_media/`: Recall deletes its copy of the bot's
+    /// recordings (video, audio, transcripts).
+    pub async fn delete_media(&self, id: &BotId) -> Result<Value, RecallError> {
+        self.send(self.http.post(self.bot_url(&[&id.0, "delete_media"])))
+            .await
+    }
+
     /// `{base}/api/v1/bot/<segments>/`, keeping any path prefix of the base. Recall's paths
     /// end with a slash.
     fn bot_url(&self, segments: &[&str]) -> Url {

@@ -296,6 +296,9 @@ impl Store for SlowSummaries {
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.store.delete(key).await
     }
+    async fn delete_prefix(&self, prefix: &Key) -> Result<crate::store::Removed, StoreError> {
+        self.store.delete_prefix(prefix).await
+    }
     fn log_writer(&self, log: &Key, lines_per_part: usize) -> Box<dyn LogWriter> {
         self.store.log_writer(log, lines_per_part)
     }

@@ -26,7 +26,7 @@ pub use client::{Bucket, StartupError};
 pub use failure::{BucketError, FailureKind, classify};
 pub use health::Health;
 
-use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
+use super::{Created, Fetched, Key, Listed, LogWriter, Removed, Store, StoreError, Version};
 use crate::files::IoContext as _;
 
 #[derive(Clone)]
@@ -202,6 +202,25 @@ impl Store for BucketStore {
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         Ok(self.inner.bucket.delete(&self.path(key)).await?)
+    }
+
+    async fn delete_prefix(&self, prefix: &Key) -> Result<Removed, StoreError> {
+        if prefix.segments().next().is_none() {
+            return Err(StoreError::Unexpected {
+                key: prefix.clone(),
+                why: "the store's root is never removed whole".into(),
+            });
+        }
+        let objects = self.inner.bucket.list(&self.path(prefix)).await?;
+        let removed = Removed {
+            objects: objects.len() as u64,
+            bytes: objects.iter().map(|object| object.size).sum(),
+        };
+        self.inner
+            .bucket
+            .delete_each(objects.into_iter().map(|object| object.location).collect())
+            .await?;
+        Ok(removed)
     }
 
     fn log_writer(&self, log: &Key, lines_per_part: usize) -> Box<dyn LogWriter> {

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
+use super::{Created, Fetched, Key, Listed, LogWriter, Removed, Store, StoreError, Version};
 use crate::files::{FsError, IoContext as _, blocking};
 
 const TEMP_SUFFIX: &str = ".tmp";
@@ -498,6 +498,34 @@ impl Store for FsStore {
         Ok(())
     }
 
+    async fn delete_prefix(&self, prefix: &Key) -> Result<Removed, StoreError> {
+        // Counted first (the same walk a listing makes), then the folder goes whole. The
+        // root itself is never removed: a prefix is always a recording or below.
+        let listed = self.list(prefix).await?;
+        let removed = Removed {
+            objects: listed.len() as u64,
+            bytes: listed.iter().map(|object| object.size).sum(),
+        };
+        if prefix.segments().next().is_none() {
+            return Err(StoreError::Unexpected {
+                key: prefix.clone(),
+                why: "the store's root is never removed whole".into(),
+            });
+        }
+        let path = self.path(prefix);
+        blocking(move || match metadata(&path)? {
+            None => Ok(()),
+            // A link is removed as a link, never followed.
+            Some(meta) if !meta.is_dir() => fs::remove_file(&path).at("remove", &path),
+            Some(_) => match fs::remove_dir_all(&path) {
+                Err(error) if !is_absent(&error) => Err(error).at("remove folder", &path),
+                _ => Ok(()),
+            },
+        })
+        .await?;
+        Ok(removed)
+    }
+
     fn log_writer(&self, log: &Key, _lines_per_part: usize) -> Box<dyn LogWriter> {
         Box::new(FsLog {
             inner: self.inner.clone(),
@@ -751,6 +779,34 @@ mod tests {
         writer.push(b"{\"n\":2}\n".to_vec());
         writer.flush().await.unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"{\"n\":1}\n{\"n\":2}\n");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_goes_whole_and_its_neighbours_stay() {
+        let (dir, store) = store().await;
+        for (key, bytes) in [
+            (Key::of(["rec", "100", "webcam", "000000500.png"]), "png"),
+            (Key::of(["rec", "recording.json"]), "{}"),
+            (Key::of(["rec2", "recording.json"]), "{}"),
+        ] {
+            store
+                .put(&key, Bytes::from_static(bytes.as_bytes()))
+                .await
+                .unwrap();
+        }
+        let removed = store.delete_prefix(&Key::of(["rec"])).await.unwrap();
+        assert_eq!(
+            removed,
+            Removed {
+                objects: 2,
+                bytes: 5
+            }
+        );
+        assert!(!dir.path().join("rec").exists());
+        assert!(dir.path().join("rec2/recording.json").exists());
+        let again = store.delete_prefix(&Key::of(["rec"])).await.unwrap();
+        assert_eq!(again, Removed::default(), "nothing there is no error");
+        assert!(store.delete_prefix(&Key::root()).await.is_err());
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use parking_lot::Mutex;
 use std::sync::Arc;
 
-use super::{Created, Fetched, Key, Listed, LogWriter, Store, StoreError, Version};
+use super::{Created, Fetched, Key, Listed, LogWriter, Removed, Store, StoreError, Version};
 use crate::files::IoContext as _;
 
 #[derive(Clone, Default)]
@@ -209,6 +209,21 @@ impl Store for MemoryStore {
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.objects.lock().remove(key);
         Ok(())
+    }
+
+    async fn delete_prefix(&self, prefix: &Key) -> Result<Removed, StoreError> {
+        let mut removed = Removed::default();
+        self.objects.lock().retain(|key, object| {
+            let under = key
+                .strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty());
+            if under {
+                removed.objects += 1;
+                removed.bytes += object.bytes.len() as u64;
+            }
+            !under
+        });
+        Ok(removed)
     }
 
     fn log_writer(&self, log: &Key, _lines_per_part: usize) -> Box<dyn LogWriter> {

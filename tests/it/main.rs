@@ -10,6 +10,7 @@ mod browse;
 mod browser;
 mod cli;
 mod common;
+mod deleting;
 mod deploy;
 mod faults;
 mod object_store;

@@ -37,6 +37,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts: in a long outage, one attempt every few seconds.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys removed per batch of [`Bucket::delete_each`]: S3's DeleteObjects takes 1,000.
+const DELETE_BATCH: usize = 1000;
 /// Creates sent for one key while the store refuses them with nothing there.
 const CREATE_ATTEMPTS: usize = 3;
 /// The size of each part of a multipart upload (S3 wants at least 5 MiB but for the last),
@@ -527,6 +529,39 @@ impl Bucket {
                 why: format!("a delete answered {answer:?}"),
             }),
         }
+    }
+
+    /// Removes the objects at `keys` with object_store's `delete_stream` (S3's
+    /// DeleteObjects, up to 1,000 keys a request), [`DELETE_BATCH`] keys at a time, each
+    /// batch retried as any request is. One already gone is not an error.
+    pub async fn delete_each(&self, keys: Vec<Path>) -> Result<(), BucketError> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let first = &batch[0];
+            let (result, _) = self
+                .request("delete", first, || async {
+                    let locations: Vec<object_store::Result<Path>> =
+                        batch.iter().cloned().map(Ok).collect();
+                    let locations = futures_util::stream::iter(locations);
+                    let mut deleted = self.inner.store.delete_stream(locations.boxed());
+                    while let Some(done) = deleted.next().await {
+                        match done {
+                            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+            if let Err(answer) = result
+                && !matches!(answer, Answer::NotFound)
+            {
+                return Err(BucketError::Unexpected {
+                    key: first.to_string(),
+                    why: format!("a batch delete answered {answer:?}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The object at `key`, or `None` when there is none.

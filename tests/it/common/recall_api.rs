@@ -63,6 +63,7 @@ impl RecallStandIn {
             .route("/api/v1/bot/", post(create_bot))
             .route("/api/v1/bot/{id}/", get(get_bot))
             .route("/api/v1/bot/{id}/leave_call/", post(leave_call))
+            .route("/api/v1/bot/{id}/delete_media/", post(delete_media))
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
@@ -94,6 +95,23 @@ impl RecallStandIn {
     /// Every request received so far, in order.
     pub fn received(&self) -> Vec<Received> {
         self.shared.0.lock().unwrap().received.clone()
+    }
+
+    /// Makes `id` a bot the stand-in knows, as if Recall had created it (the test events
+    /// carry a fixed bot id).
+    pub fn knows_bot(&self, id: &str) {
+        let bot = json!({"id": id, "status_changes": [], "recordings": [{"id": "rec", "media_shortcuts": {}}]});
+        self.shared
+            .0
+            .lock()
+            .unwrap()
+            .bots
+            .insert(id.to_owned(), bot);
+    }
+
+    /// The bot as the stand-in holds it now.
+    pub fn bot(&self, id: &str) -> Option<Value> {
+        self.shared.0.lock().unwrap().bots.get(id).cloned()
     }
 
     /// From now on, answers every request with `status` and `body`.
@@ -214,6 +232,19 @@ async fn leave_call(State(shared): State<Shared>, Path(id): Path<String>) -> Res
     bot["status_changes"].as_array_mut().unwrap().push(json!({
         "code": "call_ended", "sub_code": "bot_received_leave_call", "created_at": "2026-11-21T11:00:00Z"
     }));
+    axum::Json(bot.clone()).into_response()
+}
+
+/// `POST /api/v1/bot/{id}/delete_media/`: the bot's recordings lose their media.
+async fn delete_media(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+    let mut inner = shared.0.lock().unwrap();
+    let Some(bot) = inner.bots.get_mut(&id) else {
+        return not_found();
+    };
+    for recording in bot["recordings"].as_array_mut().into_iter().flatten() {
+        recording["media_shortcuts"] = json!({});
+        recording["status"] = json!({"code": "deleted"});
+    }
     axum::Json(bot.clone()).into_response()
 }
 

@@ -40,6 +40,8 @@ struct Faults {
     slow_down: AtomicU32,
     /// Serialises writes, so that a conditional write's check and write are one step.
     writes: tokio::sync::Mutex<()>,
+    /// While set, deletions are answered with 503 Slow Down: a deletion that hangs.
+    hold_deletes: std::sync::atomic::AtomicBool,
 }
 
 impl S3Server {
@@ -105,6 +107,12 @@ impl S3Server {
     /// Answers the next `requests` requests with 503 Slow Down.
     pub fn slow_down(&self, requests: u32) {
         self.faults.slow_down.store(requests, Ordering::SeqCst);
+    }
+
+    /// While `held`, every deletion is answered with 503 Slow Down (and retried by the
+    /// server): a deletion caught half-way.
+    pub fn hold_deletes(&self, held: bool) {
+        self.faults.hold_deletes.store(held, Ordering::SeqCst);
     }
 
     /// The server flags that store recordings in this server's bucket.
@@ -217,6 +225,15 @@ impl Guarded {
     }
 }
 
+impl Guarded {
+    fn held_delete(&self) -> S3Result<()> {
+        if self.faults.hold_deletes.load(Ordering::SeqCst) {
+            return Err(s3_error!(SlowDown, "deletions held by the test"));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl S3 for Guarded {
     async fn put_object(
@@ -313,16 +330,18 @@ impl S3 for Guarded {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.fault()?;
+        self.held_delete()?;
         let _one_at_a_time = self.faults.writes.lock().await;
         self.fs.delete_object(req).await
     }
 
-    /// object_store deletes one key with a `DeleteObjects` request of one.
+    /// object_store deletes even one key with a `DeleteObjects` request.
     async fn delete_objects(
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         self.fault()?;
+        self.held_delete()?;
         let _one_at_a_time = self.faults.writes.lock().await;
         self.fs.delete_objects(req).await
     }
