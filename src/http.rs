@@ -4,8 +4,10 @@ pub mod api;
 pub mod bots;
 pub mod guard;
 pub mod live;
+pub mod recall_media;
 pub mod serve;
 pub mod ui;
+pub mod webhooks;
 pub mod ws;
 pub mod zip;
 
@@ -28,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/live", get(live::follow_live))
         .merge(ui::routes())
         .merge(bots::routes())
+        .merge(recall_media::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_access,
@@ -35,6 +38,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(get_health))
         .route("/ws", any(ws::accept_ws))
+        // Recall's servers call it: its signature, not the API guard, lets it in.
+        .merge(webhooks::routes())
         .merge(guarded)
         // Caps on request bodies: MAX_BODY_BYTES (413, before any handler when the length
         // is declared) and REQUEST_TIMEOUT for the whole body to arrive.

@@ -35,6 +35,7 @@ mod live;
 mod metrics;
 mod pipeline;
 mod recall;
+mod recall_media;
 mod state;
 
 /// Internals that the integration tests and benchmarks drive directly: the wire decoder,
@@ -55,7 +56,7 @@ pub mod testing {
     }
     /// Recall's upgrade and webhook signatures.
     pub mod signature {
-        pub use crate::auth::signature::{SigningSecret, sign};
+        pub use crate::auth::signature::{SigningSecret, sign, sign_payload};
     }
 }
 
@@ -143,6 +144,17 @@ impl Storage {
     /// What the configuration names: a bucket when BUCKET_NAME is set, DATA_DIR otherwise.
     pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
+        let (store, bucket) = Self::open_store(config, &metrics).await?;
+        let sink = Arc::new(Recorder::new(store.clone()));
+        Ok(Storage::with_sink(config, store, sink, bucket, metrics))
+    }
+
+    /// The store alone, with no recorder writing into it: for commands that add to it
+    /// beside a running server.
+    pub(crate) async fn open_store(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<(Arc<dyn Store>, Option<Bucket>)> {
         let (store, bucket): (Arc<dyn Store>, _) = if config.bucket_name.is_none() {
             let store = FsStore::open(config.data_dir.clone())
                 .await
@@ -153,8 +165,7 @@ impl Storage {
             let store = BucketStore::new(bucket.clone(), config.bucket_manifest_interval);
             (Arc::new(store), Some(bucket))
         };
-        let sink = Arc::new(Recorder::new(store.clone()));
-        Ok(Storage::with_sink(config, store, sink, bucket, metrics))
+        Ok((store, bucket))
     }
 
     fn with_sink(
@@ -207,7 +218,7 @@ async fn serve(
         catalog,
         bucket,
         metrics,
-        ..
+        store,
     } = storage;
     let local = listener
         .local_addr()
@@ -243,6 +254,14 @@ async fn serve(
         .as_ref()
         .map(|bucket| bucket.watch(config.bucket_check_interval, stopping.clone()));
     let bots = recall::Bots::new(&config, &ws_token)?;
+    let recall_media = recall_media::RecallMedia::start(
+        &config,
+        store,
+        bots.client().ok().cloned(),
+        metrics.clone(),
+    )
+    .await
+    .context("cannot start fetching Recall's media")?;
     let state = AppState {
         bots,
         ws_slots: Arc::new(Semaphore::new(config.max_connections)),
@@ -257,6 +276,7 @@ async fn serve(
         connection_ids: Arc::default(),
         disk,
         bucket,
+        recall_media,
     };
     log_startup(&state, local, &token_source);
     state.bots.log_startup();
@@ -296,6 +316,14 @@ async fn drain(state: &AppState, server: impl Future<Output = ()>) -> anyhow::Re
     let sockets_closed = tokio::time::timeout_at(deadline, state.connections.wait())
         .await
         .is_ok();
+    // Media downloads under way are cut: their jobs stay queued for the next start.
+    let media_stopped = state
+        .recall_media
+        .stop(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    if !media_stopped {
+        tracing::warn!("media downloads did not stop in time");
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     let drained = state.pipeline.close(left).await;
     let flushed = state.pipeline.flush_sink().await;

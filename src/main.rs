@@ -1,5 +1,5 @@
 //! The `recall-frames` command: parse the configuration, then bind and run the server, or
-//! run one of the subcommands (`bot`, `simulate`, `copy-to-bucket`).
+//! run one of the subcommands (`bot`, `simulate`, `copy-to-bucket`, `fetch-media`).
 
 #![warn(clippy::unwrap_used)]
 
@@ -45,6 +45,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Simulate(args)) => simulate(*args, &cli.config.data_dir).await,
+        Some(Command::FetchMedia(args)) => {
+            init_logs(
+                &cli.config,
+                std::io::stderr,
+                std::io::stderr().is_terminal(),
+            )?;
+            let (report, ok) = recall_frames::cli::fetch_media(&cli.config, &args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Some(Command::CopyToBucket) => {
             init_logs(
                 &cli.config,

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub audio_chunks_duplicate: Counter,
     pub audio_samples_overlapping: Counter,
     pub audio_save_seconds: Histogram,
+    /// Recall's webhooks and async media fetches (issue 13).
+    pub recall: crate::recall_media::MediaMetrics,
 }
 
 /// Why a websocket upgrade was refused (`ws_upgrades_refused{reason}`).
@@ -131,6 +133,7 @@ impl Default for Metrics {
             audio_chunks_duplicate: Counter::default(),
             audio_samples_overlapping: Counter::default(),
             audio_save_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            recall: Default::default(),
         };
         // Every label value exists from the start, so a dashboard sees zeros, not gaps.
         for kind in StreamKind::ALL {
@@ -312,6 +315,7 @@ impl Default for Metrics {
             "Time from a message's receipt to its audio chunk being saved",
             metrics.audio_save_seconds.clone(),
         );
+        metrics.recall.register(r);
         metrics
     }
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub disk: DiskWatch,
     /// The bucket recordings go to, when BUCKET_NAME is set.
     pub bucket: Option<crate::store::bucket::Bucket>,
+    /// Recall's webhooks and the queue that fetches its async media.
+    pub recall_media: crate::recall_media::RecallMedia,
 }
 
 impl AppState {
