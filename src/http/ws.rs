@@ -509,6 +509,7 @@ mod tests {
                 stopped,
             )
             .await;
+            let (config_for_media, metrics_for_media) = (config.clone(), metrics.clone());
             let state = AppState {
                 catalog: Arc::new(Catalog::new(
                     Arc::new(crate::store::memory::MemoryStore::default()),
@@ -526,6 +527,14 @@ mod tests {
                 ws_slots: Arc::new(Semaphore::new(1)),
                 disk,
                 bucket: None,
+                recall_media: crate::recall_media::RecallMedia::start(
+                    &config_for_media,
+                    Arc::new(crate::store::memory::MemoryStore::default()),
+                    None,
+                    metrics_for_media,
+                )
+                .await
+                .unwrap(),
             };
 
             let received = Arc::new(Mutex::new(Vec::new()));
