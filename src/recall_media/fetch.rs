@@ -4,6 +4,7 @@
 //! store without replacing anything, then listed in the manifest. A failed part is tried
 //! again after a backoff with fresh download URLs (they expire).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,6 +112,13 @@ impl AttemptError {
             AttemptError::Stopped => "stopped",
         }
     }
+}
+
+/// A participant's folder as a fetch goes: the parts its manifest lists, and their bytes.
+struct FolderState {
+    folder: String,
+    listed: HashSet<String>,
+    bytes: u64,
 }
 
 /// The media object a part belongs to.
@@ -256,40 +264,50 @@ impl Fetcher {
         self.ensure_recording(recording, status.bot_id.as_deref())
             .await?;
         // Folders and what their manifests list, read once per participant.
-        let mut folders: HashMap<u64, (String, HashSet<String>, u64)> = HashMap::new();
+        let mut folders: HashMap<u64, FolderState> = HashMap::new();
         for (source, part) in &parts {
             if stop.is_cancelled() {
                 return Err(FetchError::Stopped);
             }
-            let participant = part.participant.to_participant();
-            if !folders.contains_key(&part.participant.id) {
-                let folder = self.participant_folder(recording, &participant).await?;
-                let listed = media_records(self.store.as_ref(), recording, &folder).await?;
-                let bytes = listed.iter().map(|r| r.bytes).sum();
-                let ids = listed.into_iter().map(|r| r.part_id).collect();
-                folders.insert(part.participant.id, (folder, ids, bytes));
-            }
-            let (folder, listed, _) = folders.get(&part.participant.id).expect("inserted above");
-            let folder = folder.clone();
-            if listed.contains(&part.id) {
+            let folder = match folders.entry(part.participant.id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let participant = part.participant.to_participant();
+                    let folder = self.participant_folder(recording, &participant).await?;
+                    let listed = media_records(self.store.as_ref(), recording, &folder).await?;
+                    entry.insert(FolderState {
+                        bytes: listed.iter().map(|r| r.bytes).sum(),
+                        listed: listed.into_iter().map(|r| r.part_id).collect(),
+                        folder,
+                    })
+                }
+            };
+            if folder.listed.contains(&part.id) {
                 report.already += 1;
                 continue;
             }
             let record = self
-                .fetch_part(recording, kind, source, part, &folder, progress, stop)
+                .fetch_part(
+                    recording,
+                    kind,
+                    source,
+                    part,
+                    &folder.folder,
+                    progress,
+                    stop,
+                )
                 .await?;
+            folder.listed.insert(part.id.clone());
+            folder.bytes += record.bytes;
             report.fetched += 1;
             report.bytes_fetched += record.bytes;
-            let entry = folders.get_mut(&part.participant.id).expect("inserted");
-            entry.1.insert(part.id.clone());
-            entry.2 += record.bytes;
             status.fetched = report.fetched + report.already;
-            status.bytes = folders.values().map(|(_, _, bytes)| bytes).sum();
+            status.bytes = folders.values().map(|f| f.bytes).sum();
             status.updated_at = Timestamp::now();
             write_status(self.store.as_ref(), &status_key(recording, kind), status).await?;
         }
         status.fetched = report.fetched + report.already;
-        status.bytes = folders.values().map(|(_, _, bytes)| bytes).sum();
+        status.bytes = folders.values().map(|f| f.bytes).sum();
         Ok(report)
     }
 

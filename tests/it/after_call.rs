@@ -17,14 +17,14 @@ use crate::common::*;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 /// The bot the test frames name, too.
-const BOT: &str = "bot_1";
+pub(crate) const BOT: &str = "bot_1";
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
 /// The server's flags for the stand-in: key, base, webhook secret, quick retries.
-fn recall_flags(recall: &RecallStandIn) -> Vec<String> {
+pub(crate) fn recall_flags(recall: &RecallStandIn) -> Vec<String> {
     [
         "--recall-api-key",
         RECALL_API_KEY,
@@ -42,7 +42,7 @@ fn recall_flags(recall: &RecallStandIn) -> Vec<String> {
     .collect()
 }
 
-async fn start(recall: &RecallStandIn, extra: &[String]) -> TestServer {
+pub(crate) async fn start(recall: &RecallStandIn, extra: &[String]) -> TestServer {
     let mut args: Vec<String> = recall_flags(recall)
         .chunks(2)
         .filter(|pair| !extra.contains(&pair[0]))
@@ -56,7 +56,7 @@ async fn start(recall: &RecallStandIn, extra: &[String]) -> TestServer {
 
 /// A small real MP4 (or MP3) made by ffmpeg from one of its test sources; `None` (and the
 /// test skipped, outside CI) without ffmpeg.
-fn ffmpeg(input: &str, out: &str) -> Option<Vec<u8>> {
+pub(crate) fn ffmpeg(input: &str, out: &str) -> Option<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(out);
     let made = std::process::Command::new("ffmpeg")
@@ -96,7 +96,13 @@ fn ffprobe_codec(path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn video_part(id: &str, participant: u64, name: &str, relative: f64, bytes: &[u8]) -> PartSpec {
+pub(crate) fn video_part(
+    id: &str,
+    participant: u64,
+    name: &str,
+    relative: f64,
+    bytes: &[u8],
+) -> PartSpec {
     PartSpec {
         id: id.into(),
         participant_id: participant,
@@ -109,7 +115,13 @@ fn video_part(id: &str, participant: u64, name: &str, relative: f64, bytes: &[u8
     }
 }
 
-fn audio_part(id: &str, participant: u64, name: &str, relative: f64, bytes: &[u8]) -> PartSpec {
+pub(crate) fn audio_part(
+    id: &str,
+    participant: u64,
+    name: &str,
+    relative: f64,
+    bytes: &[u8],
+) -> PartSpec {
     PartSpec {
         kind: None,
         content_type: "audio/mpeg",
@@ -124,7 +136,7 @@ fn noise(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-async fn webhook(server: &str, id: &str, body: &Value) -> u16 {
+pub(crate) async fn webhook(server: &str, id: &str, body: &Value) -> u16 {
     deliver_webhook(
         &format!("{server}/webhooks/recall"),
         SECRET,
@@ -139,7 +151,7 @@ async fn webhook(server: &str, id: &str, body: &Value) -> u16 {
 }
 
 /// Waits until the recording's fetch of `kind` is `state`, and returns the media JSON.
-async fn wait_for_fetch(base: &str, kind: &str, state: &str) -> Value {
+pub(crate) async fn wait_for_fetch(base: &str, kind: &str, state: &str) -> Value {
     let url = format!("{base}/api/recordings/{RECORDING}/recall");
     let mut last = Value::Null;
     let deadline = tokio::time::Instant::now() + PATIENCE * 2;
