@@ -389,6 +389,20 @@ fn log_startup(state: &AppState, local: SocketAddr, token_source: &TokenSource) 
             "RECALL_VERIFICATION_SECRET set: websocket upgrades also need a valid Recall signature"
         );
     }
+    match (
+        &config.recall_webhook_secret,
+        &config.recall_verification_secret,
+    ) {
+        (Some(_), _) => tracing::info!(
+            "POST /webhooks/recall takes Recall's webhooks signed with RECALL_WEBHOOK_SECRET"
+        ),
+        (None, Some(_)) => tracing::info!(
+            "POST /webhooks/recall takes Recall's webhooks signed with RECALL_VERIFICATION_SECRET"
+        ),
+        (None, None) => tracing::info!(
+            "RECALL_WEBHOOK_SECRET unset: POST /webhooks/recall answers 503 (see docs/after-the-call.md)"
+        ),
+    }
     if config.api_token.is_some() {
         tracing::info!("HTTP API guarded by API_TOKEN (Bearer token or Basic password)");
     } else {

@@ -243,7 +243,7 @@ impl MediaMetrics {
         );
         registry.register(
             "recall_webhooks_refused",
-            "Recall webhooks refused (reason: signature, unconfigured, invalid)",
+            "Recall webhooks refused (reason: signature, unconfigured, invalid, storage, timeout)",
             self.webhooks_refused.clone(),
         );
         registry.register(
