@@ -856,13 +856,14 @@ async fn bots_ask_recall_for_async_media_only_when_told() {
     assert_eq!(answer.status(), 503);
 }
 
-/// Peak memory of the server while a 200 MB part downloads: run with
-/// `RECALL_MEDIA_RSS=1 cargo nextest run -E 'test(/peak_rss/)' --no-capture`.
+/// Peak memory of the server while a 200 MB part downloads, into a folder, or into a
+/// bucket with `RECALL_MEDIA_RSS=bucket`: run with
+/// `RECALL_MEDIA_RSS=fs cargo nextest run -E 'test(/peak_rss/)' --no-capture`.
 #[tokio::test]
 async fn peak_rss_while_a_200_mb_part_downloads() {
-    if std::env::var("RECALL_MEDIA_RSS").is_err() {
+    let Ok(backend) = std::env::var("RECALL_MEDIA_RSS") else {
         return;
-    }
+    };
     let size: u64 = 200 << 20;
     let recall = RecallStandIn::start().await;
     let content = Content::Generated {
@@ -879,8 +880,16 @@ async fn peak_rss_while_a_200_mb_part_downloads() {
             ..video_part("p_big", 100, "Alice Smith", 0.0, &[])
         }],
     );
+    let s3 = if backend == "bucket" {
+        Some(S3Server::start().await)
+    } else {
+        None
+    };
     let data = tempfile::tempdir().unwrap();
-    let flags = recall_flags(&recall);
+    let mut flags = recall_flags(&recall);
+    if let Some(s3) = &s3 {
+        flags.extend(s3.flags(None));
+    }
     let mut args: Vec<&str> = vec!["--ws-token", WS_TOKEN];
     args.extend(flags.iter().map(String::as_str));
     let binary = BinaryServer::spawn(data.path(), &[], &args);
@@ -898,8 +907,8 @@ async fn peak_rss_while_a_200_mb_part_downloads() {
     let body = media_webhook("video_separate.done", RECORDING, BOT, "vs_big");
     assert_eq!(webhook(&binary.url(""), "m1", &body).await, 200);
     let url = format!("{}/api/recordings/{RECORDING}/recall", binary.url(""));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    loop {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let media = loop {
         let media: Value = reqwest::get(&url)
             .await
             .unwrap()
@@ -907,19 +916,28 @@ async fn peak_rss_while_a_200_mb_part_downloads() {
             .await
             .unwrap_or(Value::Null);
         if media["fetch"]["video"]["state"] == "done" {
-            break;
+            break media;
         }
         assert!(std::time::Instant::now() < deadline, "{media:#}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    };
     let took = started.elapsed();
     let peak = status("VmHWM:");
-    let path = recall_dir(data.path(), "100-alice-smith").join("webcam-0.mp4");
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
-    let manifest = read_jsonl(&path.with_file_name("media.jsonl"));
-    assert_eq!(manifest[0]["sha256"], content.sha256());
+    let part = &media["participants"][0]["parts"][0];
+    assert_eq!(part["bytes"], size);
+    assert_eq!(part["sha256"], content.sha256());
+    match &s3 {
+        None => {
+            let path = recall_dir(data.path(), "100-alice-smith").join("webcam-0.mp4");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        }
+        Some(s3) => {
+            let key = format!("{RECORDING}/100-alice-smith/recall/webcam-0.mp4");
+            assert_eq!(s3.get(&key).await.map(|b| b.len() as u64), Some(size));
+        }
+    }
     eprintln!(
-        "200 MB part: peak RSS {} MiB before the fetch, {} MiB after; {:.1} s",
+        "200 MB part into {backend}: peak RSS {} MiB before the fetch, {} MiB after; {:.1} s",
         before / 1024,
         peak / 1024,
         took.as_secs_f64()
