@@ -1061,6 +1061,18 @@ async fn the_recording_page_plays_recalls_media_after_the_call_in_chromium() {
             history.contains("in_call_recording") && history.contains("call_ended_by_host"),
             "{history}"
         );
+        // On the recording's clock: recording began at 10:00:00, the call ended 30 min on.
+        assert!(history.contains("0:00.000") && history.contains("30:00.000"), "{history}");
+        let markers: i64 = session
+            .execute(
+                "return document.querySelectorAll('.bot-row .recall-bar.status').length",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert_eq!(markers, 2, "the bot's statuses on the timeline");
         // Its bar plays Bob's audio.
         click(
             session,

@@ -13,12 +13,18 @@ pub struct RecallSection {
     pub video_status: String,
     pub audio_status: String,
     pub bot_status: Vec<BotStatusItem>,
+    /// Whether the bot's statuses can be placed on the timeline (its start's wall-clock
+    /// time is known).
+    pub bot_on_timeline: bool,
     pub rows: Vec<MediaRow>,
     pub axis_end: String,
 }
 
 pub struct BotStatusItem {
     pub at: String,
+    /// On the recording's timeline, when its start's wall-clock time is known.
+    pub at_recording: String,
+    pub marker: Option<Bar>,
     pub code: String,
     pub sub_code: String,
     pub class: &'static str,
@@ -187,9 +193,39 @@ impl RecallSection {
                 }
             })
             .collect();
-        let bot_status = bot_status
+        // The wall-clock time of the timeline's 0, from a frame that has both clocks.
+        let zero = detail
+            .overview
+            .summary
+            .as_ref()
+            .and_then(|summary| summary.first_frame)
+            .and_then(|first| {
+                let offset = jiff::SignedDuration::try_from_secs_f64(first.relative).ok()?;
+                first.absolute?.checked_sub(offset).ok()
+            });
+        let bot_status: Vec<BotStatusItem> = bot_status
             .iter()
-            .map(|s| BotStatusItem {
+            .map(|s| {
+                let relative = zero
+                    .zip(s.updated_at)
+                    .map(|(zero, at)| at.duration_since(zero).as_secs_f64());
+                (s, relative)
+            })
+            .map(|(s, relative)| BotStatusItem {
+                at_recording: relative
+                    .map(|r| {
+                        if r < 0.0 {
+                            format!("-{}", clock(-r))
+                        } else {
+                            clock(r)
+                        }
+                    })
+                    .unwrap_or_default(),
+                marker: relative.map(|r| Bar {
+                    label: s.code.clone().unwrap_or_else(|| s.event.clone()),
+                    left: percent(r.clamp(0.0, end), end),
+                    width: "0".into(),
+                }),
                 at: s
                     .updated_at
                     .map(wall_clock)
@@ -203,7 +239,11 @@ impl RecallSection {
                 },
             })
             .collect();
+        let bot_on_timeline: bool = bot_status
+            .iter()
+            .any(|s: &BotStatusItem| s.marker.is_some());
         Some(RecallSection {
+            bot_on_timeline,
             video_status: status_text(media.video.as_ref()),
             audio_status: status_text(media.audio.as_ref()),
             bot_status,
