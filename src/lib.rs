@@ -1,7 +1,9 @@
 //! recall-frames: records the per-participant PNG frames that Recall.ai meeting bots stream
 //! over a websocket, as timestamped PNG sequences grouped by recording, participant and
 //! stream, and, when the bot sends it, each participant's audio (and the mixed audio) as
-//! WAV pieces on the recording's timeline ([`audio`]).
+//! WAV pieces on the recording's timeline ([`audio`]). After the call, Recall's webhooks
+//! and its per-participant MP4s and audio are kept with the same recording
+//! (`recall_media`, `http/webhooks.rs`).
 //!
 //! [`run`] is the whole server; `main.rs` only parses the configuration, binds and calls it,
 //! and tests call it the same way with their own listener and shutdown future.

@@ -209,6 +209,26 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_are_verified_over_their_body_and_give_their_id() {
+        let body = br#"{"event":"bot.done"}"#;
+        let signature = sign_payload(&secret(), "msg_1", "1700000000", body);
+        let headers = headers(WEBHOOK_HEADERS, "msg_1", 1_700_000_000, &signature);
+        assert_eq!(
+            secret().verify_payload(&headers, at(1_700_000_010), body),
+            Ok("msg_1")
+        );
+        assert_eq!(
+            secret().verify_payload(&headers, at(1_700_000_010), br#"{"event":"bot.fatal"}"#),
+            Err(SignatureError::NoMatch)
+        );
+        // An upgrade's signature (empty payload) is no webhook's.
+        assert_eq!(
+            secret().verify(&headers, at(1_700_000_010)),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
     fn signs_like_svix() {
         // Svix's published example: this secret, id, timestamp and payload give this tag.
         assert_eq!(

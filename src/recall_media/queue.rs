@@ -255,7 +255,9 @@ impl Inner {
     async fn failed(&self, name: String, mut job: Job, error: super::FetchError) {
         let metrics = &self.fetcher.metrics.recall;
         job.attempts += 1;
-        if job.attempts >= self.fetcher.settings.attempts {
+        // Without a key no attempt can ever succeed: say so at once.
+        let hopeless = matches!(error, super::FetchError::NoApiKey);
+        if hopeless || job.attempts >= self.fetcher.settings.attempts {
             metrics.fetches_failed.inc();
             tracing::error!(job = name, attempts = job.attempts, %error, "media fetch given up");
             if let Target::Recording {

@@ -391,6 +391,13 @@ async fn forged_stale_and_unsigned_webhooks_get_401_and_change_nothing() {
     )
     .await;
     assert_eq!(answer.status(), 503);
+
+    // A server that takes webhooks but has no API key says why it fetched nothing.
+    let keyless = TestServer::start_with(&["--recall-webhook-secret", SECRET]).await;
+    assert_eq!(webhook(&keyless.url(""), "msg_k", &body).await, 200);
+    let media = wait_for_fetch(&keyless.url(""), "video", "failed").await;
+    let error = media["fetch"]["video"]["error"].as_str().unwrap();
+    assert!(error.contains("RECALL_API_KEY"), "{error}");
 }
 
 #[tokio::test]
