@@ -81,6 +81,24 @@ pub enum Command {
     /// of it at its next STORAGE_CHECK_INTERVAL. Prints a JSON report. `--older-than 30d
     /// --dry-run` (or `--dry-run` with RETENTION set) lists what retention would delete.
     Delete(crate::DeleteArgs),
+
+    /// Fetch Recall's per-participant MP4s and audio of a bot's recordings into the store
+    ///
+    /// For bots created elsewhere, or webhooks that never came: lists the media at Recall,
+    /// then stores each part not yet stored under its participant, with a progress bar on
+    /// stderr. Running it again adds nothing. Prints a JSON report; exits 1 if a part could
+    /// not be fetched. Reads RECALL_API_KEY and DATA_DIR (or the bucket's settings).
+    FetchMedia(FetchMediaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchMediaArgs {
+    /// The Recall bot whose recordings to fetch.
+    #[arg(long, required_unless_present = "recording")]
+    pub bot: Option<String>,
+    /// A Recall recording to fetch (may be given more than once).
+    #[arg(long)]
+    pub recording: Vec<String>,
 }
 
 /// The long help of `recall-frames simulate`.
@@ -126,6 +144,14 @@ pub struct CreateBotArgs {
     /// it costs more at Recall, and Recall may have to enable it for the workspace.
     #[arg(long)]
     pub audio: bool,
+    /// Ask Recall for each participant's MP4 after the call (video_separate_mp4), fetched
+    /// into the recording when Recall says it is done. Off by default: it costs at Recall.
+    #[arg(long)]
+    pub async_video: bool,
+    /// Ask Recall for each participant's audio file after the call (audio_separate_raw),
+    /// fetched like --async-video. Off by default.
+    #[arg(long)]
+    pub async_audio: bool,
 }
 
 /// `recall-frames bot create`: creates a bot exactly as `POST /api/bots` does, for the server
@@ -141,7 +167,8 @@ pub async fn create_bot(config: &Config, args: &CreateBotArgs) -> anyhow::Result
         args.join_at.as_deref(),
     )?
     .with_title(args.title.as_deref())?
-    .with_audio(args.audio);
+    .with_audio(args.audio)
+    .with_async_media(args.async_video, args.async_audio);
     let (token, _) = crate::auth::existing_ws_token(config.ws_token.clone(), &config.data_dir)
         .await?
         .with_context(|| {
@@ -154,6 +181,80 @@ pub async fn create_bot(config: &Config, args: &CreateBotArgs) -> anyhow::Result
         })?;
     let bots = Bots::new(config, &token)?;
     Ok(bots.create(&request).await?)
+}
+
+/// `recall-frames fetch-media`: returns the JSON report, and whether every fetch succeeded.
+pub async fn fetch_media(config: &Config, args: &FetchMediaArgs) -> anyhow::Result<(Value, bool)> {
+    let bot = args
+        .bot
+        .as_deref()
+        .map(|bot| {
+            crate::recall::BotId::parse(bot).with_context(|| {
+                format!("{bot:?} is not a Recall bot id (1 to 128 of A-Z a-z 0-9 - _)")
+            })
+        })
+        .transpose()?;
+    let recordings = args
+        .recording
+        .iter()
+        .map(|id| {
+            crate::frame::RecordingId::parse(id)
+                .filter(|id| !id.as_str().starts_with('.'))
+                .with_context(|| format!("{id:?} is not a Recall recording id"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let (store, _) = crate::open_store(config, metrics).await?;
+    let progress = FetchProgress::new();
+    let reports =
+        crate::recall_media::fetch_by_hand(config, store, bot.as_ref(), recordings, &progress)
+            .await?;
+    progress.bar.finish_and_clear();
+    let ok = reports.iter().all(Result::is_ok);
+    let json: Vec<Value> = reports
+        .into_iter()
+        .map(|report| match report {
+            Ok(report) => serde_json::to_value(report).expect("plain JSON"),
+            Err((what, error)) => serde_json::json!({"fetch": what, "error": error.to_string()}),
+        })
+        .collect();
+    Ok((serde_json::json!({ "fetches": json }), ok))
+}
+
+/// The progress bar of `fetch-media`: bytes of the part being downloaded, on stderr.
+struct FetchProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl FetchProgress {
+    fn new() -> Self {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:24} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("a valid template"),
+        );
+        FetchProgress { bar }
+    }
+}
+
+impl crate::recall_media::Progress for FetchProgress {
+    fn part_started(&self, file: &str, length: Option<u64>) {
+        self.bar.reset();
+        self.bar.set_length(length.unwrap_or(0));
+        self.bar.set_message(file.to_owned());
+    }
+
+    fn advanced(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn part_finished(&self, file: &str, stored: bool) {
+        let what = if stored { "stored" } else { "already stored" };
+        self.bar.println(format!("{file}: {what}"));
+    }
 }
 
 /// Where the websocket token `simulate` sends comes from.

@@ -157,6 +157,34 @@ pub struct Config {
     #[arg(long, env = "FLY_APP_NAME", value_parser = parse_fly_app_name)]
     pub fly_app_name: Option<String>,
 
+    // ---- After the call: Recall's webhooks and async media (issue 13) ----
+    /// The secret of the webhook endpoint registered in Recall's dashboard (`whsec_...`):
+    /// `POST /webhooks/recall` takes only deliveries signed with it. Unset: the workspace's
+    /// RECALL_VERIFICATION_SECRET, if set; with neither, the route answers 503.
+    #[arg(long, env = "RECALL_WEBHOOK_SECRET", hide_env_values = true,
+          value_parser = SecretParser(SigningSecret::parse))]
+    pub recall_webhook_secret: Option<SigningSecret>,
+
+    /// Downloads of Recall's async media (per-participant MP4 and audio) run at once, at most.
+    #[arg(long, env = "RECALL_MEDIA_CONCURRENCY", default_value_t = 2,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub recall_media_concurrency: usize,
+
+    /// Attempts at one media part (with fresh download URLs after the first), and at a
+    /// whole fetch, before it is marked failed in the recording's status.
+    #[arg(long, env = "RECALL_MEDIA_ATTEMPTS", default_value_t = 5,
+          value_parser = RangedU64ValueParser::<u32>::new().range(1..=100))]
+    pub recall_media_attempts: u32,
+
+    /// Wait before the second attempt at a media part or fetch; doubled at each further
+    /// attempt, up to 5 minutes.
+    #[arg(long, env = "RECALL_MEDIA_BACKOFF", default_value = "2s", value_parser = parse_duration)]
+    pub recall_media_backoff: Duration,
+
+    /// A media download that receives nothing for this long is cut and tried again.
+    #[arg(long, env = "RECALL_MEDIA_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub recall_media_read_timeout: Duration,
+
     // ---- Scaling out: an S3-compatible bucket in place of DATA_DIR (issue 7) ----
     /// S3 bucket that recordings go to, and that the browse UI and API read, in place of
     /// DATA_DIR (`fly storage create` sets it). Unset: recordings go to DATA_DIR.

@@ -5,9 +5,11 @@ pub mod bots;
 pub mod delete;
 pub mod guard;
 pub mod live;
+pub mod recall_media;
 pub mod replay;
 pub mod serve;
 pub mod ui;
+pub mod webhooks;
 pub mod ws;
 pub mod zip;
 
@@ -32,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(replay::routes())
         .merge(bots::routes())
         .merge(delete::routes())
+        .merge(recall_media::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_access,
@@ -39,6 +42,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(get_health))
         .route("/ws", any(ws::accept_ws))
+        // Recall's servers call it: its signature, not the API guard, lets it in.
+        .merge(webhooks::routes())
         .merge(guarded)
         // Caps on request bodies: MAX_BODY_BYTES (413, before any handler when the length
         // is declared) and REQUEST_TIMEOUT for the whole body to arrive.

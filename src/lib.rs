@@ -1,7 +1,9 @@
 //! recall-frames: records the per-participant PNG frames that Recall.ai meeting bots stream
 //! over a websocket, as timestamped PNG sequences grouped by recording, participant and
 //! stream, and, when the bot sends it, each participant's audio (and the mixed audio) as
-//! WAV pieces on the recording's timeline ([`audio`]).
+//! WAV pieces on the recording's timeline ([`audio`]). After the call, Recall's webhooks
+//! and its per-participant MP4s and audio are kept with the same recording
+//! (`recall_media`, `http/webhooks.rs`).
 //!
 //! [`run`] is the whole server; `main.rs` only parses the configuration, binds and calls it,
 //! and tests call it the same way with their own listener and shutdown future.
@@ -36,6 +38,7 @@ mod live;
 mod metrics;
 mod pipeline;
 mod recall;
+mod recall_media;
 mod retention;
 mod state;
 
@@ -53,11 +56,11 @@ pub mod testing {
     pub async fn open_store(
         config: &crate::Config,
     ) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-        Ok(crate::Storage::open(config).await?.store)
+        Ok(crate::open_store(config, Default::default()).await?.0)
     }
     /// Recall's upgrade and webhook signatures.
     pub mod signature {
-        pub use crate::auth::signature::{SigningSecret, sign};
+        pub use crate::auth::signature::{SigningSecret, sign, sign_payload};
     }
 }
 
@@ -295,6 +298,16 @@ async fn serve(
         .as_ref()
         .map(|bucket| bucket.watch(config.bucket_check_interval, stopping.clone()));
     let bots = recall::Bots::new(&config, &ws_token)?;
+    // Through the deletions' guard, as the recorder writes: media fetched for a recording
+    // deleted meanwhile is not re-created.
+    let recall_media = recall_media::RecallMedia::start(
+        &config,
+        deletions.guarded(),
+        bots.client().ok().cloned(),
+        metrics.clone(),
+    )
+    .await
+    .context("cannot start fetching Recall's media")?;
     let keeper = Keeper::new(store, deletions, KeeperConfig::of(&config), metrics.clone());
     let keeper_task = {
         let pipeline = pipeline.clone();
@@ -319,6 +332,7 @@ async fn serve(
         connection_ids: Arc::default(),
         disk,
         bucket,
+        recall_media,
     };
     log_startup(&state, local, &token_source);
     state.bots.log_startup();
@@ -369,6 +383,14 @@ async fn drain(state: &AppState, server: impl Future<Output = ()>) -> anyhow::Re
     let sockets_closed = tokio::time::timeout_at(deadline, state.connections.wait())
         .await
         .is_ok();
+    // Media downloads under way are cut: their jobs stay queued for the next start.
+    let media_stopped = state
+        .recall_media
+        .stop(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    if !media_stopped {
+        tracing::warn!("media downloads did not stop in time");
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     let drained = state.pipeline.close(left).await;
     let flushed = state.pipeline.flush_sink().await;
@@ -433,6 +455,20 @@ fn log_startup(state: &AppState, local: SocketAddr, token_source: &TokenSource) 
         tracing::info!(
             "RECALL_VERIFICATION_SECRET set: websocket upgrades also need a valid Recall signature"
         );
+    }
+    match (
+        &config.recall_webhook_secret,
+        &config.recall_verification_secret,
+    ) {
+        (Some(_), _) => tracing::info!(
+            "POST /webhooks/recall takes Recall's webhooks signed with RECALL_WEBHOOK_SECRET"
+        ),
+        (None, Some(_)) => tracing::info!(
+            "POST /webhooks/recall takes Recall's webhooks signed with RECALL_VERIFICATION_SECRET"
+        ),
+        (None, None) => tracing::info!(
+            "RECALL_WEBHOOK_SECRET unset: POST /webhooks/recall answers 503 (see docs/after-the-call.md)"
+        ),
     }
     if config.api_token.is_some() {
         tracing::info!("HTTP API guarded by API_TOKEN (Bearer token or Basic password)");

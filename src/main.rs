@@ -1,5 +1,6 @@
 //! The `recall-frames` command: parse the configuration, then bind and run the server, or
-//! run one of the subcommands (`bot`, `simulate`, `copy-to-bucket`, `delete`).
+//! run one of the subcommands (`bot`, `simulate`, `copy-to-bucket`, `delete`,
+//! `fetch-media`).
 
 #![warn(clippy::unwrap_used)]
 
@@ -54,6 +55,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = recall_frames::delete(&cli.config, &args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::FetchMedia(args)) => {
+            init_logs(
+                &cli.config,
+                std::io::stderr,
+                std::io::stderr().is_terminal(),
+            )?;
+            let (report, ok) = recall_frames::cli::fetch_media(&cli.config, &args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Some(Command::CopyToBucket) => {
             init_logs(

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub audio_save_seconds: Histogram,
     // ---- Deleting, retention and quotas (issue 16) ----
     pub storage: crate::retention::StorageMetrics,
+    /// Recall's webhooks and async media fetches (issue 13).
+    pub recall: crate::recall_media::MediaMetrics,
 }
 
 /// Why a websocket upgrade was refused (`ws_upgrades_refused{reason}`).
@@ -134,6 +136,7 @@ impl Default for Metrics {
             audio_samples_overlapping: Counter::default(),
             audio_save_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             storage: crate::retention::StorageMetrics::default(),
+            recall: Default::default(),
         };
         // Every label value exists from the start, so a dashboard sees zeros, not gaps.
         for kind in StreamKind::ALL {
@@ -316,6 +319,7 @@ impl Default for Metrics {
             metrics.audio_save_seconds.clone(),
         );
         metrics.storage.register(r);
+        metrics.recall.register(r);
         metrics
     }
 }

@@ -1,5 +1,6 @@
 //! Recall's API, as this server uses it: creating a bot whose realtime endpoint is this
-//! server's own websocket, reading a bot, and asking a bot to leave its call.
+//! server's own websocket, reading a bot, asking a bot to leave its call, and listing a
+//! recording's async media (`media`).
 //!
 //! [`Bots`] is what both `POST /api/bots` and `recall-frames bot create` call, so the two
 //! build the same request the same way (`bots`). Below it, the HTTP client and Recall's
@@ -8,6 +9,7 @@
 mod bots;
 mod client;
 mod endpoint;
+pub mod media;
 
 pub use self::bots::{BotError, BotRequest, Bots, InvalidBotRequest};
-pub use self::client::{BotId, RecallError};
+pub use self::client::{BotId, RecallClient, RecallError};

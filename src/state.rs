@@ -42,6 +42,8 @@ pub struct AppState {
     pub bucket: Option<crate::store::bucket::Bucket>,
     /// Deletions, retention and the quota: what is stored, and what is deleted.
     pub keeper: Arc<crate::retention::Keeper>,
+    /// Recall's webhooks and the queue that fetches its async media.
+    pub recall_media: crate::recall_media::RecallMedia,
 }
 
 impl AppState {

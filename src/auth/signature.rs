@@ -85,6 +85,18 @@ impl SigningSecret {
 
     /// Checks the signature headers of an upgrade request against this secret, at `now`.
     pub fn verify(&self, headers: &HeaderMap, now: Timestamp) -> Result<(), SignatureError> {
+        self.verify_payload(headers, now, b"").map(|_| ())
+    }
+
+    /// Checks the signature headers of a webhook over its body `payload`, at `now`, and
+    /// returns the message id (`webhook-id`), which Svix keeps across retries of one
+    /// delivery.
+    pub fn verify_payload<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        now: Timestamp,
+        payload: &[u8],
+    ) -> Result<&'h str, SignatureError> {
         let names = if headers.contains_key(WEBHOOK_HEADERS.id) {
             WEBHOOK_HEADERS
         } else if headers.contains_key(SVIX_HEADERS.id) {
@@ -117,7 +129,7 @@ impl SigningSecret {
                 seconds: age.saturating_neg(),
             });
         }
-        let expected = self.mac_over(id, timestamp, b"");
+        let expected = self.mac_over(id, timestamp, payload);
         let matched = signatures
             .split_ascii_whitespace()
             .take(MAX_ENTRIES)
@@ -126,7 +138,7 @@ impl SigningSecret {
             // verify_slice compares in constant time.
             .any(|tag| expected.clone().verify_slice(&tag).is_ok());
         if matched {
-            Ok(())
+            Ok(id)
         } else {
             Err(SignatureError::NoMatch)
         }
@@ -145,7 +157,8 @@ pub fn sign(secret: &SigningSecret, id: &str, timestamp: i64) -> String {
     sign_payload(secret, id, &timestamp.to_string(), b"")
 }
 
-fn sign_payload(secret: &SigningSecret, id: &str, timestamp: &str, payload: &[u8]) -> String {
+/// The signature header value Recall's webhooks carry for this id, timestamp and body.
+pub fn sign_payload(secret: &SigningSecret, id: &str, timestamp: &str, payload: &[u8]) -> String {
     let tag = secret
         .mac_over(id, timestamp, payload)
         .finalize()
@@ -168,7 +181,7 @@ pub enum SignatureError {
         "the signature is {seconds} s in the future; at most {TOLERANCE_SECONDS} s is accepted"
     )]
     Future { seconds: i64 },
-    #[error("no v1 signature matches RECALL_VERIFICATION_SECRET")]
+    #[error("no v1 signature matches the verification secret")]
     NoMatch,
 }
 
@@ -193,6 +206,26 @@ mod tests {
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(seconds).unwrap()
+    }
+
+    #[test]
+    fn webhooks_are_verified_over_their_body_and_give_their_id() {
+        let body = br#"{"event":"bot.done"}"#;
+        let signature = sign_payload(&secret(), "msg_1", "1700000000", body);
+        let headers = headers(WEBHOOK_HEADERS, "msg_1", 1_700_000_000, &signature);
+        assert_eq!(
+            secret().verify_payload(&headers, at(1_700_000_010), body),
+            Ok("msg_1")
+        );
+        assert_eq!(
+            secret().verify_payload(&headers, at(1_700_000_010), br#"{"event":"bot.fatal"}"#),
+            Err(SignatureError::NoMatch)
+        );
+        // An upgrade's signature (empty payload) is no webhook's.
+        assert_eq!(
+            secret().verify(&headers, at(1_700_000_010)),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub struct NewBot {
     /// Stream each participant's audio too (`audio_separate_raw`); off by default.
     #[serde(default)]
     audio: bool,
+    /// Recall's per-participant MP4s after the call (`video_separate_mp4`); off by default.
+    #[serde(default)]
+    async_video: bool,
+    /// Recall's per-participant audio files after the call; off by default.
+    #[serde(default)]
+    async_audio: bool,
 }
 
 impl NewBot {
@@ -73,7 +79,8 @@ pub async fn create_bot(
     let body = NewBot::from_json(body)?;
     let request = BotRequest::new(&body.meeting_url, body.bot_name, body.join_at.as_deref())?
         .with_title(body.title.as_deref())?
-        .with_audio(body.audio);
+        .with_audio(body.audio)
+        .with_async_media(body.async_video, body.async_audio);
     let bot = state.bots.create(&request).await?;
     Ok((StatusCode::CREATED, Json(bot)))
 }

@@ -21,8 +21,11 @@ use crate::frame::{Participant, StreamKind};
 use crate::http::api::{CatalogResult as _, recording_id, stream_key, urls};
 use crate::state::AppState;
 
+mod recall_media;
+
 const APP_JS: &str = include_str!("../../static/app.js");
 const AUDIO_JS: &str = include_str!("../../static/audio.js");
+const RECALL_JS: &str = include_str!("../../static/recall.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
 const FAVICON: &str = include_str!("../../static/favicon.svg");
 const REPLAY_JS: &str = include_str!("../../static/replay.js");
@@ -37,7 +40,7 @@ static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut hasher = DefaultHasher::new();
     (APP_JS, APP_CSS, FAVICON).hash(&mut hasher);
     AUDIO_JS.hash(&mut hasher);
-    (REPLAY_JS, REPLAY_CSS).hash(&mut hasher);
+    (REPLAY_JS, REPLAY_CSS, RECALL_JS).hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 });
 
@@ -317,6 +320,8 @@ struct RecordingPage {
     bot_id: String,
     participants: Vec<ParticipantCard>,
     timeline: Vec<TimelineItem>,
+    /// Recall's media and the bot's status history, once there are some.
+    recall: Option<recall_media::RecallSection>,
 }
 
 #[derive(Template)]
@@ -478,6 +483,7 @@ async fn show_recording(
     let events = state.catalog.events(&id).await.or_not_found("recording")?;
     let audio = audio_tiles(&state, &detail).await?;
     let bot_id = detail.overview.bot_id().unwrap_or_default();
+    let recall = recall_section(&state, &detail, &bot_id).await?;
     let participants = detail
         .participants
         .iter()
@@ -507,8 +513,41 @@ async fn show_recording(
         bot_id,
         participants,
         timeline: events.iter().map(TimelineItem::new).collect(),
+        recall,
     })
     .map_err(PageError)
+}
+
+async fn recall_section(
+    state: &AppState,
+    detail: &RecordingDetail,
+    bot_id: &str,
+) -> Result<Option<recall_media::RecallSection>, PageError> {
+    let internal =
+        |error: crate::recall_media::MediaError| PageError(ApiError::Internal(error.into()));
+    let media = state
+        .recall_media
+        .recording_media(&detail.overview.id)
+        .await
+        .map_err(internal)?;
+    let bot = if bot_id.is_empty() {
+        media.bot_id().unwrap_or_default().to_owned()
+    } else {
+        bot_id.to_owned()
+    };
+    let bot_status = match crate::recall::BotId::parse(&bot) {
+        Some(bot) => state
+            .recall_media
+            .bot_status(&bot)
+            .await
+            .map_err(internal)?,
+        None => Vec::new(),
+    };
+    Ok(recall_media::RecallSection::new(
+        detail,
+        &media,
+        &bot_status,
+    ))
 }
 
 async fn show_stream(
@@ -610,6 +649,7 @@ async fn get_asset(
     let (body, content_type) = match asset.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "audio.js" => (AUDIO_JS, "text/javascript; charset=utf-8"),
+        "recall.js" => (RECALL_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
         "replay.css" => (REPLAY_CSS, "text/css; charset=utf-8"),

@@ -554,6 +554,14 @@ mod tests {
                 crate::retention::KeeperConfig::of(&config),
                 metrics.clone(),
             );
+            let recall_media = crate::recall_media::RecallMedia::start(
+                &config,
+                store.clone(),
+                None,
+                metrics.clone(),
+            )
+            .await
+            .unwrap();
             let state = AppState {
                 keeper,
                 catalog: Arc::new(Catalog::new(store, 1000)),
@@ -569,6 +577,7 @@ mod tests {
                 ws_slots: Arc::new(Semaphore::new(1)),
                 disk,
                 bucket: None,
+                recall_media,
             };
 
             let received = Arc::new(Mutex::new(Vec::new()));

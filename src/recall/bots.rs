@@ -24,6 +24,11 @@ pub struct BotRequest {
     /// Each participant's audio too (`audio_separate_raw`): off unless asked, since Recall
     /// charges more for it and may have to enable it for the workspace.
     audio: bool,
+    /// Recall's per-participant MP4s after the call (`video_separate_mp4`): off unless asked,
+    /// since they cost at Recall.
+    async_video: bool,
+    /// Recall's per-participant audio after the call (`audio_separate_raw`): off unless asked.
+    async_audio: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +87,8 @@ impl BotRequest {
             join_at,
             title: None,
             audio: false,
+            async_video: false,
+            async_audio: false,
         })
     }
 
@@ -105,6 +112,15 @@ impl BotRequest {
         self
     }
 
+    /// The same bot, with Recall's per-participant media after the call: MP4s when
+    /// `video`, audio files when `audio` (fetched when Recall says they are done; see
+    /// `docs/after-the-call.md`).
+    pub fn with_async_media(mut self, video: bool, audio: bool) -> Self {
+        self.async_video = video;
+        self.async_audio = audio;
+        self
+    }
+
     /// The body of Recall's create-bot request: per-participant PNG frames and participant
     /// events (and, when asked, per-participant audio), streamed to `endpoint`, and metadata
     /// that names its recordings.
@@ -125,7 +141,8 @@ impl BotRequest {
             recording_config: RecordingConfig {
                 video_mixed_layout: "gallery_view_v2",
                 video_separate_png: Empty {},
-                audio_separate_raw: self.audio.then_some(Empty {}),
+                audio_separate_raw: (self.audio || self.async_audio).then_some(Empty {}),
+                video_separate_mp4: self.async_video.then_some(Empty {}),
                 realtime_endpoints: [RealtimeEndpoint {
                     kind: "websocket",
                     url: endpoint.expose(),
@@ -154,6 +171,8 @@ struct RecordingConfig<'a> {
     video_separate_png: Empty,
     #[serde(skip_serializing_if = "Option::is_none")]
     audio_separate_raw: Option<Empty>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video_separate_mp4: Option<Empty>,
     realtime_endpoints: [RealtimeEndpoint<'a>; 1],
 }
 
@@ -166,6 +185,22 @@ struct RealtimeEndpoint<'a> {
     kind: &'static str,
     url: &'a str,
     events: Vec<&'static str>,
+}
+
+impl RecallClient {
+    /// The client the configuration describes: `None` without RECALL_API_KEY.
+    pub fn of(config: &Config) -> anyhow::Result<Option<Self>> {
+        match &config.recall_api_key {
+            Some(key) => {
+                let base = config
+                    .recall_api_base
+                    .clone()
+                    .unwrap_or_else(|| config.recall_region.api_base());
+                Ok(Some(RecallClient::new(base, key, config.recall_timeout)?))
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 /// Creating and managing bots, as set up once at start-up: the Recall client (when
@@ -196,7 +231,7 @@ pub enum BotError {
 
 impl Bots {
     pub fn new(config: &Config, ws_token: &Secret) -> anyhow::Result<Self> {
-        let client = Bots::api_only(config)?.client;
+        let client = RecallClient::of(config)?;
         let endpoint = public_url(config).map(|url| EndpointUrl::new(&url, ws_token));
         let endpoint_from = if config.public_url.is_some() {
             "PUBLIC_URL"
@@ -213,23 +248,13 @@ impl Bots {
     /// Bots for the calls that need only Recall's API, not this server's endpoint (deleting
     /// a bot's media from the command line).
     pub fn api_only(config: &Config) -> anyhow::Result<Self> {
-        let client = match &config.recall_api_key {
-            Some(key) => {
-                let base = config
-                    .recall_api_base
-                    .clone()
-                    .unwrap_or_else(|| config.recall_region.api_base());
-                Some(RecallClient::new(base, key, config.recall_timeout)?)
-            }
-            None => None,
-        };
         Ok(Bots {
-            client,
+            client: RecallClient::of(config)?,
             ..Bots::default()
         })
     }
 
-    fn client(&self) -> Result<&RecallClient, BotError> {
+    pub(crate) fn client(&self) -> Result<&RecallClient, BotError> {
         self.client.as_ref().ok_or(BotError::NoApiKey)
     }
 
@@ -331,6 +356,26 @@ mod tests {
         let minimal = BotRequest::new("https://zoom.us/j/1", None, None).unwrap();
         let body = minimal.body(&url);
         assert!(body.get("bot_name").is_none() && body.get("join_at").is_none());
+        let config = &body["recording_config"];
+        assert!(
+            config.get("video_separate_mp4").is_none()
+                && config.get("audio_separate_raw").is_none(),
+            "async media is off by default: it costs at Recall"
+        );
+        let media = minimal.with_async_media(true, true).body(&url);
+        let config = &media["recording_config"];
+        assert_eq!(config["video_separate_mp4"], json!({}));
+        assert_eq!(config["audio_separate_raw"], json!({}));
+        assert_eq!(config["video_mixed_layout"], "gallery_view_v2");
+        let events = config["realtime_endpoints"][0]["events"]
+            .as_array()
+            .unwrap();
+        assert!(
+            !events
+                .iter()
+                .any(|e| e == crate::event::SEPARATE_AUDIO_EVENT),
+            "async audio alone streams no realtime audio"
+        );
     }
 
     #[test]

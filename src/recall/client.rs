@@ -149,19 +149,42 @@ impl RecallClient {
     /// `{base}/api/v1/bot/<segments>/`, keeping any path prefix of the base. Recall's paths
     /// end with a slash.
     fn bot_url(&self, segments: &[&str]) -> Url {
+        let mut all = vec!["bot"];
+        all.extend(segments);
+        self.api_url(&all)
+    }
+
+    /// `{base}/api/v1/<segments>/`, as [`RecallClient::bot_url`].
+    pub(crate) fn api_url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty()
-                .extend(["api", "v1", "bot"])
+                .extend(["api", "v1"])
                 .extend(segments)
                 .push("");
         }
         url
     }
 
+    /// `GET url` as JSON: a page Recall's answers point to (a list's `next`, a media
+    /// object's `download_url`). The API key goes only to Recall's own API: a download URL
+    /// elsewhere (a presigned storage URL) carries its own authorisation.
+    pub(crate) async fn get_json_at(&self, url: &Url) -> Result<Value, RecallError> {
+        let request = self.http.get(url.clone());
+        if url.origin() == self.base.origin() {
+            self.send(request).await
+        } else {
+            self.send_as_is(request).await
+        }
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, RecallError> {
+        self.send_as_is(request.header(header::AUTHORIZATION, self.authorization.clone()))
+            .await
+    }
+
+    async fn send_as_is(&self, request: reqwest::RequestBuilder) -> Result<Value, RecallError> {
         let mut response = request
-            .header(header::AUTHORIZATION, self.authorization.clone())
             .header(header::ACCEPT, "application/json")
             .send()
             .await

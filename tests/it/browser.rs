@@ -947,3 +947,153 @@ async fn audio_paused(driver: &WebDriver) -> bool {
         .convert()
         .unwrap()
 }
+
+/// After the call (issue 13): the recording page shows each participant's Recall MP4 and
+/// audio in players on the recording's timeline, with sizes and durations, the fetch status
+/// and the bot's status history.
+#[tokio::test]
+async fn the_recording_page_plays_recalls_media_after_the_call_in_chromium() {
+    use crate::after_call::{BOT, audio_part, ffmpeg, start, video_part, wait_for_fetch, webhook};
+    use crate::common::recall_api::RecallStandIn;
+    use crate::common::recall_api::media::{bot_status_webhook, media_webhook};
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let (Some(mp4), Some(mp3)) = (
+        ffmpeg("testsrc=size=160x120:rate=10", "a.mp4"),
+        ffmpeg("sine=frequency=440:duration=1", "b.mp3"),
+    ) else {
+        return;
+    };
+    let recall = RecallStandIn::start().await;
+    recall.add_media(
+        "rec_9f1c2a",
+        "video_separate",
+        "vs_1",
+        true,
+        vec![video_part("p_v", 100, "Alice Smith", 0.5, &mp4)],
+    );
+    recall.add_media(
+        "rec_9f1c2a",
+        "audio_separate",
+        "as_1",
+        true,
+        vec![audio_part("p_a", 200, "Bob Okafor", 2.0, &mp3)],
+    );
+    let server = start(&recall, &[]).await;
+    let mut bot = server.connect().await;
+    for i in 0..8 {
+        bot.send_frame(&TestFrame::new(f64::from(i) * 0.5)).await;
+    }
+    server
+        .wait_for_frames("/api/recordings/rec_9f1c2a/100/webcam", 8)
+        .await;
+    let base = server.url("");
+    for (id, body) in [
+        (
+            "m1",
+            bot_status_webhook(BOT, "in_call_recording", None, "2026-11-21T10:00:00Z"),
+        ),
+        (
+            "m2",
+            bot_status_webhook(
+                BOT,
+                "call_ended",
+                Some("call_ended_by_host"),
+                "2026-11-21T10:30:00Z",
+            ),
+        ),
+        (
+            "m3",
+            media_webhook("recording.done", "rec_9f1c2a", BOT, "rec"),
+        ),
+    ] {
+        assert_eq!(webhook(&base, id, &body).await, 200);
+    }
+    wait_for_fetch(&base, "video", "done").await;
+    wait_for_fetch(&base, "audio", "done").await;
+
+    let driver = Chromium::start(&chromium, &chromedriver).await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let session = &driver.session;
+        session.set_window_rect(0, 0, 1280, 1200).await.unwrap();
+        session
+            .goto(server.url("/recordings/rec_9f1c2a"))
+            .await
+            .unwrap();
+        let section = "document.getElementById('recall-media')";
+        wait_for(session, "the section", section).await;
+        // Both players load their files: Chromium reads the MP4's and the MP3's headers.
+        wait_for(
+            session,
+            "the MP4 to load",
+            "(v => v && v.readyState >= 1 && v.videoWidth === 160)(document.querySelector('#recall-media video.recall-player'))",
+        )
+        .await;
+        wait_for(
+            session,
+            "the MP3 to load",
+            "(a => a && a.readyState >= 1 && Math.abs(a.duration - 1) < 0.2)(document.querySelector('#recall-media audio.recall-player'))",
+        )
+        .await;
+        let video_src: String = session
+            .execute("return document.querySelector('#recall-media video').src", vec![])
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert!(video_src.ends_with("/rec_9f1c2a/100/recall/webcam-500.mp4"), "{video_src}");
+        // Placed on the timeline: Bob's audio starts at 2 s of 3.5 s.
+        let left: String = session
+            .execute(
+                "return document.querySelector('.recall-row[data-participant=\"200\"] .recall-bar.part').style.left",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert_eq!(left, "57.143%");
+        let captions = text(session, "#recall-media .recall-rows").await;
+        assert!(captions.contains("from 0:00.500") && captions.contains("KB"), "{captions}");
+        let status = text(session, "#recall-media .recall-fetch").await;
+        assert!(status.contains("fetched: 1 of 1 parts"), "{status}");
+        let history = text(session, "#recall-media .bot-status").await;
+        assert!(
+            history.contains("in_call_recording") && history.contains("call_ended_by_host"),
+            "{history}"
+        );
+        // On the recording's clock: recording began at 10:00:00, the call ended 30 min on.
+        assert!(history.contains("0:00.000") && history.contains("30:00.000"), "{history}");
+        let markers: i64 = session
+            .execute(
+                "return document.querySelectorAll('.bot-row .recall-bar.status').length",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert_eq!(markers, 2, "the bot's statuses on the timeline");
+        // Its bar plays Bob's audio.
+        click(
+            session,
+            By::Css(".recall-row[data-participant=\"200\"] .recall-bar.part"),
+        )
+        .await;
+        wait_for(
+            session,
+            "the audio to play",
+            "!document.querySelector('#recall-media audio').paused",
+        )
+        .await;
+        save_screenshot(session, "screenshot-after-the-call.png").await;
+    })
+    .catch_unwind()
+    .await;
+    driver.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    bot.close().await;
+}

@@ -3,6 +3,7 @@
 //! is named by its module: `cargo nextest run -E 'test(/^receiver::/)'`. Shared set-up is in
 //! `common/`.
 
+mod after_call;
 mod audio;
 mod bad_input;
 mod bots;

@@ -127,6 +127,11 @@ impl BinaryServer {
         wait_for_frames_at(&self.url(stream_path), frames).await;
     }
 
+    /// The child's process id (for /proc readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`: no chance to finish anything.
     pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL");

@@ -17,6 +17,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+pub mod media;
+
 /// The key the stand-in accepts. Not URL-safe on purpose: Recall does not promise it is.
 pub const RECALL_API_KEY: &str = "rk_test/0123+abc=";
 
@@ -45,6 +47,8 @@ struct Inner {
     bots: HashMap<String, Value>,
     /// When set, every request gets this answer instead.
     forced: Option<(StatusCode, HeaderMap, String)>,
+    /// Recall's async media (issue 13): see `media` below.
+    media: media::MediaState,
 }
 
 #[derive(Clone, Default)]
@@ -64,6 +68,7 @@ impl RecallStandIn {
             .route("/api/v1/bot/{id}/", get(get_bot))
             .route("/api/v1/bot/{id}/leave_call/", post(leave_call))
             .route("/api/v1/bot/{id}/delete_media/", post(delete_media))
+            .merge(media::routes())
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
@@ -84,6 +89,7 @@ impl RecallStandIn {
                 .await
                 .expect("the stand-in serves");
         });
+        shared.0.lock().unwrap().media.base = format!("http://{addr}");
         RecallStandIn { addr, shared, task }
     }
 
@@ -172,6 +178,12 @@ async fn receive(State(shared): State<Shared>, request: Request, next: Next) -> 
     };
     if let Some((status, headers, body)) = forced {
         return (status, headers, body).into_response();
+    }
+    // Download URLs carry their own token, as presigned storage URLs do.
+    if parts.uri.path().starts_with(media::DOWNLOADS) {
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
     }
     let key = authorization
         .as_deref()
