@@ -208,6 +208,27 @@ pub struct Config {
     /// (and is retried within BUCKET_RETRY_TIMEOUT).
     #[arg(long, env = "BUCKET_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub bucket_request_timeout: Duration,
+
+    /// The ffmpeg that exports run (a name looked up on PATH, or a path); checked at
+    /// start-up. Without it exports answer 503 and everything else works.
+    #[arg(long, env = "FFMPEG_PATH", default_value = "ffmpeg")]
+    pub ffmpeg_path: PathBuf,
+
+    /// Exports that run at once; more wait their turn.
+    #[arg(long, env = "EXPORT_CONCURRENCY", default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub export_concurrency: usize,
+
+    /// Threads each export's encoder may use: with EXPORT_CONCURRENCY, the share of the CPU
+    /// exports take from recording.
+    #[arg(long, env = "EXPORT_THREADS", default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub export_threads: usize,
+
+    /// The niceness ffmpeg runs at (0 to 19): higher yields the CPU to recording sooner.
+    #[arg(long, env = "EXPORT_NICE", default_value_t = 10,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub export_nice: i32,
 }
 
 /// The region a Recall workspace lives in. API keys are per region.

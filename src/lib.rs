@@ -29,6 +29,7 @@ mod copy;
 mod disk;
 mod error;
 mod event;
+mod export;
 mod files;
 mod http;
 mod live;
@@ -205,9 +206,9 @@ async fn serve(
     let Storage {
         sink,
         catalog,
+        store,
         bucket,
         metrics,
-        ..
     } = storage;
     let local = listener
         .local_addr()
@@ -243,6 +244,8 @@ async fn serve(
         .as_ref()
         .map(|bucket| bucket.watch(config.bucket_check_interval, stopping.clone()));
     let bots = recall::Bots::new(&config, &ws_token)?;
+    let exports =
+        export::Exports::start(&config, catalog.clone(), store, stopping.child_token()).await;
     let state = AppState {
         bots,
         ws_slots: Arc::new(Semaphore::new(config.max_connections)),
@@ -257,6 +260,7 @@ async fn serve(
         connection_ids: Arc::default(),
         disk,
         bucket,
+        exports,
     };
     log_startup(&state, local, &token_source);
     state.bots.log_startup();
@@ -296,6 +300,11 @@ async fn drain(state: &AppState, server: impl Future<Output = ()>) -> anyhow::Re
     let sockets_closed = tokio::time::timeout_at(deadline, state.connections.wait())
         .await
         .is_ok();
+    // Exports stop with the server (shutdown cancelled them) and record themselves failed.
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !state.exports.close(left).await {
+        tracing::warn!("exports still running at the shutdown deadline");
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     let drained = state.pipeline.close(left).await;
     let flushed = state.pipeline.flush_sink().await;

@@ -40,6 +40,8 @@ pub struct AppState {
     pub disk: DiskWatch,
     /// The bucket recordings go to, when BUCKET_NAME is set.
     pub bucket: Option<crate::store::bucket::Bucket>,
+    /// Export jobs (ffmpeg), and whether ffmpeg is there to run them.
+    pub exports: crate::export::Exports,
 }
 
 impl AppState {

@@ -509,11 +509,19 @@ mod tests {
                 stopped,
             )
             .await;
+            let store: Arc<dyn crate::store::Store> =
+                Arc::new(crate::store::memory::MemoryStore::default());
+            let catalog = Arc::new(Catalog::new(store.clone(), 1000));
+            let exports = crate::export::Exports::start(
+                &config,
+                catalog.clone(),
+                store,
+                CancellationToken::new(),
+            )
+            .await;
             let state = AppState {
-                catalog: Arc::new(Catalog::new(
-                    Arc::new(crate::store::memory::MemoryStore::default()),
-                    1000,
-                )),
+                catalog,
+                exports,
                 config: Arc::new(config),
                 ws_token: crate::auth::Secret::parse_url_safe("test-ws-token-0123456789").unwrap(),
                 pipeline,

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod common;
 mod deploy;
+mod export;
 mod faults;
 mod object_store;
 mod participant_events;
