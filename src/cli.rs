@@ -74,6 +74,88 @@ pub enum Command {
     /// not be copied. DATA_DIR and the bucket's settings come from the environment or from
     /// the options (`recall-frames copy-to-bucket --data-dir ./frames --bucket-name ...`).
     CopyToBucket,
+    /// Export a stream of a recording as an MP4, through a running server
+    ///
+    /// Asks the server (--server, or this machine's on PORT) to export, shows its progress,
+    /// and downloads the MP4 to -o. The server does the work: it reads the folder or the
+    /// bucket, keeps exports within EXPORT_CONCURRENCY and EXPORT_THREADS at a lower
+    /// priority, and keeps results, so asking again is instant. API_TOKEN is sent when set.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The recording's id.
+    pub recording: String,
+    /// The participant whose stream is exported.
+    #[arg(long)]
+    pub participant: u64,
+    /// Which of their streams.
+    #[arg(long, value_enum, default_value_t = ExportStream::Webcam)]
+    pub stream: ExportStream,
+    /// Seconds into the recording where the video starts.
+    #[arg(long)]
+    pub from: Option<f64>,
+    /// Seconds into the recording where it ends.
+    #[arg(long)]
+    pub to: Option<f64>,
+    /// Shows pauses between frames longer than this many seconds as this long.
+    #[arg(long)]
+    pub max_pause: Option<f64>,
+    /// Writes the participant's name and the meeting time on the video.
+    #[arg(long)]
+    pub burn_in: bool,
+    /// Where to write the MP4.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// The server's address; http://localhost:PORT when absent.
+    #[arg(long, env = "RECALL_FRAMES_URL")]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportStream {
+    Webcam,
+    Screenshare,
+}
+
+impl ExportArgs {
+    /// What the server is asked for.
+    pub fn spec(&self) -> crate::export::ExportSpec {
+        crate::export::ExportSpec {
+            participant: self.participant,
+            stream: match self.stream {
+                ExportStream::Webcam => crate::frame::StreamKind::Webcam,
+                ExportStream::Screenshare => crate::frame::StreamKind::Screenshare,
+            },
+            from: self.from,
+            to: self.to,
+            max_pause: self.max_pause,
+            burn_in: self.burn_in,
+        }
+    }
+}
+
+/// `recall-frames export`: the finished job's JSON.
+pub async fn export(
+    config: &Config,
+    args: &ExportArgs,
+    show_progress: bool,
+) -> anyhow::Result<Value> {
+    let server = args
+        .server
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{}", config.port));
+    let token = config.api_token.as_ref().map(|t| t.expose().to_owned());
+    crate::export::client::export(
+        &server,
+        token.as_deref(),
+        &args.recording,
+        &args.spec(),
+        &args.output,
+        show_progress,
+    )
+    .await
 }
 
 /// The long help of `recall-frames simulate`.

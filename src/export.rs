@@ -8,6 +8,7 @@
 //! `<recording>/exports/<job>-<source>.mp4`, written whole by [`Store::create_from_file`]
 //! once ffmpeg has finished: a partial output is never where a download looks.
 
+pub mod client;
 pub mod ffmpeg;
 pub mod looks;
 pub mod plan;

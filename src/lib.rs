@@ -15,6 +15,7 @@
 pub mod audio;
 pub mod catalog;
 pub mod cli;
+pub mod export;
 pub mod frame;
 pub mod layout;
 pub mod recorder;
@@ -29,7 +30,6 @@ mod copy;
 mod disk;
 mod error;
 mod event;
-mod export;
 mod files;
 mod http;
 mod live;

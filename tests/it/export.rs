@@ -449,3 +449,74 @@ async fn contact_sheets_have_a_cell_per_frame_asked_for_and_a_preview_animates()
         "a frame per saved frame, up to 30"
     );
 }
+
+#[tokio::test]
+async fn the_export_command_writes_the_mp4_a_running_server_made() {
+    if !need_ffmpeg() {
+        return;
+    }
+    let server = TestServer::start_with(&["--api-token", "export-token-0123456789"]).await;
+    send_stream(&server, &TIMES).await;
+    let frames = server.url(&format!("{STREAM}/frames?limit=1"));
+    eventually("the frames are saved", || async {
+        let client = reqwest::Client::new();
+        let response = client
+            .get(&frames)
+            .bearer_auth("export-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        response
+            .json::<Value>()
+            .await
+            .is_ok_and(|page| page["total"] == TIMES.len())
+    })
+    .await;
+    let folder = tempfile::tempdir().unwrap();
+    let out = folder.path().join("alice.mp4");
+    let server_url = server.url("");
+    let output = recall_frames(
+        &[("API_TOKEN", "export-token-0123456789")],
+        &[
+            "export",
+            RECORDING,
+            "--participant",
+            "100",
+            "--from",
+            "1",
+            "-o",
+            out.to_str().unwrap(),
+            "--server",
+            &server_url,
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("alice.mp4 written (5 frames)"), "{stderr}");
+    assert_times(&video_frames(&out), &[0.0, 733.0, 3734.0, 3934.0, 6200.0]);
+
+    // A recording that is not there: a clear error, no file.
+    let missing = folder.path().join("none.mp4");
+    let output = recall_frames(
+        &[("API_TOKEN", "export-token-0123456789")],
+        &[
+            "export",
+            "rec_none",
+            "--participant",
+            "1",
+            "-o",
+            missing.to_str().unwrap(),
+            "--server",
+            &server_url,
+        ],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!missing.exists());
+}
