@@ -23,6 +23,7 @@ use crate::state::AppState;
 
 const APP_JS: &str = include_str!("../../static/app.js");
 const AUDIO_JS: &str = include_str!("../../static/audio.js");
+const EXPORT_JS: &str = include_str!("../../static/export.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
 const FAVICON: &str = include_str!("../../static/favicon.svg");
 
@@ -35,6 +36,7 @@ static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut hasher = DefaultHasher::new();
     (APP_JS, APP_CSS, FAVICON).hash(&mut hasher);
     AUDIO_JS.hash(&mut hasher);
+    EXPORT_JS.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 });
 
@@ -562,6 +564,7 @@ async fn get_asset(
     let (body, content_type) = match asset.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "audio.js" => (AUDIO_JS, "text/javascript; charset=utf-8"),
+        "export.js" => (EXPORT_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return Err(ApiError::NotFound("file")),
