@@ -88,8 +88,12 @@ pub struct ExportArgs {
     /// The recording's id.
     pub recording: String,
     /// The participant whose stream is exported.
+    #[arg(long, required_unless_present = "gallery", conflicts_with = "gallery")]
+    pub participant: Option<u64>,
+    /// The whole meeting as a gallery: a tile per camera, the screen share large, names,
+    /// the speaker framed, everyone's sound.
     #[arg(long)]
-    pub participant: u64,
+    pub gallery: bool,
     /// Which of their streams.
     #[arg(long, value_enum, default_value_t = ExportStream::Webcam)]
     pub stream: ExportStream,
@@ -124,6 +128,7 @@ impl ExportArgs {
     pub fn spec(&self) -> crate::export::ExportSpec {
         crate::export::ExportSpec {
             participant: self.participant,
+            gallery: self.gallery,
             stream: match self.stream {
                 ExportStream::Webcam => crate::frame::StreamKind::Webcam,
                 ExportStream::Screenshare => crate::frame::StreamKind::Screenshare,

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod ffmpeg;
+pub mod gallery;
 pub mod looks;
 pub mod plan;
 pub mod render;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::ffmpeg::Ffmpeg;
+use self::gallery::GalleryRender;
 use self::render::{RenderError, StreamRender};
 use crate::audio::AudioTrackKey;
 use crate::catalog::{Catalog, CatalogError};
@@ -46,8 +48,12 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportSpec {
-    /// The participant whose stream is exported.
-    pub participant: u64,
+    /// The participant whose stream is exported (not with `gallery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<u64>,
+    /// The whole meeting as a gallery, in place of one participant's stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gallery: bool,
     /// `webcam` (the default) or `screenshare`.
     #[serde(default = "webcam")]
     pub stream: StreamKind,
@@ -229,7 +235,7 @@ impl Exports {
     ) -> Result<(JobRecord, bool), ExportError> {
         self.ffmpeg()?;
         let render = self.checked(recording, &spec).await?;
-        let source = self.source(&render.stream).await?;
+        let source = self.source(&render).await?;
         let id = job_id(recording, &spec);
         if let Some(running) = self.running(recording, &id) {
             let record = running.record.lock().clone();
@@ -434,7 +440,7 @@ impl Exports {
         &self,
         recording: &RecordingId,
         spec: &ExportSpec,
-    ) -> Result<StreamRender, ExportError> {
+    ) -> Result<Render, ExportError> {
         let seconds = |name: &str, value: Option<f64>| -> Result<Option<u64>, ExportError> {
             match value {
                 None => Ok(None),
@@ -457,9 +463,26 @@ impl Exports {
                 "`max_pause` must be more than 0".into(),
             ));
         }
+        let participant = match (spec.participant, spec.gallery) {
+            (None, true) => {
+                self.inner.catalog.recording(recording).await?;
+                return Ok(Render::Gallery(GalleryRender {
+                    recording: recording.clone(),
+                    from_ms,
+                    to_ms,
+                }));
+            }
+            (Some(participant), false) => participant,
+            _ => {
+                return Err(ExportError::BadSpec(
+                    "give either `participant` (a stream) or `\"gallery\": true` (the whole meeting)"
+                        .into(),
+                ));
+            }
+        };
         let stream = StreamKey {
             recording: recording.clone(),
-            participant: ParticipantId(spec.participant),
+            participant: ParticipantId(participant),
             kind: spec.stream,
         };
         let detail = self.inner.catalog.recording(recording).await?;
@@ -475,19 +498,48 @@ impl Exports {
             who.participant
                 .name
                 .clone()
-                .unwrap_or_else(|| format!("Participant {}", spec.participant))
+                .unwrap_or_else(|| format!("Participant {participant}"))
         });
-        Ok(StreamRender {
+        Ok(Render::Stream(StreamRender {
             stream,
             from_ms,
             to_ms,
             max_pause_ms,
             burn_in,
-        })
+        }))
     }
 
-    /// What the stream and its participant's sound hold now, in a few characters.
-    async fn source(&self, stream: &StreamKey) -> Result<String, ExportError> {
+    /// What the export is made of (the streams' frames, the sound, the events a gallery
+    /// reads), in a few characters.
+    async fn source(&self, render: &Render) -> Result<String, ExportError> {
+        let catalog = &self.inner.catalog;
+        let mut hash = sha2::Sha256::new();
+        match render {
+            Render::Stream(render) => self.source_of(&render.stream, &mut hash).await?,
+            Render::Gallery(gallery) => {
+                let detail = catalog.recording(&gallery.recording).await?;
+                for participant in &detail.participants {
+                    for stream in &participant.streams {
+                        self.source_of(&stream.key, &mut hash).await?;
+                    }
+                }
+                hash.update(
+                    catalog
+                        .events(&gallery.recording)
+                        .await?
+                        .len()
+                        .to_le_bytes(),
+                );
+            }
+        }
+        Ok(hex(&hash.finalize())[..12].to_owned())
+    }
+
+    async fn source_of(
+        &self,
+        stream: &StreamKey,
+        hash: &mut sha2::Sha256,
+    ) -> Result<(), ExportError> {
         let catalog = &self.inner.catalog;
         let frames = render::all_frames(catalog, stream).await?;
         let track = AudioTrackKey {
@@ -506,16 +558,20 @@ impl Exports {
             Err(CatalogError::NotFound) => String::new(),
             Err(error) => return Err(error.into()),
         };
-        let mut hash = sha2::Sha256::new();
+        hash.update(stream.to_string().as_bytes());
         for frame in &frames {
             hash.update(frame.relative_ms.to_le_bytes());
         }
         hash.update(audio.as_bytes());
-        Ok(hex(&hash.finalize())[..12].to_owned())
+        Ok(())
     }
 
-    async fn run_job(&self, recording: &RecordingId, running: &Running, render: StreamRender) {
-        let span = tracing::info_span!("export", recording = %recording, stream = %render.stream, job = running.record.lock().id);
+    async fn run_job(&self, recording: &RecordingId, running: &Running, render: Render) {
+        let what = match &render {
+            Render::Stream(render) => render.stream.to_string(),
+            Render::Gallery(_) => "gallery".to_owned(),
+        };
+        let span = tracing::info_span!("export", recording = %recording, what, job = running.record.lock().id);
         let outcome =
             tracing::Instrument::instrument(self.work(recording, running, &render), span.clone())
                 .await;
@@ -562,7 +618,7 @@ impl Exports {
         &self,
         recording: &RecordingId,
         running: &Running,
-        render: &StreamRender,
+        render: &Render,
     ) -> Result<(String, u64), JobEnd> {
         let cancel = &running.cancel;
         let _slot = tokio::select! {
@@ -600,19 +656,40 @@ impl Exports {
                 }
             }
         };
-        let rendered = render::render_stream(
-            ffmpeg,
-            &self.inner.catalog,
-            render,
-            work.path(),
-            &out,
-            cancel,
-            |done, total| {
-                let mut record = running.record.lock();
-                record.frames = total;
-                record.frames_done = done;
-            },
-        );
+        let progress = |done, total| {
+            let mut record = running.record.lock();
+            record.frames = total;
+            record.frames_done = done;
+        };
+        let catalog = &self.inner.catalog;
+        let rendered = async {
+            match render {
+                Render::Stream(render) => {
+                    render::render_stream(
+                        ffmpeg,
+                        catalog,
+                        render,
+                        work.path(),
+                        &out,
+                        cancel,
+                        progress,
+                    )
+                    .await
+                }
+                Render::Gallery(render) => {
+                    gallery::render_gallery(
+                        ffmpeg,
+                        catalog,
+                        render,
+                        work.path(),
+                        &out,
+                        cancel,
+                        progress,
+                    )
+                    .await
+                }
+            }
+        };
         let rendered = tokio::select! {
             rendered = rendered => rendered,
             () = heartbeat => unreachable!("the heartbeat never ends"),
@@ -649,6 +726,12 @@ impl Exports {
         }
         Ok((file, bytes))
     }
+}
+
+/// What a job renders.
+enum Render {
+    Stream(StreamRender),
+    Gallery(GalleryRender),
 }
 
 enum JobEnd {

@@ -77,7 +77,19 @@ impl Ffmpeg {
         &self,
         args: &[String],
         cancel: &CancellationToken,
+        progress: impl FnMut(u64) + Send,
+    ) -> Result<(), FfmpegError> {
+        self.run_with_input(args, cancel, progress, None).await
+    }
+
+    /// [`Ffmpeg::run`], writing what `input` gives to ffmpeg's standard input (`pipe:0`),
+    /// then closing it.
+    pub async fn run_with_input(
+        &self,
+        args: &[String],
+        cancel: &CancellationToken,
         mut progress: impl FnMut(u64) + Send,
+        input: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
     ) -> Result<(), FfmpegError> {
         let mut command = Command::new(&self.program);
         command
@@ -85,7 +97,11 @@ impl Ffmpeg {
             .args(["-loglevel", "error", "-progress", "pipe:1"])
             .args(["-filter_threads", &self.threads.to_string()])
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -110,6 +126,16 @@ impl Ffmpeg {
             let _ = stderr.read_to_string(&mut text).await;
             text
         });
+        let feeding = match (input, child.stdin.take()) {
+            (Some(mut input), Some(mut stdin)) => Some(tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                while let Some(bytes) = input.recv().await {
+                    stdin.write_all(&bytes).await?;
+                }
+                stdin.shutdown().await
+            })),
+            _ => None,
+        };
         let mut lines = BufReader::new(stdout).lines();
         let read = async {
             while let Some(line) = lines.next_line().await? {
@@ -126,9 +152,16 @@ impl Ffmpeg {
             () = cancel.cancelled() => {
                 let _ = child.kill().await;
                 errors.abort();
+                if let Some(feeding) = feeding {
+                    feeding.abort();
+                }
                 return Err(FfmpegError::Cancelled);
             }
         };
+        if let Some(feeding) = feeding {
+            // A write failing because ffmpeg stopped reading shows as ffmpeg's own failure.
+            let _ = feeding.await;
+        }
         let errors = errors.await.unwrap_or_default();
         if status.success() {
             Ok(())

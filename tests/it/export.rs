@@ -520,3 +520,150 @@ async fn the_export_command_writes_the_mp4_a_running_server_made() {
     );
     assert!(!missing.exists());
 }
+
+/// A frame of one colour, so that a tile is found by its pixels.
+fn solid(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+const RED: [u8; 3] = [220, 40, 40];
+const BLUE: [u8; 3] = [40, 80, 220];
+const MAGENTA: [u8; 3] = [200, 40, 200];
+const YELLOW: [u8; 3] = [230, 220, 40];
+/// The frame around the speaking participant's tile.
+const SPEAKER: [u8; 3] = [46, 204, 113];
+
+/// The gallery's picture `seconds` in, as RGB, decoded by ffmpeg.
+fn gallery_frame(video: &std::path::Path, seconds: f64) -> Vec<u8> {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &seconds.to_string(), "-i"])
+        .arg(video)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(output.stdout.len(), 1280 * 720 * 3);
+    output.stdout
+}
+
+/// The share of the picture's pixels near `colour`.
+fn coverage(rgb: &[u8], colour: [u8; 3]) -> f64 {
+    let pixels: Vec<&[u8]> = rgb.chunks_exact(3).step_by(7).collect();
+    let near = pixels
+        .iter()
+        .filter(|p| p.iter().zip(colour).all(|(a, b)| a.abs_diff(b) < 30))
+        .count();
+    near as f64 / pixels.len() as f64
+}
+
+/// A participant's stream of one colour: id, name, type, colour, first and last second.
+type CameraOn = (u64, &'static str, &'static str, [u8; 3], f64, f64);
+
+#[tokio::test]
+async fn the_gallery_shows_a_tile_per_camera_on_the_share_large_and_the_speaker_framed() {
+    if !need_ffmpeg() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    // Red's camera is on 0-10 s, blue's 2-10 s, magenta's 5-6 s; blue shares a yellow
+    // screen 8-10 s; blue speaks 3-4.5 s; red's voice from 1 s.
+    let streams: [CameraOn; 4] = [
+        (100, "Red", "webcam", RED, 0.0, 10.0),
+        (200, "Blue", "webcam", BLUE, 2.0, 10.0),
+        (300, "Magenta", "webcam", MAGENTA, 5.0, 6.0),
+        (200, "Blue", "screenshare", YELLOW, 8.0, 10.0),
+    ];
+    let mut sent = std::collections::BTreeMap::new();
+    for (id, name, kind, colour, from, to) in streams {
+        let mut t = from;
+        while t <= to {
+            let frame = TestFrame::new(t)
+                .participant(id, Some(name))
+                .kind(kind)
+                .png(solid(320, 180, colour));
+            bot.send_frame(&frame).await;
+            *sent.entry((id, kind)).or_insert(0u64) += 1;
+            t += 0.5;
+        }
+    }
+    bot.send_text(
+        TestEvent::new("speech_on", 3.0)
+            .participant(200, Some("Blue"))
+            .event(),
+    )
+    .await;
+    bot.send_text(
+        TestEvent::new("speech_off", 4.5)
+            .participant(200, Some("Blue"))
+            .event(),
+    )
+    .await;
+    bot.send_text(TestAudio::new(1.0, tone(8000)).event()).await;
+    bot.close().await;
+    for ((id, kind), frames) in sent {
+        server
+            .wait_for_frames(&format!("/api/recordings/rec_9f1c2a/{id}/{kind}"), frames)
+            .await;
+    }
+    wait_for_chunks(&server, "/api/recordings/rec_9f1c2a/100/audio", 1).await;
+
+    let (status, job) = post_export(&server, RECORDING, json!({"gallery": true})).await;
+    assert_eq!(status, 202, "{job}");
+    let job = wait_for_export(&server, job["url"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "done", "{job}");
+    // Two pictures a second from 0 to 10 s.
+    assert_eq!(job["frames"], 21);
+    let folder = tempfile::tempdir().unwrap();
+    let video = download_export(&server, &job, folder.path()).await;
+    let frames = video_frames(&video);
+    assert_eq!(frames.len(), 21);
+    assert!(frames.iter().all(|f| (f.width, f.height) == (1280, 720)));
+
+    let shown = |rgb: &[u8]| -> Vec<&str> {
+        [
+            ("red", RED),
+            ("blue", BLUE),
+            ("magenta", MAGENTA),
+            ("yellow", YELLOW),
+        ]
+        .into_iter()
+        .filter(|(_, colour)| coverage(rgb, *colour) > 0.01)
+        .map(|(name, _)| name)
+        .collect()
+    };
+    let at = |t: f64| gallery_frame(&video, t + 0.1);
+    assert_eq!(shown(&at(1.0)), ["red"]);
+    let three = at(3.0);
+    assert_eq!(shown(&three), ["red", "blue"]);
+    assert!(
+        coverage(&three, SPEAKER) > 0.001,
+        "blue, speaking, is framed"
+    );
+    let six = at(6.0);
+    assert_eq!(shown(&six), ["red", "blue", "magenta"]);
+    assert!(coverage(&six, SPEAKER) < 0.0001, "nobody speaks at 6 s");
+    // Magenta's camera is off 3 s after its last frame; the share takes most of the picture.
+    let share = at(9.5);
+    assert_eq!(shown(&share), ["red", "blue", "yellow"]);
+    assert!(coverage(&share, YELLOW) > 0.4, "the share is large");
+    assert!(
+        coverage(&share, RED) < 0.1,
+        "the cameras are small beside it"
+    );
+
+    let sound = decoded_audio(&video);
+    let onset = onset_ms(&sound);
+    assert!(
+        (onset - 1000.0).abs() < 15.0,
+        "red is heard from {onset} ms"
+    );
+}
