@@ -306,3 +306,23 @@ fn burn_in(name: &str, timeline: &Timeline, height: u32) -> String {
          boxborderw=6:x=w-tw-12:y=h-th-14:text='{clock}'"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_burned_in_clock_adds_back_the_range_start_and_each_cut() {
+        let timeline = Timeline::plan(&[1000, 2000, 12_000], 500, 13_000, Some(3000));
+        let filter = burn_in("Ann O'Neil: 100%", &timeline, 360);
+        // 0.5 s of range start, then the 7 s cut from 5 s into the video.
+        assert!(filter.contains("t+0.500+7.000*gte(t\\,4.500)"), "{filter}");
+        assert!(
+            filter.contains("text='Ann O\u{2019}Neil  100 '"),
+            "{filter}"
+        );
+        if let Ok(path) = std::env::var("BURN_IN_FILTER") {
+            std::fs::write(path, filter).unwrap();
+        }
+    }
+}
