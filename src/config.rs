@@ -225,6 +225,13 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub export_threads: usize,
 
+    /// The x264 preset exports are encoded with: `ultrafast` spends the least CPU (the
+    /// files are larger); `veryfast`, `faster`, `fast` or `medium` make smaller files
+    /// more slowly.
+    #[arg(long, env = "EXPORT_PRESET", default_value = "ultrafast",
+          value_parser = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"])]
+    pub export_preset: String,
+
     /// The niceness ffmpeg runs at (0 to 19): higher yields the CPU to recording sooner.
     #[arg(long, env = "EXPORT_NICE", default_value_t = 10,
           value_parser = clap::value_parser!(i32).range(0..=19))]

@@ -175,6 +175,7 @@ impl Exports {
             &config.ffmpeg_path,
             config.export_threads,
             config.export_nice,
+            &config.export_preset,
         )
         .await
         .map_err(|error| error.to_string());

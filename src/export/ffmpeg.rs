@@ -20,6 +20,8 @@ pub struct Ffmpeg {
     pub threads: usize,
     /// The niceness each run starts at.
     pub nice: i32,
+    /// The x264 preset of encodes.
+    pub preset: String,
     /// What `ffmpeg -version` said first.
     pub version: String,
 }
@@ -41,7 +43,12 @@ pub enum FfmpegError {
 
 impl Ffmpeg {
     /// Runs `program -version`: the ffmpeg to use, or why there is none.
-    pub async fn find(program: &Path, threads: usize, nice: i32) -> Result<Ffmpeg, FfmpegError> {
+    pub async fn find(
+        program: &Path,
+        threads: usize,
+        nice: i32,
+        preset: &str,
+    ) -> Result<Ffmpeg, FfmpegError> {
         let output = Command::new(program)
             .arg("-version")
             .stdin(Stdio::null())
@@ -67,6 +74,7 @@ impl Ffmpeg {
             program: program.to_owned(),
             threads,
             nice,
+            preset: preset.to_owned(),
             version,
         })
     }

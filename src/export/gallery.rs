@@ -350,7 +350,7 @@ pub async fn render_gallery(
             "-c:v",
             "libx264",
             "-preset",
-            "veryfast",
+            &ffmpeg.preset,
             "-crf",
             "25",
             "-pix_fmt",

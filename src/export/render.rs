@@ -182,7 +182,7 @@ pub async fn render_stream(
         "-c:v",
         "libx264",
         "-preset",
-        "veryfast",
+        &ffmpeg.preset,
         "-crf",
         "23",
         "-pix_fmt",
