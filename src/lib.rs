@@ -1,7 +1,9 @@
 //! recall-frames: records the per-participant PNG frames that Recall.ai meeting bots stream
 //! over a websocket, as timestamped PNG sequences grouped by recording, participant and
 //! stream, and, when the bot sends it, each participant's audio (and the mixed audio) as
-//! WAV pieces on the recording's timeline ([`audio`]).
+//! WAV pieces on the recording's timeline ([`audio`]). What is saved can be exported as
+//! MP4 videos with their true timing and sound, per stream or as a gallery of the whole
+//! meeting, by ffmpeg in background jobs ([`export`]).
 //!
 //! [`run`] is the whole server; `main.rs` only parses the configuration, binds and calls it,
 //! and tests call it the same way with their own listener and shutdown future.
@@ -11,7 +13,7 @@
 // What a user of the crate needs: the server (`run`), its configuration and command line,
 // the domain types (frames in `frame`, audio chunks and their timeline in `audio`), the
 // layout of saved recordings, the recorder and store to write them, the catalog to read them
-// back, what recordings are called, and the simulator.
+// back, what recordings are called, the exports, and the simulator.
 pub mod audio;
 pub mod catalog;
 pub mod cli;
