@@ -1,6 +1,6 @@
 # recall-frames in a container: built with cargo-chef so that dependencies sit in their own
 # cached layer, and run as a non-root user on slim Debian with only the binary and the CA
-# certificates it needs for HTTPS calls to Recall's API.
+# certificates it needs for HTTPS calls to Recall's API, and ffmpeg for exports.
 #
 #   docker build -t recall-frames .
 #   docker run -p 8080:8080 -v recall-frames:/data -e PUBLIC_URL=... recall-frames
@@ -24,10 +24,12 @@ COPY . .
 RUN cargo build --release --locked --bin recall-frames
 
 FROM debian:bookworm-slim AS runtime
-# Unpinned on purpose: the CA bundle should be the release's latest.
+# Unpinned on purpose: the CA bundle and ffmpeg should be the release's latest (security
+# fixes). ffmpeg encodes exports (docs/export.md); the DejaVu fonts write names and times on
+# them.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates ffmpeg fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 # A fixed numeric user: Fly.io mounts a volume owned by the image's user, and Docker copies
 # /data's owner into a new named volume.

@@ -73,6 +73,10 @@ struct Options {
     /// Participants per bot in the audio phase, each with a webcam at 2 fps and audio.
     #[arg(long, default_value_t = 16)]
     audio_participants: usize,
+    /// In the real-rate phase, keep exports of a recorded webcam stream of this many minutes
+    /// running (one after another, EXPORT_THREADS=1) while the bots stream (issue 14).
+    #[arg(long)]
+    export_minutes: Option<u64>,
     /// Idle websockets held open in the idle phase.
     #[arg(long, default_value_t = 2000)]
     idle_connections: usize,
@@ -237,7 +241,7 @@ async fn max_phase(options: &Options, binary: &Path) -> anyhow::Result<Phase> {
     );
     let args = max_args(options);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    phase(binary, &args, "load_max", Duration::ZERO).await
+    phase(binary, &args, "load_max", Duration::ZERO, None).await
 }
 
 fn max_rows(options: &Options, table: &mut Table, max: &Phase, floor: Option<f64>) {
@@ -312,7 +316,7 @@ async fn real_phase(options: &Options, binary: &Path, table: &mut Table) -> anyh
         "20",
     ];
     let warm_up = Duration::from_secs(options.warm_up_seconds);
-    let real = phase(binary, &args, "load_real", warm_up).await?;
+    let real = phase(binary, &args, "load_real", warm_up, options.export_minutes).await?;
     let label = format!(
         "real rate: {streams} streams at 2 fps ({} connections x 5), {} s",
         options.real_bots, options.real_seconds
@@ -347,6 +351,14 @@ async fn real_phase(options: &Options, binary: &Path, table: &mut Table) -> anyh
         "",
     );
     others_row(table, real.others_cpu, real.wall);
+    if let (Some(minutes), Some((runs, frames))) = (options.export_minutes, real.exports) {
+        table.row(
+            "",
+            &format!("exports of a {minutes}-min stream meanwhile"),
+            format!("{runs} finished, {frames} frames encoded during the phase"),
+            "",
+        );
+    }
     Ok(())
 }
 
@@ -375,10 +387,10 @@ async fn audio_phase(options: &Options, binary: &Path, table: &mut Table) -> any
         options.audio_seconds
     );
     let args: Vec<&str> = frames_args.iter().map(String::as_str).collect();
-    let without = phase(binary, &args, "load_frames", warm_up).await?;
+    let without = phase(binary, &args, "load_frames", warm_up, None).await?;
     eprintln!("audio: ...and with {streams} audio streams in 20 ms chunks");
     let args: Vec<&str> = audio_args.iter().map(String::as_str).collect();
-    let with = phase(binary, &args, "load_audio", warm_up).await?;
+    let with = phase(binary, &args, "load_audio", warm_up, None).await?;
 
     let label = format!(
         "audio: {streams} webcams at 2 fps and {streams} audio streams in 20 ms chunks ({bots} connections x {participants}), {} s",
@@ -615,6 +627,8 @@ struct Phase {
     lost: u64,
     /// With audio sent: its latency and what the check on disk found.
     audio: Option<AudioChecked>,
+    /// With exports running meanwhile: exports finished, frames they encoded.
+    exports: Option<(u64, u64)>,
 }
 
 /// p50 and p99 in seconds: to the file in place (from the files) and to saved (from the
@@ -651,10 +665,17 @@ async fn phase(
     args: &[&str],
     recording: &str,
     warm_up: Duration,
+    export_minutes: Option<u64>,
 ) -> anyhow::Result<Phase> {
     let server = Server::start(binary).await?;
+    let exporting = match export_minutes {
+        Some(minutes) => Some(Exporting::start(&server, minutes).await?),
+        None => None,
+    };
     let simulation = prepare(&server.ws_url(), args, recording).await?;
     let (server_before, me_before, busy_before) = (server.cpu()?, own_cpu()?, machine_busy()?);
+    // Frames saved before the phase (the stream recorded to export) are not the phase's.
+    let saved_before = saved_frames(&server.metrics().await?);
     let started = Instant::now();
     let steady_from = jiff::Timestamp::now() + jiff::SignedDuration::try_from(warm_up)?;
     let cancel = CancellationToken::new();
@@ -664,10 +685,14 @@ async fn phase(
     let mut at_warm_up = None;
     let mut audio_at_warm_up = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut exports = (0, 0);
     let report = loop {
         tokio::select! {
             report = &mut run => break report?,
             _ = ticker.tick() => {
+                if let Some(exporting) = &exporting {
+                    exports = exporting.keep_going(&server).await?;
+                }
                 sampled_rss = sampled_rss.max(server.rss()?);
                 if at_warm_up.is_none() && started.elapsed() >= warm_up {
                     let metrics = server.metrics().await?;
@@ -686,13 +711,7 @@ async fn phase(
     let deadline = Instant::now() + Duration::from_secs(120);
     let (saved, bytes_saved) = loop {
         let metrics = server.metrics().await?;
-        let saved = metric_value(
-            &metrics,
-            "recall_frames_frames_saved_total{kind=\"webcam\"}",
-        ) + metric_value(
-            &metrics,
-            "recall_frames_frames_saved_total{kind=\"screenshare\"}",
-        );
+        let saved = saved_frames(&metrics) - saved_before;
         let audio_done = metric_value(&metrics, "recall_frames_audio_chunks_saved_total")
             + metric_value(&metrics, "recall_frames_audio_chunks_duplicate_total");
         let all_in = saved as u64 >= report.frames && audio_done as u64 >= report.audio_chunks;
@@ -752,7 +771,116 @@ async fn phase(
         latency,
         lost: checked.lost,
         audio,
+        exports: exporting.map(|_| exports),
     })
+}
+
+/// Frames saved so far, of both kinds.
+fn saved_frames(metrics: &str) -> f64 {
+    metric_value(metrics, "recall_frames_frames_saved_total{kind=\"webcam\"}")
+        + metric_value(
+            metrics,
+            "recall_frames_frames_saved_total{kind=\"screenshare\"}",
+        )
+}
+
+/// Exports kept running through a phase: a recorded stream, exported again and again (each
+/// time a different range, so that no kept result answers at once).
+struct Exporting {
+    participant: u64,
+    job: tokio::sync::Mutex<(String, u64, u64)>,
+}
+
+impl Exporting {
+    async fn start(server: &Server, minutes: u64) -> anyhow::Result<Exporting> {
+        let frames = (minutes * 120).to_string();
+        let args = [
+            "--bots",
+            "1",
+            "--participants",
+            "1",
+            "--screenshare",
+            "0",
+            "--fps",
+            "max",
+            "--frames",
+            &frames,
+            "--ring",
+            "20",
+        ];
+        eprintln!("recording a {minutes}-min stream to export during the phase...");
+        let seed = prepare(&server.ws_url(), &args, "export_source").await?;
+        seed.run(Output::Quiet, CancellationToken::new()).await?;
+        let detail: serde_json::Value = loop {
+            let detail: serde_json::Value = server
+                .http
+                .get(server.url("/api/recordings/export_source"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if detail["frames"].as_u64() == Some(minutes * 120) {
+                break detail;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let participant = detail["participants"][0]["id"]
+            .as_u64()
+            .context("a participant")?;
+        let exporting = Exporting {
+            participant,
+            job: tokio::sync::Mutex::new((String::new(), 0, 0)),
+        };
+        exporting.next(server, 0).await?;
+        Ok(exporting)
+    }
+
+    async fn next(&self, server: &Server, run: u64) -> anyhow::Result<()> {
+        let job: serde_json::Value = server
+            .http
+            .post(server.url("/api/recordings/export_source/exports"))
+            .json(&serde_json::json!({"participant": self.participant, "from": run as f64 * 0.001}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let url = job["url"].as_str().context("an export job")?.to_owned();
+        let mut current = self.job.lock().await;
+        current.0 = url;
+        Ok(())
+    }
+
+    /// Starts the next export when one is done: exports finished and frames encoded so far.
+    async fn keep_going(&self, server: &Server) -> anyhow::Result<(u64, u64)> {
+        let url = self.job.lock().await.0.clone();
+        let job: serde_json::Value = server
+            .http
+            .get(server.url(&url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let done = job["frames_done"].as_u64().unwrap_or(0);
+        let (runs, before) = {
+            let current = self.job.lock().await;
+            (current.1, current.2)
+        };
+        if job["status"] == "done" {
+            ensure!(
+                job["frames"].as_u64() == Some(done),
+                "an export ended short: {job}"
+            );
+            {
+                let mut current = self.job.lock().await;
+                current.1 += 1;
+                current.2 += done;
+            }
+            self.next(server, runs + 1).await?;
+            return Ok((runs + 1, before + done));
+        }
+        ensure!(job["status"] != "failed", "an export failed: {job}");
+        Ok((runs, before + done))
+    }
 }
 
 /// The growth of cumulative buckets since `before` (none without it).

@@ -89,6 +89,14 @@ pub enum Command {
     /// stderr. Running it again adds nothing. Prints a JSON report; exits 1 if a part could
     /// not be fetched. Reads RECALL_API_KEY and DATA_DIR (or the bucket's settings).
     FetchMedia(FetchMediaArgs),
+
+    /// Export a stream of a recording as an MP4, through a running server
+    ///
+    /// Asks the server (--server, or this machine's on PORT) to export, shows its progress,
+    /// and downloads the MP4 to -o. The server does the work: it reads the folder or the
+    /// bucket, keeps exports within EXPORT_CONCURRENCY and EXPORT_THREADS at a lower
+    /// priority, and keeps results, so asking again is instant. API_TOKEN is sent when set.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +107,86 @@ pub struct FetchMediaArgs {
     /// A Recall recording to fetch (may be given more than once).
     #[arg(long)]
     pub recording: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The recording's id.
+    pub recording: String,
+    /// The participant whose stream is exported.
+    #[arg(long, required_unless_present = "gallery", conflicts_with = "gallery")]
+    pub participant: Option<u64>,
+    /// The whole meeting as a gallery: a tile per camera, the screen share large, names,
+    /// the speaker framed, everyone's sound.
+    #[arg(long)]
+    pub gallery: bool,
+    /// Which of their streams.
+    #[arg(long, value_enum, default_value_t = ExportStream::Webcam)]
+    pub stream: ExportStream,
+    /// Seconds into the recording where the video starts.
+    #[arg(long)]
+    pub from: Option<f64>,
+    /// Seconds into the recording where it ends.
+    #[arg(long)]
+    pub to: Option<f64>,
+    /// Shows pauses between frames longer than this many seconds as this long.
+    #[arg(long)]
+    pub max_pause: Option<f64>,
+    /// Writes the participant's name and the meeting time on the video.
+    #[arg(long)]
+    pub burn_in: bool,
+    /// Where to write the MP4.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// The server's address; http://localhost:PORT when absent.
+    #[arg(long, env = "RECALL_FRAMES_URL")]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportStream {
+    Webcam,
+    Screenshare,
+}
+
+impl ExportArgs {
+    /// What the server is asked for.
+    pub fn spec(&self) -> crate::export::ExportSpec {
+        crate::export::ExportSpec {
+            participant: self.participant,
+            gallery: self.gallery,
+            stream: match self.stream {
+                ExportStream::Webcam => crate::frame::StreamKind::Webcam,
+                ExportStream::Screenshare => crate::frame::StreamKind::Screenshare,
+            },
+            from: self.from,
+            to: self.to,
+            max_pause: self.max_pause,
+            burn_in: self.burn_in,
+        }
+    }
+}
+
+/// `recall-frames export`: the finished job's JSON.
+pub async fn export(
+    config: &Config,
+    args: &ExportArgs,
+    show_progress: bool,
+) -> anyhow::Result<Value> {
+    let server = args
+        .server
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{}", config.port));
+    let token = config.api_token.as_ref().map(|t| t.expose().to_owned());
+    crate::export::client::export(
+        &server,
+        token.as_deref(),
+        &args.recording,
+        &args.spec(),
+        &args.output,
+        show_progress,
+    )
+    .await
 }
 
 /// The long help of `recall-frames simulate`.

@@ -251,6 +251,35 @@ pub struct Config {
     /// again and RETENTION applied.
     #[arg(long, env = "STORAGE_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub storage_check_interval: Duration,
+
+    // ---- Exports (issue 14) ----
+    /// The ffmpeg that exports run (a name looked up on PATH, or a path); checked at
+    /// start-up. Without it exports answer 503 and everything else works.
+    #[arg(long, env = "FFMPEG_PATH", default_value = "ffmpeg")]
+    pub ffmpeg_path: PathBuf,
+
+    /// Exports that run at once; more wait their turn.
+    #[arg(long, env = "EXPORT_CONCURRENCY", default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub export_concurrency: usize,
+
+    /// Threads each export's encoder may use: with EXPORT_CONCURRENCY, the share of the CPU
+    /// exports take from recording.
+    #[arg(long, env = "EXPORT_THREADS", default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub export_threads: usize,
+
+    /// The x264 preset exports are encoded with: `ultrafast` spends the least CPU (the
+    /// files are larger); `veryfast`, `faster`, `fast` or `medium` make smaller files
+    /// more slowly.
+    #[arg(long, env = "EXPORT_PRESET", default_value = "ultrafast",
+          value_parser = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"])]
+    pub export_preset: String,
+
+    /// The niceness ffmpeg runs at (0 to 19): higher yields the CPU to recording sooner.
+    #[arg(long, env = "EXPORT_NICE", default_value_t = 10,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub export_nice: i32,
 }
 
 /// The region a Recall workspace lives in. API keys are per region.

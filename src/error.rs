@@ -39,6 +39,9 @@ pub enum ApiError {
     UnreadableBody { status: StatusCode, message: String },
     #[error(transparent)]
     Bot(#[from] BotError),
+    /// A part the route needs is missing here (ffmpeg for exports); the message says which.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -50,7 +53,7 @@ impl ApiError {
             | ApiError::WsSignatureRejected
             | ApiError::Unauthorized
             | ApiError::LoopbackOnly => StatusCode::UNAUTHORIZED,
-            ApiError::ShuttingDown | ApiError::TooManyConnections => {
+            ApiError::ShuttingDown | ApiError::TooManyConnections | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

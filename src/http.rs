@@ -3,6 +3,7 @@
 pub mod api;
 pub mod bots;
 pub mod delete;
+pub mod export;
 pub mod guard;
 pub mod live;
 pub mod recall_media;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(get_metrics))
         .merge(api::routes())
+        .merge(export::routes())
         .route("/api/live", get(live::follow_live))
         .merge(ui::routes())
         .merge(replay::routes())

@@ -3,7 +3,10 @@
 //! stream, and, when the bot sends it, each participant's audio (and the mixed audio) as
 //! WAV pieces on the recording's timeline ([`audio`]). After the call, Recall's webhooks
 //! and its per-participant MP4s and audio are kept with the same recording
-//! (`recall_media`, `http/webhooks.rs`).
+//! (`recall_media`, `http/webhooks.rs`). What is saved can be exported as MP4 videos with
+//! their true timing and sound, per stream or as a gallery of the whole meeting, by ffmpeg
+//! in background jobs ([`export`]). Recordings and participants can be deleted, by hand or
+//! by retention (`deletion`, `retention`).
 //!
 //! [`run`] is the whole server; `main.rs` only parses the configuration, binds and calls it,
 //! and tests call it the same way with their own listener and shutdown future.
@@ -13,10 +16,11 @@
 // What a user of the crate needs: the server (`run`), its configuration and command line,
 // the domain types (frames in `frame`, audio chunks and their timeline in `audio`), the
 // layout of saved recordings, the recorder and store to write them, the catalog to read them
-// back, what recordings are called, and the simulator.
+// back, what recordings are called, the exports, and the simulator.
 pub mod audio;
 pub mod catalog;
 pub mod cli;
+pub mod export;
 pub mod frame;
 pub mod layout;
 pub mod recorder;
@@ -298,8 +302,8 @@ async fn serve(
         .as_ref()
         .map(|bucket| bucket.watch(config.bucket_check_interval, stopping.clone()));
     let bots = recall::Bots::new(&config, &ws_token)?;
-    // Through the deletions' guard, as the recorder writes: media fetched for a recording
-    // deleted meanwhile is not re-created.
+    // Through the deletions' guard, as the recorder writes: media fetched or exported for a
+    // recording deleted meanwhile is not re-created.
     let recall_media = recall_media::RecallMedia::start(
         &config,
         deletions.guarded(),
@@ -308,6 +312,13 @@ async fn serve(
     )
     .await
     .context("cannot start fetching Recall's media")?;
+    let exports = export::Exports::start(
+        &config,
+        catalog.clone(),
+        deletions.guarded(),
+        stopping.child_token(),
+    )
+    .await;
     let keeper = Keeper::new(store, deletions, KeeperConfig::of(&config), metrics.clone());
     let keeper_task = {
         let pipeline = pipeline.clone();
@@ -333,6 +344,7 @@ async fn serve(
         disk,
         bucket,
         recall_media,
+        exports,
     };
     log_startup(&state, local, &token_source);
     state.bots.log_startup();
@@ -390,6 +402,11 @@ async fn drain(state: &AppState, server: impl Future<Output = ()>) -> anyhow::Re
         .await;
     if !media_stopped {
         tracing::warn!("media downloads did not stop in time");
+    }
+    // Exports stop with the server (shutdown cancelled them) and record themselves failed.
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !state.exports.close(left).await {
+        tracing::warn!("exports still running at the shutdown deadline");
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let drained = state.pipeline.close(left).await;

@@ -45,6 +45,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&bot)?);
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Export(args)) => {
+            init_logs(
+                &cli.config,
+                std::io::stderr,
+                std::io::stderr().is_terminal(),
+            )?;
+            let job =
+                recall_frames::cli::export(&cli.config, &args, std::io::stderr().is_terminal())
+                    .await?;
+            eprintln!(
+                "{} written ({} frames)",
+                args.output.display(),
+                job["frames"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Simulate(args)) => simulate(*args, &cli.config.data_dir).await,
         Some(Command::Delete(args)) => {
             init_logs(

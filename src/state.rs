@@ -44,6 +44,8 @@ pub struct AppState {
     pub keeper: Arc<crate::retention::Keeper>,
     /// Recall's webhooks and the queue that fetches its async media.
     pub recall_media: crate::recall_media::RecallMedia,
+    /// Export jobs (ffmpeg), and whether ffmpeg is there to run them.
+    pub exports: crate::export::Exports,
 }
 
 impl AppState {

@@ -26,6 +26,7 @@ mod recall_media;
 const APP_JS: &str = include_str!("../../static/app.js");
 const AUDIO_JS: &str = include_str!("../../static/audio.js");
 const RECALL_JS: &str = include_str!("../../static/recall.js");
+const EXPORT_JS: &str = include_str!("../../static/export.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
 const FAVICON: &str = include_str!("../../static/favicon.svg");
 const REPLAY_JS: &str = include_str!("../../static/replay.js");
@@ -40,7 +41,7 @@ static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut hasher = DefaultHasher::new();
     (APP_JS, APP_CSS, FAVICON).hash(&mut hasher);
     AUDIO_JS.hash(&mut hasher);
-    (REPLAY_JS, REPLAY_CSS, RECALL_JS).hash(&mut hasher);
+    (REPLAY_JS, REPLAY_CSS, RECALL_JS, EXPORT_JS).hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 });
 
@@ -650,6 +651,7 @@ async fn get_asset(
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "audio.js" => (AUDIO_JS, "text/javascript; charset=utf-8"),
         "recall.js" => (RECALL_JS, "text/javascript; charset=utf-8"),
+        "export.js" => (EXPORT_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
         "replay.css" => (REPLAY_CSS, "text/css; charset=utf-8"),

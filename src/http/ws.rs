@@ -562,9 +562,18 @@ mod tests {
             )
             .await
             .unwrap();
+            let catalog = Arc::new(Catalog::new(store.clone(), 1000));
+            let exports = crate::export::Exports::start(
+                &config,
+                catalog.clone(),
+                store,
+                CancellationToken::new(),
+            )
+            .await;
             let state = AppState {
                 keeper,
-                catalog: Arc::new(Catalog::new(store, 1000)),
+                catalog,
+                exports,
                 config: Arc::new(config),
                 ws_token: crate::auth::Secret::parse_url_safe("test-ws-token-0123456789").unwrap(),
                 pipeline,

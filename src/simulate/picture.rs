@@ -250,7 +250,7 @@ fn add_noise(image: &mut RgbImage, seed: u64, n: u64, amplitude: u8) {
 }
 
 /// Writes `text` at (x, y) in white on a dark box, each glyph pixel a `scale`-sized square.
-fn draw_label(image: &mut RgbImage, x: u32, y: u32, scale: u32, text: &str) {
+pub(crate) fn draw_label(image: &mut RgbImage, x: u32, y: u32, scale: u32, text: &str) {
     let glyphs: Vec<[u8; 8]> = text.chars().map(glyph).collect();
     let pad = 2 * scale;
     let (box_w, box_h) = (

@@ -1097,3 +1097,77 @@ async fn the_recording_page_plays_recalls_media_after_the_call_in_chromium() {
     }
     bot.close().await;
 }
+
+#[tokio::test]
+async fn export_mp4_shows_its_progress_then_a_download_in_chromium() {
+    if !need_ffmpeg() {
+        return;
+    }
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    for i in 0..6 {
+        let t = 0.5 + i as f64;
+        let png = webcam_png(WIDTH, HEIGHT, 210.0, t as f32);
+        bot.send_frame(&TestFrame::new(t).recording(RECORDING).png(png))
+            .await;
+    }
+    server
+        .wait_for_frames(&format!("/api/recordings/{RECORDING}/100/webcam"), 6)
+        .await;
+    let driver = Chromium::start(&chromium, &chromedriver).await;
+    let session = &driver.session;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        session
+            .goto(server.url(&format!("/recordings/{RECORDING}/100/webcam")))
+            .await
+            .unwrap();
+        click(session, By::Css("button[data-export]")).await;
+        wait_for(
+            session,
+            "the download link",
+            "document.querySelector('.export-status a')",
+        )
+        .await;
+        let link = text(session, ".export-status a").await;
+        assert!(link.contains("6 frames"), "{link}");
+        let href: String = session
+            .execute(
+                "return document.querySelector('.export-status a').getAttribute('href')",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        let mp4 = server.get(&href).await;
+        assert_eq!(mp4.headers()["content-type"], "video/mp4");
+
+        // The recording page: the contact sheet, and a preview once asked for.
+        session
+            .goto(server.url(&format!("/recordings/{RECORDING}")))
+            .await
+            .unwrap();
+        assert!(
+            all_images_render(session).await,
+            "the contact sheet renders"
+        );
+        click(session, By::Css(".previews summary")).await;
+        wait_for(
+            session,
+            "a preview",
+            "document.querySelector('.previews img')",
+        )
+        .await;
+        wait_until_rendered(session, ".previews img").await;
+    })
+    .catch_unwind()
+    .await;
+    driver.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    bot.close().await;
+}

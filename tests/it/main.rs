@@ -13,6 +13,7 @@ mod cli;
 mod common;
 mod deleting;
 mod deploy;
+mod export;
 mod faults;
 mod object_store;
 mod participant_events;
