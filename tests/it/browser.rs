@@ -28,9 +28,9 @@ const HEIGHT: u32 = 270;
 
 #[tokio::test]
 async fn the_ui_browses_plays_and_updates_live_in_chromium() {
-    let Some((chromium, chromedriver)) = browser_binaries() else {
+    if browser_binaries().is_none() {
         return;
-    };
+    }
     let server = TestServer::start().await;
     let mut bot = server.connect().await;
     stream_a_meeting(&mut bot).await;
@@ -42,15 +42,7 @@ async fn the_ui_browses_plays_and_updates_live_in_chromium() {
         .await;
     write_participant_events(&server.data_dir);
 
-    let driver = Chromium::start(&chromium, &chromedriver).await;
-    // Whatever happens, close the browser before reporting.
-    let outcome = std::panic::AssertUnwindSafe(browse(&driver.session, &server, &mut bot))
-        .catch_unwind()
-        .await;
-    driver.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    in_chromium(async |driver| browse(driver, &server, &mut bot).await).await;
     bot.close().await;
 }
 
@@ -310,15 +302,7 @@ async fn browse(driver: &WebDriver, server: &TestServer, bot: &mut Bot) {
     }
 
     // 6. Nothing went wrong in the browser.
-    let errors: Vec<String> = driver
-        .browser_log()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|entry| entry.level == "SEVERE")
-        .map(|entry| entry.message)
-        .collect();
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+    no_console_errors(driver).await;
 }
 
 /// The card names the meeting and its people; the id is there, as secondary text.
@@ -637,6 +621,35 @@ pub(crate) async fn save_screenshot(driver: &WebDriver, name: &str) {
 }
 
 /// chromedriver on a free loopback port with a session of headless Chromium.
+/// Runs `body` against a fresh headless Chromium, closing it whatever happens; nothing
+/// (see [`skip_unless_ci`]) without Chromium and chromedriver.
+pub(crate) async fn in_chromium(body: impl AsyncFnOnce(&WebDriver)) {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let driver = Chromium::start(&chromium, &chromedriver).await;
+    let outcome = std::panic::AssertUnwindSafe(body(&driver.session))
+        .catch_unwind()
+        .await;
+    driver.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Fails on any error the page logged to the console.
+pub(crate) async fn no_console_errors(driver: &WebDriver) {
+    let errors: Vec<String> = driver
+        .browser_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.level == "SEVERE")
+        .map(|entry| entry.message)
+        .collect();
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+}
+
 pub(crate) struct Chromium {
     pub(crate) session: WebDriver,
     driver: tokio::process::Child,
@@ -713,9 +726,9 @@ const AUDIO_FRAMES: u64 = 20;
 
 #[tokio::test]
 async fn the_player_plays_a_participants_audio_with_the_frames_in_chromium() {
-    let Some((chromium, chromedriver)) = browser_binaries() else {
+    if browser_binaries().is_none() {
         return;
-    };
+    }
     let server = TestServer::start().await;
     let mut bot = server.connect().await;
     // Alice shows her webcam for 10 s and speaks from 2 s to 8 s (a tone, in 1 s chunks);
@@ -743,14 +756,7 @@ async fn the_player_plays_a_participants_audio_with_the_frames_in_chromium() {
     }
     wait_for_chunks(&server, "/api/recordings/rec_9f1c2a/100/audio", 6).await;
 
-    let driver = Chromium::start(&chromium, &chromedriver).await;
-    let outcome = std::panic::AssertUnwindSafe(listen(&driver.session, &server))
-        .catch_unwind()
-        .await;
-    driver.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    in_chromium(async |driver| listen(driver, &server).await).await;
     bot.close().await;
 }
 
@@ -910,15 +916,7 @@ async fn listen(driver: &WebDriver, server: &TestServer) {
     assert_eq!(text(driver, "#audio-status").await, "No audio");
     assert!(driver.find(By::Id("audio")).await.is_err());
 
-    let errors: Vec<String> = driver
-        .browser_log()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|entry| entry.level == "SEVERE")
-        .map(|entry| entry.message)
-        .collect();
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+    no_console_errors(driver).await;
 }
 
 /// The player's audio time and the time of the frame it shows, in seconds.
@@ -956,9 +954,9 @@ async fn the_recording_page_plays_recalls_media_after_the_call_in_chromium() {
     use crate::after_call::{BOT, audio_part, ffmpeg, start, video_part, wait_for_fetch, webhook};
     use crate::common::recall_api::RecallStandIn;
     use crate::common::recall_api::media::{bot_status_webhook, media_webhook};
-    let Some((chromium, chromedriver)) = browser_binaries() else {
+    if browser_binaries().is_none() {
         return;
-    };
+    }
     let (Some(mp4), Some(mp3)) = (
         ffmpeg("testsrc=size=160x120:rate=10", "a.mp4"),
         ffmpeg("sine=frequency=440:duration=1", "b.mp3"),
@@ -1013,9 +1011,7 @@ async fn the_recording_page_plays_recalls_media_after_the_call_in_chromium() {
     wait_for_fetch(&base, "video", "done").await;
     wait_for_fetch(&base, "audio", "done").await;
 
-    let driver = Chromium::start(&chromium, &chromedriver).await;
-    let outcome = std::panic::AssertUnwindSafe(async {
-        let session = &driver.session;
+    in_chromium(async |session| {
         session.set_window_rect(0, 0, 1280, 1200).await.unwrap();
         session
             .goto(server.url("/recordings/rec_9f1c2a"))
@@ -1089,12 +1085,7 @@ async fn the_recording_page_plays_recalls_media_after_the_call_in_chromium() {
         .await;
         save_screenshot(session, "screenshot-after-the-call.png").await;
     })
-    .catch_unwind()
     .await;
-    driver.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
     bot.close().await;
 }
 
@@ -1103,9 +1094,9 @@ async fn export_mp4_shows_its_progress_then_a_download_in_chromium() {
     if !need_ffmpeg() {
         return;
     }
-    let Some((chromium, chromedriver)) = browser_binaries() else {
+    if browser_binaries().is_none() {
         return;
-    };
+    }
     let server = TestServer::start().await;
     let mut bot = server.connect().await;
     for i in 0..6 {
@@ -1117,9 +1108,7 @@ async fn export_mp4_shows_its_progress_then_a_download_in_chromium() {
     server
         .wait_for_frames(&format!("/api/recordings/{RECORDING}/100/webcam"), 6)
         .await;
-    let driver = Chromium::start(&chromium, &chromedriver).await;
-    let session = &driver.session;
-    let outcome = std::panic::AssertUnwindSafe(async {
+    in_chromium(async |session| {
         session
             .goto(server.url(&format!("/recordings/{RECORDING}/100/webcam")))
             .await
@@ -1163,11 +1152,6 @@ async fn export_mp4_shows_its_progress_then_a_download_in_chromium() {
         .await;
         wait_until_rendered(session, ".previews img").await;
     })
-    .catch_unwind()
     .await;
-    driver.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
     bot.close().await;
 }

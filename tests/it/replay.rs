@@ -9,13 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use serde_json::{Value, json};
 use thirtyfour::prelude::*;
 
 use crate::browser::{
-    Chromium, browser_binaries, click, fits_the_width, save_screenshot, text, wait_for,
-    wait_for_live,
+    browser_binaries, click, fits_the_width, in_chromium, no_console_errors, save_screenshot, text,
+    wait_for, wait_for_live,
 };
 use crate::common::*;
 
@@ -225,24 +224,6 @@ async fn stream_the_meeting(server: &TestServer) -> Bot {
     bot
 }
 
-/// Runs `body` against a fresh browser, closing it whatever happens.
-async fn in_chromium<F>(body: impl FnOnce(WebDriver) -> F)
-where
-    F: std::future::Future<Output = ()>,
-{
-    let Some((chromium, chromedriver)) = browser_binaries() else {
-        return;
-    };
-    let driver = Chromium::start(&chromium, &chromedriver).await;
-    let outcome = std::panic::AssertUnwindSafe(body(driver.session.clone()))
-        .catch_unwind()
-        .await;
-    driver.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
 #[tokio::test]
 async fn every_tile_shows_its_frame_at_the_playhead_and_follows_live_in_chromium() {
     if browser_binaries().is_none() {
@@ -250,9 +231,9 @@ async fn every_tile_shows_its_frame_at_the_playhead_and_follows_live_in_chromium
     }
     let server = TestServer::start().await;
     let mut bot = stream_the_meeting(&server).await;
-    in_chromium(|driver| async move {
-        watch(&driver, &server, &mut bot).await;
-        no_console_errors(&driver).await;
+    in_chromium(async |driver| {
+        watch(driver, &server, &mut bot).await;
+        no_console_errors(driver).await;
     })
     .await;
 }
@@ -556,18 +537,6 @@ async fn hover_shows_the_frame(driver: &WebDriver) {
     .await;
 }
 
-async fn no_console_errors(driver: &WebDriver) {
-    let errors: Vec<String> = driver
-        .browser_log()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|entry| entry.level == "SEVERE")
-        .map(|entry| entry.message)
-        .collect();
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
-}
-
 /// One reading of the page's clocks, taken as a frame is painted.
 #[derive(Debug, serde::Deserialize)]
 struct Reading {
@@ -601,9 +570,9 @@ async fn sound_and_pictures_stay_together_at_1x_and_4x_in_chromium() {
     }
     let server = TestServer::start().await;
     let bot = stream_the_meeting(&server).await;
-    in_chromium(|driver| async move {
-        listen(&driver, &server).await;
-        no_console_errors(&driver).await;
+    in_chromium(async |driver| {
+        listen(driver, &server).await;
+        no_console_errors(driver).await;
     })
     .await;
     bot.close().await;
@@ -820,9 +789,9 @@ async fn a_two_hour_meeting_opens_and_seeks_quickly_in_chromium() {
         "replay long: streamed 2 h x {LONG_PEOPLE} people in {:.0} s",
         made.elapsed().as_secs_f64()
     );
-    in_chromium(|driver| async move {
-        time_the_long_meeting(&driver, &server).await;
-        no_console_errors(&driver).await;
+    in_chromium(async |driver| {
+        time_the_long_meeting(driver, &server).await;
+        no_console_errors(driver).await;
     })
     .await;
 }
