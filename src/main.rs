@@ -45,7 +45,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&bot)?);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Simulate(args)) => simulate(*args, &cli.config.data_dir).await,
+        Some(Command::Simulate(args)) => {
+            let mut args = *args;
+            args.default_url_to_port(cli.config.port);
+            simulate(args, &cli.config.data_dir).await
+        }
         Some(Command::Delete(args)) => {
             init_logs(
                 &cli.config,
