@@ -53,7 +53,9 @@ pub async fn fetch_by_hand(
     progress: &dyn Progress,
 ) -> anyhow::Result<Vec<Result<FetchReport, (String, FetchError)>>> {
     let client = RecallClient::of(config)?.ok_or_else(|| {
-        anyhow::anyhow!("RECALL_API_KEY is not set: set it to fetch media from Recall")
+        anyhow::Error::new(crate::recall::BotError::NoApiKey(
+            crate::recall::FETCH_MEDIA,
+        ))
     })?;
     let mut recordings = recordings;
     if let Some(bot) = bot {

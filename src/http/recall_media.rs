@@ -48,7 +48,11 @@ fn api_error(error: MediaError) -> ApiError {
 
 /// Refuses a fetch that could never run: without RECALL_API_KEY it would only fail later.
 fn require_api_key(state: &AppState) -> Result<(), ApiError> {
-    state.bots.client().map(|_| ()).map_err(ApiError::Bot)
+    state
+        .bots
+        .client_to(crate::recall::FETCH_MEDIA)
+        .map(|_| ())
+        .map_err(ApiError::Bot)
 }
 
 #[derive(Serialize)]

@@ -728,12 +728,19 @@ async fn with_no_url_the_port_setting_names_the_server() {
     let args = ["--token", WS_TOKEN, "--frames", "1", "--size", SMALL];
     let by_flag = recall_frames(
         &[],
-        &[&["simulate", "--port", &port, "--recording", "by_flag"], &args[..]].concat(),
+        &[
+            &["simulate", "--port", &port, "--recording", "by_flag"],
+            &args[..],
+        ]
+        .concat(),
     )
     .await;
     let stderr = String::from_utf8_lossy(&by_flag.stderr);
     assert_eq!(by_flag.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains(&format!("ws://localhost:{port}/ws")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ws://localhost:{port}/ws")),
+        "{stderr}"
+    );
     let by_env = recall_frames(
         &[("PORT", &port)],
         &[&["simulate", "--recording", "by_env"], &args[..]].concat(),
