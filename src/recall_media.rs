@@ -395,6 +395,9 @@ impl RecallMedia {
             status.bot_id = bot.map(str::to_owned);
         }
         status.updated_at = Timestamp::now();
+        // Listed as soon as its folder exists: a recording only Recall's media will fill
+        // shows its fetch's status, rather than a folder no page lists.
+        fetch::ensure_recording(self.store.as_ref(), recording, status.bot_id.as_deref()).await?;
         write_status(self.store.as_ref(), &key, &status).await?;
         Ok(())
     }
