@@ -92,11 +92,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["bot", "recording"])))]
 pub struct FetchMediaArgs {
-    /// The Recall bot whose recordings to fetch.
-    #[arg(long, required_unless_present = "recording")]
+    /// The Recall bot whose recordings to fetch (this, or --recording, or both).
+    #[arg(long)]
     pub bot: Option<String>,
-    /// A Recall recording to fetch (may be given more than once).
+    /// Recall's recording id, which is also recall-frames' recording id (the folder's name,
+    /// the id in /recordings/<id>); may be given more than once.
     #[arg(long)]
     pub recording: Vec<String>,
 }

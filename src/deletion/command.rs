@@ -34,8 +34,8 @@ pub struct DeleteArgs {
     /// Say what would be deleted, and delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Delete even a recording written to within STREAM_IDLE_TIMEOUT (a bot may still be
-    /// streaming into it).
+    /// Delete even a recording a bot sent something to within STREAM_IDLE_TIMEOUT (it may
+    /// still be streaming into it).
     #[arg(long)]
     pub force: bool,
     /// Also ask Recall to delete its copy of the bot's media (needs RECALL_API_KEY).
@@ -138,8 +138,8 @@ async fn one(
         .unwrap_or(jiff::SignedDuration::MAX);
     if !args.force && last_written.is_some_and(|at| Timestamp::now().duration_since(at) < idle) {
         anyhow::bail!(
-            "recording {id} was written to within STREAM_IDLE_TIMEOUT ({}): a bot may still be \
-             streaming into it. Delete it once the meeting is over, or with --force",
+            "a bot sent something to recording {id} within STREAM_IDLE_TIMEOUT ({}), so it may \
+             still be streaming into it. Delete it once the meeting is over, or with --force",
             humantime::format_duration(config.stream_idle_timeout)
         );
     }

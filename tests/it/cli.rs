@@ -366,3 +366,29 @@ async fn a_wrong_setting_is_refused_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// The help a newcomer reads: whole sentences, and both ways of naming what to fetch.
+#[tokio::test]
+async fn delete_and_fetch_media_help_say_what_they_take() {
+    let help = recall_frames(&[], &["delete", "--help"]).await;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("older than --older-than (or RETENTION) is deleted"),
+        "{help}"
+    );
+    assert!(help.contains("`m` is minutes"), "{help}");
+
+    let neither = recall_frames(&[], &["fetch-media"]).await;
+    assert!(!neither.status.success());
+    let stderr = String::from_utf8_lossy(&neither.stderr);
+    assert!(
+        stderr.contains("<--bot <BOT>|--recording <RECORDING>>"),
+        "{stderr}"
+    );
+    let help = recall_frames(&[], &["fetch-media", "--help"]).await;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Recall's recording id, which is also recall-frames' recording id"),
+        "{help}"
+    );
+}
