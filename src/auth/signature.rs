@@ -193,7 +193,7 @@ pub enum SignatureError {
         "the signature is {seconds} s in the future; at most {TOLERANCE_SECONDS} s is accepted"
     )]
     Future { seconds: i64 },
-    #[error("no v1 signature matches the verification secret")]
+    #[error("no v1 signature matches the secret")]
     NoMatch,
 }
 
