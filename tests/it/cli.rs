@@ -278,7 +278,11 @@ async fn each_subcommands_help_lists_the_settings_it_takes() {
     }
     let simulate = help(&["simulate", "--help"]).await;
     assert!(simulate.contains("--data-dir"), "{simulate}");
-    for option in ["--port", "--ws-token", "--bucket-name"] {
+    assert!(
+        simulate.contains("without a URL, connect to ws://localhost:PORT/ws"),
+        "{simulate}"
+    );
+    for option in ["--ws-token", "--bucket-name", "--listen-address"] {
         assert!(
             !simulate.contains(option),
             "simulate --help shows {option}:\n{simulate}"
