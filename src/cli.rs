@@ -43,8 +43,8 @@ const CLIENT_SUBCOMMAND: &str = "simulate";
 /// before the subcommand (`recall-frames --port 9001 serve`) or after it (`recall-frames
 /// serve --port 9001`, `bot create --recall-api-key ...`), and each subcommand's `--help`
 /// lists the settings it reads. Given in both places, the one after the subcommand wins.
-/// `simulate`, a client of the server, would read none of them but `--data-dir`: they are
-/// left out of its help.
+/// `simulate`, a client of the server, reads none of them but `--data-dir` and `--port`:
+/// the others are left out of its help.
 fn command_line(command: clap::Command) -> clap::Command {
     let command = command.mut_args(|arg| arg.global(true));
     // A subcommand that has an argument of a global's id keeps its own: give `simulate`
@@ -52,7 +52,13 @@ fn command_line(command: clap::Command) -> clap::Command {
     let hidden: Vec<clap::Arg> = command
         .get_arguments()
         .filter(|arg| arg.get_id() != "data_dir")
-        .map(|arg| arg.clone().hide(true))
+        .map(|arg| match arg.get_id().as_str() {
+            // The one it reads besides `--data-dir`: where to connect without a URL.
+            "port" => arg
+                .clone()
+                .help("The server's port: without a URL, connect to ws://localhost:PORT/ws"),
+            _ => arg.clone().hide(true),
+        })
         .collect();
     command.mut_subcommand(CLIENT_SUBCOMMAND, |client| client.args(hidden))
 }
@@ -100,11 +106,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["bot", "recording"])))]
 pub struct FetchMediaArgs {
-    /// The Recall bot whose recordings to fetch.
-    #[arg(long, required_unless_present = "recording")]
+    /// The Recall bot whose recordings to fetch (this, or --recording, or both).
+    #[arg(long)]
     pub bot: Option<String>,
-    /// A Recall recording to fetch (may be given more than once).
+    /// Recall's recording id, which is also recall-frames' recording id (the folder's name,
+    /// the id in /recordings/<id>); may be given more than once.
     #[arg(long)]
     pub recording: Vec<String>,
 }

@@ -241,7 +241,7 @@ pub struct Config {
     /// Recordings whose last write is older than this are deleted (e.g. `30d`), at start and
     /// at every STORAGE_CHECK_INTERVAL, and logged in .deletions/audit.jsonl. Unset: kept
     /// until deleted. See what it would delete with `recall-frames delete --dry-run`.
-    #[arg(long, env = "RETENTION", value_parser = parse_duration)]
+    #[arg(long, env = "RETENTION", value_parser = parse_retention)]
     pub retention: Option<Duration>,
     /// Most bytes stored (DATA_DIR or the bucket). At the cap new recordings are refused
     /// (`quota_reached`) and /healthz says degraded; nothing is deleted to make room.
@@ -438,7 +438,55 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The shortest retention period taken: anything shorter is almost surely `m` (minutes)
+/// written for months, which would delete every recording.
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
+/// A retention period (RETENTION, `delete --older-than`): at least an hour, in the units
+/// of [`parse_duration`] (`h` hours, `d` days, `w` weeks; `m` is minutes).
+pub(crate) fn parse_retention(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text).map_err(|_| {
+        format!("{text:?} is not a period: write e.g. 30d (days), 12h (hours) or 8w (weeks)")
+    })?;
+    if duration < MIN_RETENTION {
+        return Err(format!(
+            "{text:?} is {}, shorter than the least retention, one hour: `m` is minutes, not \
+             months. Write e.g. 30d (days), 12h (hours) or 8w (weeks)",
+            format_period(duration)
+        ));
+    }
+    Ok(duration)
+}
+
+/// A period as RETENTION and `delete --older-than` echo it: in its largest whole unit,
+/// `30d`, `36h`, `90m`, `45s`.
+pub fn format_period(period: Duration) -> String {
+    let seconds = period.as_secs();
+    match seconds {
+        0 => format!("{}ms", period.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 impl Config {
+    /// Where recordings are stored, for messages: `DATA_DIR ./frames` or `bucket
+    /// s3://name/prefix/`.
+    pub fn store_place(&self) -> String {
+        match &self.bucket_name {
+            Some(name) => format!(
+                "bucket s3://{name}/{}",
+                self.bucket_prefix
+                    .as_ref()
+                    .map(|prefix| format!("{prefix}/"))
+                    .unwrap_or_default()
+            ),
+            None => format!("DATA_DIR {}", self.data_dir.display()),
+        }
+    }
+
     /// Checks what no single flag can: settings that must agree with each other.
     pub fn check(&self) -> Result<(), String> {
         if self.ws_idle_timeout <= self.ping_interval {

@@ -61,7 +61,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnreadableBody { status, .. } => *status,
-            ApiError::Bot(BotError::NoApiKey | BotError::NoPublicUrl) => {
+            ApiError::Bot(BotError::NoApiKey(_) | BotError::NoPublicUrl) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Bot(BotError::Recall(RecallError::Refused { status, .. })) => *status,

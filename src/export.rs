@@ -377,13 +377,16 @@ impl Exports {
 
     /// The stored result of a finished job: its key.
     pub async fn result(&self, recording: &RecordingId, id: &str) -> Result<Key, ExportError> {
-        if self.running(recording, id).is_some() {
-            return Err(ExportError::NotFound);
-        }
-        let record = self
-            .stored(recording, id)
-            .await?
-            .ok_or(ExportError::NotFound)?;
+        // A job running here is done once its file is stored, which may be a moment before
+        // its record is saved and it leaves the running jobs; until then an older result
+        // is never served in its place.
+        let record = match self.running(recording, id) {
+            Some(running) => running.record.lock().clone(),
+            None => self
+                .stored(recording, id)
+                .await?
+                .ok_or(ExportError::NotFound)?,
+        };
         match (record.status, record.file) {
             (Status::Done, Some(file)) => Ok(exports_key(recording).join(&file)),
             _ => Err(ExportError::NotFound),

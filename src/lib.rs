@@ -487,6 +487,15 @@ fn log_startup(state: &AppState, local: SocketAddr, token_source: &TokenSource) 
             "RECALL_WEBHOOK_SECRET unset: POST /webhooks/recall answers 503 (see docs/after-the-call.md)"
         ),
     }
+    let takes_webhooks =
+        config.recall_webhook_secret.is_some() || config.recall_verification_secret.is_some();
+    if takes_webhooks && config.recall_api_key.is_none() {
+        tracing::warn!(
+            "RECALL_API_KEY unset: Recall's media cannot be fetched without it, so media \
+             webhooks (*.done) are answered 503 and Recall sends them again until it is set; \
+             bot status webhooks are taken"
+        );
+    }
     if config.api_token.is_some() {
         tracing::info!("HTTP API guarded by API_TOKEN (Bearer token or Basic password)");
     } else {

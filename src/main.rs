@@ -61,7 +61,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Simulate(args)) => simulate(*args, &cli.config.data_dir).await,
+        Some(Command::Simulate(args)) => {
+            let mut args = *args;
+            args.default_url_to_port(cli.config.port);
+            simulate(args, &cli.config.data_dir).await
+        }
         Some(Command::Delete(args)) => {
             init_logs(
                 &cli.config,

@@ -11,5 +11,5 @@ mod client;
 mod endpoint;
 pub mod media;
 
-pub use self::bots::{BotError, BotRequest, Bots, InvalidBotRequest};
+pub use self::bots::{BotError, BotRequest, Bots, DELETE_MEDIA, FETCH_MEDIA, InvalidBotRequest};
 pub use self::client::{BotId, RecallClient, RecallError};

@@ -53,7 +53,9 @@ pub async fn fetch_by_hand(
     progress: &dyn Progress,
 ) -> anyhow::Result<Vec<Result<FetchReport, (String, FetchError)>>> {
     let client = RecallClient::of(config)?.ok_or_else(|| {
-        anyhow::anyhow!("RECALL_API_KEY is not set: set it to fetch media from Recall")
+        anyhow::Error::new(crate::recall::BotError::NoApiKey(
+            crate::recall::FETCH_MEDIA,
+        ))
     })?;
     let mut recordings = recordings;
     if let Some(bot) = bot {
@@ -393,6 +395,9 @@ impl RecallMedia {
             status.bot_id = bot.map(str::to_owned);
         }
         status.updated_at = Timestamp::now();
+        // Listed as soon as its folder exists: a recording only Recall's media will fill
+        // shows its fetch's status, rather than a folder no page lists.
+        fetch::ensure_recording(self.store.as_ref(), recording, status.bot_id.as_deref()).await?;
         write_status(self.store.as_ref(), &key, &status).await?;
         Ok(())
     }

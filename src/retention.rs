@@ -112,6 +112,79 @@ pub struct RecordingUsage {
     pub last_written: Timestamp,
 }
 
+/// A recording's last activity: when a bot last sent it something (a frame, audio, an
+/// event). The server's own rewrites do not count: deleting a participant rewrites the
+/// recording's event log without its lines, which must neither restart the retention clock
+/// nor look like a bot still streaming. So the event log counts by the time its newest
+/// line was received, read only when the log is the recording's newest object.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Activity {
+    /// The newest object other than the event log.
+    others: Option<Timestamp>,
+    /// The event log's newest part, as the listing dates it.
+    events: Option<Timestamp>,
+}
+
+impl Activity {
+    /// Counts one listed object of the recording.
+    pub fn add(&mut self, object: &crate::store::Listed) {
+        let slot = match is_event_log(&object.key) {
+            true => &mut self.events,
+            false => &mut self.others,
+        };
+        *slot = (*slot).max(Some(object.written_by));
+    }
+
+    /// The last activity of `recording`, or `None` when it has no object.
+    pub async fn last(
+        &self,
+        store: &dyn Store,
+        recording: &RecordingId,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let Some(events) = self.events.filter(|events| Some(*events) > self.others) else {
+            return Ok(self.others);
+        };
+        let received = last_event_received(store, recording).await?;
+        Ok(match (self.others, received) {
+            (None, None) => Some(events),
+            (others, received) => others.max(received),
+        })
+    }
+}
+
+/// Whether `key` is (a part of) a recording's event log: `<recording>/events.jsonl` in a
+/// folder, `<recording>/events/<part>` in a bucket.
+fn is_event_log(key: &Key) -> bool {
+    let stem = crate::layout::EVENTS_LOG.trim_end_matches(".jsonl");
+    let mut segments = key.segments().skip(1);
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some(name), None, None) => name == crate::layout::EVENTS_LOG,
+        (Some(name), Some(_), None) => name == stem,
+        _ => false,
+    }
+}
+
+/// When the newest line of `recording`'s event log was received.
+async fn last_event_received(
+    store: &dyn Store,
+    recording: &RecordingId,
+) -> Result<Option<Timestamp>, StoreError> {
+    let log = crate::layout::recording_key(recording).join(crate::layout::EVENTS_LOG);
+    for part in store.log_parts(&log).await?.iter().rev() {
+        let Some(found) = store.get(&part.key).await? else {
+            continue;
+        };
+        let newest = crate::store::complete_lines(&found.bytes)
+            .filter_map(|line| serde_json::from_slice::<crate::layout::EventRecord>(line).ok())
+            .map(|event| event.received_at)
+            .max();
+        if newest.is_some() {
+            return Ok(newest);
+        }
+    }
+    Ok(None)
+}
+
 /// What the store held when last measured.
 #[derive(Debug, Clone, Default)]
 pub struct Usage {
@@ -125,6 +198,7 @@ impl Usage {
     /// recordings (their bytes, if any are left, are).
     pub async fn measure(store: &dyn Store, deletions: &Deletions) -> Result<Usage, StoreError> {
         let mut usage = Usage::default();
+        let mut activity: HashMap<RecordingId, Activity> = HashMap::new();
         for object in store.list(&Key::root()).await? {
             usage.total_bytes += object.size;
             let Some(recording) = object
@@ -136,6 +210,7 @@ impl Usage {
             else {
                 continue;
             };
+            activity.entry(recording.clone()).or_default().add(&object);
             let entry = usage.recordings.entry(recording).or_insert(RecordingUsage {
                 bytes: 0,
                 objects: 0,
@@ -143,7 +218,12 @@ impl Usage {
             });
             entry.bytes += object.size;
             entry.objects += 1;
-            entry.last_written = entry.last_written.max(object.written_by);
+        }
+        for (recording, activity) in activity {
+            let last = activity.last(store, &recording).await?;
+            if let (Some(entry), Some(last)) = (usage.recordings.get_mut(&recording), last) {
+                entry.last_written = last;
+            }
         }
         Ok(usage)
     }
@@ -213,6 +293,12 @@ impl Keeper {
         storage
             .retention_seconds
             .set(config.retention.map_or(0, |r| clamp(r.as_secs())));
+        if let Some(retention) = config.retention {
+            tracing::info!(
+                "RETENTION {}: recordings with no activity for that long are deleted",
+                crate::config::format_period(retention)
+            );
+        }
         Arc::new(Keeper {
             store,
             deletions,

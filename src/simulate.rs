@@ -65,8 +65,9 @@ const DEFAULT_MAX_RING: usize = 20;
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     /// The websocket URL the server printed, e.g. ws://localhost:8080/ws?token=...
-    /// (http:// and https:// are taken as ws:// and wss://).
-    #[arg(value_name = "URL", default_value = "ws://localhost:8080/ws")]
+    /// (http:// and https:// are taken as ws:// and wss://). Without it,
+    /// ws://localhost:PORT/ws, with --port (or PORT, 8080 by default).
+    #[arg(value_name = "URL", default_value_t = String::new(), hide_default_value = true)]
     pub url: String,
 
     /// Token added to the URL as ?token= when the URL has none.
@@ -175,6 +176,13 @@ pub struct SimulateArgs {
 }
 
 impl SimulateArgs {
+    /// Sets the URL to this machine's server on `port` when none was given.
+    pub fn default_url_to_port(&mut self, port: u16) {
+        if self.url.is_empty() {
+            self.url = format!("ws://localhost:{port}/ws");
+        }
+    }
+
     /// Parses `simulate` arguments as the command line would, but with no environment
     /// variables: what tests and benchmarks use.
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
@@ -191,7 +199,9 @@ impl SimulateArgs {
         let matches = Only::command()
             .mut_args(|arg| arg.env(None))
             .try_get_matches_from(program.chain(args.into_iter().map(Into::into)))?;
-        Ok(Only::from_arg_matches(&matches)?.args)
+        let mut args = Only::from_arg_matches(&matches)?.args;
+        args.default_url_to_port(8080);
+        Ok(args)
     }
 }
 

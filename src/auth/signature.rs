@@ -85,7 +85,7 @@ impl SigningSecret {
 
     /// Checks the signature headers of an upgrade request against this secret, at `now`.
     pub fn verify(&self, headers: &HeaderMap, now: Timestamp) -> Result<(), SignatureError> {
-        self.verify_payload(headers, now, b"").map(|_| ())
+        self.check(headers, now, b"", "upgrade").map(|_| ())
     }
 
     /// Checks the signature headers of a webhook over its body `payload`, at `now`, and
@@ -97,12 +97,23 @@ impl SigningSecret {
         now: Timestamp,
         payload: &[u8],
     ) -> Result<&'h str, SignatureError> {
+        self.check(headers, now, payload, "webhook")
+    }
+
+    /// Checks the signature of `what` (an upgrade or a webhook), which the errors name.
+    fn check<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        now: Timestamp,
+        payload: &[u8],
+        what: &'static str,
+    ) -> Result<&'h str, SignatureError> {
         let names = if headers.contains_key(WEBHOOK_HEADERS.id) {
             WEBHOOK_HEADERS
         } else if headers.contains_key(SVIX_HEADERS.id) {
             SVIX_HEADERS
         } else {
-            return Err(SignatureError::Missing);
+            return Err(SignatureError::Missing(what));
         };
         let text = |name: &'static str| -> Result<&str, SignatureError> {
             headers
@@ -166,11 +177,12 @@ pub fn sign_payload(secret: &SigningSecret, id: &str, timestamp: &str, payload: 
     format!("v1,{}", STANDARD.encode(tag))
 }
 
-/// Why an upgrade's signature was refused. The messages name headers, never their values.
+/// Why an upgrade's or a webhook's signature was refused. The messages name headers, never their values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("no webhook-id/svix-id header: the upgrade is not signed")]
-    Missing,
+    /// What was not signed: an `upgrade` or a `webhook`.
+    #[error("no webhook-id/svix-id header: the {0} is not signed")]
+    Missing(&'static str),
     #[error("the {0} header is missing")]
     MissingHeader(&'static str),
     #[error("the {0} header is malformed")]
@@ -181,7 +193,7 @@ pub enum SignatureError {
         "the signature is {seconds} s in the future; at most {TOLERANCE_SECONDS} s is accepted"
     )]
     Future { seconds: i64 },
-    #[error("no v1 signature matches the verification secret")]
+    #[error("no v1 signature matches the secret")]
     NoMatch,
 }
 
@@ -325,7 +337,16 @@ mod tests {
     fn missing_and_malformed_headers_are_named() {
         let now = 1_800_000_000;
         let check = |headers: &HeaderMap| secret().verify(headers, at(now));
-        assert_eq!(check(&HeaderMap::new()), Err(SignatureError::Missing));
+        assert_eq!(
+            check(&HeaderMap::new()),
+            Err(SignatureError::Missing("upgrade"))
+        );
+        assert_eq!(
+            secret()
+                .verify_payload(&HeaderMap::new(), at(now), b"{}")
+                .map(|_| ()),
+            Err(SignatureError::Missing("webhook"))
+        );
         let mut partial = headers(WEBHOOK_HEADERS, "msg_1", now, "v1,AAAA");
         partial.remove("webhook-signature");
         assert_eq!(

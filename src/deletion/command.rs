@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{DeletedBy, DeletionError, Deletions, Target};
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::{Config, parse_duration};
+use crate::config::{Config, format_period, parse_retention};
 use crate::frame::{ParticipantId, RecordingId};
 use crate::layout;
 use crate::recall::Bots;
@@ -21,20 +21,21 @@ use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// The recording to delete. Without it, the recordings whose last write is older than
-    /// --older-than (or RETENTION) are.
+    /// The recording to delete. Without it, every recording whose last activity is older
+    /// than --older-than (or RETENTION) is deleted.
     pub recording: Option<String>,
     /// Delete only this participant (their folder and their participant events).
     #[arg(long)]
     pub participant: Option<u64>,
-    /// Delete the recordings whose last write is older than this (e.g. `30d`).
-    #[arg(long, value_parser = parse_duration, conflicts_with_all = ["recording", "participant"])]
+    /// Delete the recordings whose last activity is older than this: `30d` (days), `12h`
+    /// (hours), `8w` (weeks); at least one hour (`m` is minutes).
+    #[arg(long, value_parser = parse_retention, conflicts_with_all = ["recording", "participant"])]
     pub older_than: Option<Duration>,
     /// Say what would be deleted, and delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Delete even a recording written to within STREAM_IDLE_TIMEOUT (a bot may still be
-    /// streaming into it).
+    /// Delete even a recording a bot sent something to within STREAM_IDLE_TIMEOUT (it may
+    /// still be streaming into it).
     #[arg(long)]
     pub force: bool,
     /// Also ask Recall to delete its copy of the bot's media (needs RECALL_API_KEY).
@@ -44,6 +45,11 @@ pub struct DeleteArgs {
 
 /// Runs `recall-frames delete` and returns its JSON report.
 pub async fn delete(config: &Config, args: &DeleteArgs) -> anyhow::Result<Value> {
+    if args.recall && config.recall_api_key.is_none() {
+        // Before anything is deleted, dry run or not: once the local copy is gone, so is
+        // the bot id that Recall's copy is found by.
+        return Err(crate::recall::BotError::NoApiKey(crate::recall::DELETE_MEDIA).into());
+    }
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let (store, _) = crate::open_store(config, metrics).await?;
     let deletions = Deletions::load(store.clone())
@@ -92,7 +98,11 @@ async fn one(
         format!("{recording:?} is not a recording id (1 to 128 of A-Z a-z 0-9 _ . -, not starting with a dot)")
     })?;
     let detail = match catalog.recording(&id).await {
-        Err(CatalogError::NotFound) => anyhow::bail!("there is no recording {id}"),
+        Err(CatalogError::NotFound) => anyhow::bail!(
+            "there is no recording {id} in {} (set --data-dir, or BUCKET_NAME and its settings, \
+             to the store the server uses)",
+            config.store_place()
+        ),
         found => found?,
     };
     let target = match args.participant {
@@ -114,7 +124,10 @@ async fn one(
     };
     let listed = store.list(&target.prefix()).await?;
     let bytes: u64 = listed.iter().map(|object| object.size).sum();
-    let last_written = listed.iter().map(|object| object.written_by).max();
+    // What a bot last sent, not the server's own rewrites (a deleted participant's events).
+    let mut activity = crate::retention::Activity::default();
+    listed.iter().for_each(|object| activity.add(object));
+    let last_written = activity.last(store, &id).await?;
     if args.dry_run {
         return Ok(json!({"dry_run": true, "would_delete": [{
             "recording": id, "participant": args.participant, "objects": listed.len(),
@@ -125,8 +138,8 @@ async fn one(
         .unwrap_or(jiff::SignedDuration::MAX);
     if !args.force && last_written.is_some_and(|at| Timestamp::now().duration_since(at) < idle) {
         anyhow::bail!(
-            "recording {id} was written to within STREAM_IDLE_TIMEOUT ({}): a bot may still be \
-             streaming into it. Delete it once the meeting is over, or with --force",
+            "a bot sent something to recording {id} within STREAM_IDLE_TIMEOUT ({}), so it may \
+             still be streaming into it. Delete it once the meeting is over, or with --force",
             humantime::format_duration(config.stream_idle_timeout)
         );
     }
@@ -161,7 +174,7 @@ async fn expired(
             })
             .collect();
         return Ok(
-            json!({"dry_run": true, "older_than": humantime::format_duration(older_than).to_string(), "would_delete": would}),
+            json!({"dry_run": true, "older_than": format_period(older_than), "would_delete": would}),
         );
     }
     let mut deleted = Vec::new();

@@ -58,6 +58,14 @@ async fn delete_recording(
 ) -> Result<Json<Deleted>, ApiError> {
     let id = recording_id(&recording)?;
     let params = params(query)?;
+    if params.recall {
+        // Before anything is deleted: once the local copy is gone, so is the bot id that
+        // Recall's copy is found by.
+        state
+            .bots
+            .client_to(crate::recall::DELETE_MEDIA)
+            .map_err(ApiError::Bot)?;
+    }
     let detail = state
         .catalog
         .recording(&id)
@@ -131,6 +139,7 @@ async fn get_storage(State(state): State<AppState>) -> Json<Value> {
         "max_stored_bytes": keeper.max_stored_bytes(),
         "quota_reached": keeper.degraded_reason().is_some(),
         "retention_seconds": state.config.retention.map(|r| r.as_secs()),
+        "retention": state.config.retention.map(crate::config::format_period),
         "recordings": recordings,
     }))
 }
@@ -142,9 +151,9 @@ fn refuse_while_streaming(
 ) -> Result<(), ApiError> {
     if !force && state.pipeline.is_streaming(recording) {
         return Err(ApiError::Conflict(Cow::Owned(format!(
-            "a bot is streaming into recording {recording} (it sent something within \
-             STREAM_IDLE_TIMEOUT, {}): delete it once the meeting is over, or with force=true, \
-             after which what the bot sends is refused",
+            "a bot sent something to recording {recording} within STREAM_IDLE_TIMEOUT ({}), \
+             so it may still be streaming: delete it once the meeting is over, or with \
+             force=true, after which what a bot sends to it is refused",
             humantime::format_duration(state.config.stream_idle_timeout)
         ))));
     }

@@ -17,7 +17,7 @@ use tower_http::services::ServeFile;
 
 use crate::error::ApiError;
 use crate::frame::RecordingId;
-use crate::http::api::recording_id;
+use crate::http::api::{CatalogResult as _, recording_id};
 use crate::recall::BotId;
 use crate::recall::media::MediaKind;
 use crate::recall_media::{
@@ -48,7 +48,11 @@ fn api_error(error: MediaError) -> ApiError {
 
 /// Refuses a fetch that could never run: without RECALL_API_KEY it would only fail later.
 fn require_api_key(state: &AppState) -> Result<(), ApiError> {
-    state.bots.client().map(|_| ()).map_err(ApiError::Bot)
+    state
+        .bots
+        .client_to(crate::recall::FETCH_MEDIA)
+        .map(|_| ())
+        .map_err(ApiError::Bot)
 }
 
 #[derive(Serialize)]
@@ -88,16 +92,20 @@ async fn get_recording_media(
     Path(recording): Path<String>,
 ) -> Result<Json<RecordingMediaJson>, ApiError> {
     let id = recording_id(&recording)?;
+    // A recording is listed as soon as anything of Recall's is kept for it: one the list
+    // does not name has nothing here either.
+    let detail = state
+        .catalog
+        .recording(&id)
+        .await
+        .or_not_found("recording")?;
     let media = state
         .recall_media
         .recording_media(&id)
         .await
         .map_err(api_error)?;
     // The bot the recording's frames named, else the one its fetch was asked for.
-    let from_frames = match state.catalog.recording(&id).await {
-        Ok(detail) => detail.overview.bot_id(),
-        Err(_) => None,
-    };
+    let from_frames = detail.overview.bot_id();
     let bot_id = from_frames.or_else(|| media.bot_id().map(str::to_owned));
     let bot_status = match bot_id.as_deref().and_then(BotId::parse) {
         Some(bot) => state

@@ -102,6 +102,23 @@ pub async fn receive_webhook(
             );
         }
     };
+    if media_kinds(&webhook.event).is_some()
+        && let Err(error) = state.bots.client_to(crate::recall::FETCH_MEDIA)
+    {
+        // Taken, the fetch would fail at once and Recall would not send it again: a 5xx
+        // makes Svix retry it (for about a day) until the key is set.
+        tracing::warn!(
+            webhook_id = id,
+            event = webhook.event,
+            "{error}: media webhook answered 503"
+        );
+        return refuse(
+            &state,
+            "no_api_key",
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{error}; Recall sends this webhook again"),
+        );
+    }
     let media = &state.recall_media;
     if media.seen_before(&id) {
         tracing::debug!(webhook_id = id, event = webhook.event, "duplicate delivery");
@@ -175,7 +192,9 @@ async fn handle(
         };
         media.record_bot_status(&bot, &record).await?;
         tracing::info!(bot = %bot, code = record.code, sub_code = record.sub_code, "bot status");
-        if status == "done" {
+        if status == "done" && state.bots.client_to(crate::recall::FETCH_MEDIA).is_err() {
+            tracing::warn!(bot = %bot, "RECALL_API_KEY unset: the bot's media is not fetched");
+        } else if status == "done" {
             // The fallback for media whose own webhooks do not come: the bot's recordings.
             media
                 .enqueue(Target::Bot {
@@ -185,14 +204,9 @@ async fn handle(
         }
         return Ok("bot_status");
     }
-    let kinds: &[MediaKind] = match event {
-        "video_separate.done" => &[MediaKind::Video],
-        "audio_separate.done" => &[MediaKind::Audio],
-        "recording.done" => &MediaKind::ALL,
-        _ => {
-            tracing::debug!("webhook not used here");
-            return Ok("ignored");
-        }
+    let Some(kinds) = media_kinds(event) else {
+        tracing::debug!("webhook not used here");
+        return Ok("ignored");
     };
     let Some(recording) = recording else {
         tracing::warn!("a media webhook without a usable recording id; ignored");
@@ -209,4 +223,14 @@ async fn handle(
     }
     tracing::info!(recording = %recording, "media fetch queued");
     Ok("media")
+}
+
+/// The media a webhook says is done, and would queue a fetch of; `None` for any other.
+fn media_kinds(event: &str) -> Option<&'static [MediaKind]> {
+    match event {
+        "video_separate.done" => Some(&[MediaKind::Video]),
+        "audio_separate.done" => Some(&[MediaKind::Audio]),
+        "recording.done" => Some(&MediaKind::ALL),
+        _ => None,
+    }
 }

@@ -203,6 +203,11 @@ impl RecallClient {
     }
 }
 
+/// What RECALL_API_KEY is needed for, as [`BotError::NoApiKey`] says it.
+const BOTS: &str = "create and manage bots";
+pub const DELETE_MEDIA: &str = "delete Recall's copy of a bot's media (recall=true, --recall)";
+pub const FETCH_MEDIA: &str = "fetch Recall's media after the call";
+
 /// Creating and managing bots, as set up once at start-up: the Recall client (when
 /// `RECALL_API_KEY` is set) and the websocket URL bots are given (when the public URL is
 /// known).
@@ -216,8 +221,9 @@ pub struct Bots {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
-    #[error("RECALL_API_KEY is not set: set it to a Recall API key to create and manage bots")]
-    NoApiKey,
+    /// What was asked that needs the key, e.g. "create and manage bots".
+    #[error("RECALL_API_KEY is not set: set it to a Recall API key to {0}")]
+    NoApiKey(&'static str),
     #[error(
         "this server does not know its public URL, so it cannot tell a bot where to stream: \
          set PUBLIC_URL (for example https://frames.example.com)"
@@ -255,7 +261,12 @@ impl Bots {
     }
 
     pub(crate) fn client(&self) -> Result<&RecallClient, BotError> {
-        self.client.as_ref().ok_or(BotError::NoApiKey)
+        self.client_to(BOTS)
+    }
+
+    /// The client, or the error that says RECALL_API_KEY is needed to do `what`.
+    pub(crate) fn client_to(&self, what: &'static str) -> Result<&RecallClient, BotError> {
+        self.client.as_ref().ok_or(BotError::NoApiKey(what))
     }
 
     /// Creates a bot that streams to this server, and returns Recall's bot JSON (which has
@@ -287,7 +298,7 @@ impl Bots {
 
     /// Asks Recall to delete its copy of the bot's media, and returns Recall's answer.
     pub async fn delete_media(&self, id: &BotId) -> Result<Value, BotError> {
-        let answer = self.client()?.delete_media(id).await?;
+        let answer = self.client_to(DELETE_MEDIA)?.delete_media(id).await?;
         tracing::info!(bot = %id, "Recall asked to delete the bot's media");
         Ok(answer)
     }

@@ -261,8 +261,7 @@ impl Fetcher {
         };
         status.parts = report.parts;
         status.pending_at_recall = report.pending_at_recall;
-        self.ensure_recording(recording, status.bot_id.as_deref())
-            .await?;
+        ensure_recording(self.store.as_ref(), recording, status.bot_id.as_deref()).await?;
         // Folders and what their manifests list, read once per participant.
         let mut folders: HashMap<u64, FolderState> = HashMap::new();
         for (source, part) in &parts {
@@ -333,37 +332,6 @@ impl Fetcher {
             }
         }
         Ok((objects, parts))
-    }
-
-    /// A `recording.json` for a recording that streamed nothing here, so that it is listed
-    /// with its bot; one already there is left as it is.
-    async fn ensure_recording(
-        &self,
-        recording: &RecordingId,
-        bot: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let key = layout::recording_key(recording).join(layout::RECORDING_FILE);
-        let summary = layout::RecordingSummary {
-            recording: crate::frame::Resource {
-                id: recording.as_str().into(),
-                metadata: serde_json::json!({}),
-            },
-            bot: bot.map(|bot| crate::frame::Resource {
-                id: bot.into(),
-                metadata: serde_json::json!({}),
-            }),
-            realtime_endpoint: None,
-            video_separate: None,
-            participant_events: None,
-            audio_separate: None,
-            first_frame: None,
-            last_frame: None,
-            title: None,
-        };
-        let body = serde_json::to_vec_pretty(&summary).expect("plain JSON");
-        // Create-only: the recorder's summary, when there is one, stays.
-        self.store.swap(&key, Bytes::from(body), None).await?;
-        Ok(())
     }
 
     /// The participant's folder, as the recorder chooses it, with a `participant.json` when
@@ -654,6 +622,38 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(text, "{b:02x}");
         text
     })
+}
+
+/// A `recording.json` for a recording that streamed nothing here, so that it is listed
+/// with its bot as soon as anything of Recall's is kept for it (a queued fetch's status
+/// too); one already there is left as it is.
+pub(super) async fn ensure_recording(
+    store: &dyn Store,
+    recording: &RecordingId,
+    bot: Option<&str>,
+) -> Result<(), StoreError> {
+    let key = layout::recording_key(recording).join(layout::RECORDING_FILE);
+    let summary = layout::RecordingSummary {
+        recording: crate::frame::Resource {
+            id: recording.as_str().into(),
+            metadata: serde_json::json!({}),
+        },
+        bot: bot.map(|bot| crate::frame::Resource {
+            id: bot.into(),
+            metadata: serde_json::json!({}),
+        }),
+        realtime_endpoint: None,
+        video_separate: None,
+        participant_events: None,
+        audio_separate: None,
+        first_frame: None,
+        last_frame: None,
+        title: None,
+    };
+    let body = serde_json::to_vec_pretty(&summary).expect("plain JSON");
+    // Create-only: the recorder's summary, when there is one, stays.
+    store.swap(&key, Bytes::from(body), None).await?;
+    Ok(())
 }
 
 #[cfg(test)]

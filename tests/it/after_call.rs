@@ -376,13 +376,100 @@ async fn forged_stale_and_unsigned_webhooks_get_401_and_change_nothing() {
     )
     .await;
     assert_eq!(answer.status(), 503);
+}
 
-    // A server that takes webhooks but has no API key says why it fetched nothing.
-    let keyless = TestServer::start_with(&["--recall-webhook-secret", SECRET]).await;
-    assert_eq!(webhook(&keyless.url(""), "msg_k", &body).await, 200);
-    let media = wait_for_fetch(&keyless.url(""), "video", "failed").await;
-    let error = media["fetch"]["video"]["error"].as_str().unwrap();
-    assert!(error.contains("RECALL_API_KEY"), "{error}");
+/// A server that takes webhooks but has no RECALL_API_KEY could not fetch the media they
+/// announce: it answers them 503, naming the key, so that Recall sends them again until the
+/// key is set, and says so once at start-up. Bot statuses are taken; nothing is created
+/// for the media. An unsigned webhook's refusal is logged as a webhook's, not an upgrade's.
+#[tokio::test]
+async fn media_webhooks_wait_with_a_503_until_recall_api_key_is_set() {
+    let logs = LogCapture::start();
+    let mut keyless = TestServer::start_with(&["--recall-webhook-secret", SECRET]).await;
+    let base = keyless.url("");
+    let body = media_webhook("video_separate.done", RECORDING, BOT, "vs_1");
+    let answer = deliver_webhook(
+        &keyless.url("/webhooks/recall"),
+        SECRET,
+        "msg_k",
+        now(),
+        &body,
+        false,
+    )
+    .await;
+    assert_eq!(answer.status(), 503);
+    let error: Value = answer.json().await.unwrap();
+    let error = error["error"].as_str().unwrap();
+    assert!(error.contains("RECALL_API_KEY is not set"), "{error}");
+    assert!(error.contains("fetch Recall's media"), "{error}");
+    let status = bot_status_webhook(BOT, "in_call_recording", None, "2026-11-21T10:01:00Z");
+    assert_eq!(webhook(&base, "msg_b", &status).await, 200);
+    let unsigned = reqwest::Client::new()
+        .post(keyless.url("/webhooks/recall"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    keyless.stop().await.unwrap();
+    assert!(!keyless.data_dir.join(RECORDING).exists());
+    assert!(jobs_left(&keyless.data_dir).is_empty());
+    let text = logs.text();
+    assert_eq!(
+        text.matches("Recall's media cannot be fetched without it")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("the webhook is not signed"), "{text}");
+    assert!(!text.contains("the upgrade is not signed"), "{text}");
+
+    // With the key, Recall's next attempt at the same delivery is taken.
+    let recall = RecallStandIn::start().await;
+    recall.add_media(
+        RECORDING,
+        "video_separate",
+        "vs_1",
+        true,
+        vec![video_part("p_a1", 100, "Alice Smith", 0.5, &noise(1000, 1))],
+    );
+    let flags = recall_flags(&recall);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = TestServer::start_in(&keyless.data_dir, &flags).await;
+    assert_eq!(webhook(&server.url(""), "msg_k", &body).await, 200);
+    wait_for_fetch(&server.url(""), "video", "done").await;
+}
+
+/// A recording that only Recall's media fills is listed as soon as its fetch is queued,
+/// and one that has nothing answers 404, its Recall media included.
+#[tokio::test]
+async fn a_recording_with_only_recalls_media_is_listed_and_an_unknown_one_is_404() {
+    let recall = RecallStandIn::start().await;
+    // Recall is still making it: queued, nothing stored yet.
+    recall.add_media(
+        RECORDING,
+        "video_separate",
+        "vs_1",
+        false,
+        vec![video_part("p_a1", 100, "Alice Smith", 0.5, &noise(1000, 1))],
+    );
+    let server = start(&recall, &[]).await;
+    let base = server.url("");
+    let unknown = reqwest::get(format!("{base}/api/recordings/rec_x/recall"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let body = media_webhook("video_separate.done", RECORDING, BOT, "vs_1");
+    assert_eq!(webhook(&base, "msg_1", &body).await, 200);
+    wait_for_fetch(&base, "video", "done").await;
+    let list = server.get_json("/api/recordings").await;
+    let ids: Vec<&str> = list["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [RECORDING], "{list}");
 }
 
 #[tokio::test]
@@ -586,10 +673,11 @@ async fn a_part_that_never_downloads_marks_the_fetch_failed_and_keeps_nothing_ha
             .join("webcam-1000.mp4")
             .exists()
     );
-    assert!(
-        jobs_left(&server.data_dir).is_empty(),
-        "given up: nothing left queued"
-    );
+    // The job's file goes just after the status says failed.
+    eventually("given up: nothing left queued", || async {
+        jobs_left(&server.data_dir).is_empty()
+    })
+    .await;
     assert_eq!(
         server
             .metric("recall_frames_recall_media_fetches_failed_total")

@@ -278,7 +278,11 @@ async fn each_subcommands_help_lists_the_settings_it_takes() {
     }
     let simulate = help(&["simulate", "--help"]).await;
     assert!(simulate.contains("--data-dir"), "{simulate}");
-    for option in ["--port", "--ws-token", "--bucket-name"] {
+    assert!(
+        simulate.contains("without a URL, connect to ws://localhost:PORT/ws"),
+        "{simulate}"
+    );
+    for option in ["--ws-token", "--bucket-name", "--listen-address"] {
         assert!(
             !simulate.contains(option),
             "simulate --help shows {option}:\n{simulate}"
@@ -364,5 +368,31 @@ async fn a_wrong_setting_is_refused_with_a_clear_error() {
     assert!(
         stderr.contains("invalid value '99999' for '--port <PORT>'"),
         "{stderr}"
+    );
+}
+
+/// The help a newcomer reads: whole sentences, and both ways of naming what to fetch.
+#[tokio::test]
+async fn delete_and_fetch_media_help_say_what_they_take() {
+    let help = recall_frames(&[], &["delete", "--help"]).await;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("older than --older-than (or RETENTION) is deleted"),
+        "{help}"
+    );
+    assert!(help.contains("`m` is minutes"), "{help}");
+
+    let neither = recall_frames(&[], &["fetch-media"]).await;
+    assert!(!neither.status.success());
+    let stderr = String::from_utf8_lossy(&neither.stderr);
+    assert!(
+        stderr.contains("<--bot <BOT>|--recording <RECORDING>>"),
+        "{stderr}"
+    );
+    let help = recall_frames(&[], &["fetch-media", "--help"]).await;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Recall's recording id, which is also recall-frames' recording id"),
+        "{help}"
     );
 }

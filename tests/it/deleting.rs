@@ -988,7 +988,7 @@ async fn the_pages_ask_before_deleting_and_follow_deletions_live_in_chromium() {
             .await
             .unwrap();
         alert_saying("Delete recording rec_9f1c2a?").await;
-        alert_saying("a bot is streaming").await;
+        alert_saying("so it may still be streaming").await;
         eventually("the page goes back to the list", || async {
             driver
                 .current_url()
@@ -1009,4 +1009,197 @@ async fn the_pages_ask_before_deleting_and_follow_deletions_live_in_chromium() {
         std::panic::resume_unwind(panic);
     }
     bot.close().await;
+}
+
+/// Without RECALL_API_KEY, `recall=true` and `--recall` are refused before anything is
+/// deleted (dry run included), with a message that names the key and what it was for: once
+/// the local copy is gone, Recall's could no longer be found.
+#[tokio::test]
+async fn deleting_recalls_copy_without_the_key_is_refused_before_anything_is_deleted() {
+    let mut server = TestServer::start().await;
+    let base = server.url("");
+    let bot = record(&base, &server.ws_url(WS_TOKEN)).await;
+    bot.close().await;
+    let (status, refused) =
+        delete(&base, "/api/recordings/rec_9f1c2a?force=true&recall=true").await;
+    assert_eq!(status, 503, "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("RECALL_API_KEY is not set"), "{error}");
+    assert!(error.contains("delete Recall's copy"), "{error}");
+    assert_eq!(status_of(&base, "/api/recordings/rec_9f1c2a").await, 200);
+    server.stop().await.unwrap();
+
+    let dir = server.data_dir.to_str().unwrap().to_owned();
+    for dry_run in [true, false] {
+        let mut args = vec![
+            "delete",
+            RECORDING,
+            "--data-dir",
+            &dir,
+            "--force",
+            "--recall",
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let refused = recall_frames(&[], &args).await;
+        assert!(!refused.status.success(), "dry run: {dry_run}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("RECALL_API_KEY is not set"), "{stderr}");
+        assert!(stderr.contains("delete Recall's copy"), "{stderr}");
+        assert!(
+            server
+                .data_dir
+                .join(RECORDING)
+                .join("recording.json")
+                .exists(),
+            "nothing deleted"
+        );
+    }
+    assert!(!server.data_dir.join(".deletions/audit.jsonl").exists());
+}
+
+/// `m` is minutes: a retention shorter than an hour is refused, saying so, before
+/// anything is deleted; the period is echoed as it is written (`30d`).
+#[tokio::test]
+async fn a_retention_shorter_than_an_hour_is_refused_as_minutes_not_months() {
+    let mut server = TestServer::start().await;
+    let bot = record(&server.url(""), &server.ws_url(WS_TOKEN)).await;
+    bot.close().await;
+    server.stop().await.unwrap();
+    let dir = server.data_dir.to_str().unwrap().to_owned();
+    let three_minutes_ago = SystemTime::now() - Duration::from_secs(180);
+    age(&server.data_dir.join(RECORDING), three_minutes_ago);
+
+    for (env, args) in [
+        (
+            vec![],
+            vec!["delete", "--data-dir", &dir, "--older-than", "1m"],
+        ),
+        (
+            vec![("RETENTION", "1m")],
+            vec!["delete", "--data-dir", &dir],
+        ),
+        (vec![("RETENTION", "1m")], vec!["serve", "--data-dir", &dir]),
+    ] {
+        let refused = recall_frames(&env, &args).await;
+        assert!(!refused.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("`m` is minutes"), "{stderr}");
+        assert!(stderr.contains("30d"), "{stderr}");
+    }
+    assert!(
+        server
+            .data_dir
+            .join(RECORDING)
+            .join("recording.json")
+            .exists()
+    );
+
+    let dry = recall_frames(
+        &[("RETENTION", "30d")],
+        &["delete", "--data-dir", &dir, "--dry-run"],
+    )
+    .await;
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let report: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["older_than"], "30d", "{report}");
+    assert_eq!(report["would_delete"], serde_json::json!([]));
+}
+
+/// Rewrites `events.jsonl` as if every line had been received at `at`, and dates the file
+/// then: the recording's events, as retention reads their time.
+fn age_events(recording: &Path, at: SystemTime) {
+    let path = recording.join("events.jsonl");
+    let received = jiff::Timestamp::try_from(at).unwrap().to_string();
+    let aged: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut event: Value = serde_json::from_str(line).unwrap();
+            event["received_at"] = received.clone().into();
+            format!("{event}\n")
+        })
+        .collect();
+    std::fs::write(&path, aged).unwrap();
+    age(recording, at);
+}
+
+/// Deleting a participant rewrites the recording's event log, but no bot sent anything:
+/// the recording's last activity stays what the bots sent, so neither the retention clock
+/// restarts nor the command line takes it for a recording still being streamed into.
+#[tokio::test]
+async fn deleting_a_participant_is_not_activity_of_the_recording() {
+    let mut server = TestServer::start().await;
+    let bot = record(&server.url(""), &server.ws_url(WS_TOKEN)).await;
+    bot.close().await;
+    server.stop().await.unwrap();
+    let data_dir = server.data_dir.clone();
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
+    age_events(&data_dir.join(RECORDING), two_hours_ago);
+
+    let mut server = TestServer::start_in(&data_dir, &[]).await;
+    let base = server.url("");
+    let stored = || async {
+        let storage = server.get_json("/api/storage").await;
+        storage["stored_bytes"].as_u64()
+    };
+    eventually("the store is measured", || async {
+        stored().await.is_some()
+    })
+    .await;
+    let before = stored().await.unwrap();
+    let (status, deleted) = delete(&base, "/api/recordings/rec_9f1c2a/200").await;
+    assert_eq!(status, 200, "{deleted}");
+    let events = std::fs::read_to_string(data_dir.join(RECORDING).join("events.jsonl")).unwrap();
+    assert_eq!(events.lines().count(), 1, "Bob's line went: {events}");
+    eventually("the store is measured again", || async {
+        stored().await.is_some_and(|now| now < before)
+    })
+    .await;
+    let storage = server.get_json("/api/storage").await;
+    let last_written: jiff::Timestamp = storage["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == RECORDING)
+        .unwrap()["last_written"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let age = jiff::Timestamp::now().duration_since(last_written);
+    assert!(
+        age > jiff::SignedDuration::from_secs(3600),
+        "last_written {last_written} is the deletion's time: {storage}"
+    );
+    server.stop().await.unwrap();
+
+    let dir = data_dir.to_str().unwrap();
+    let done = recall_frames(&[], &["delete", RECORDING, "--data-dir", dir]).await;
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(!data_dir.join(RECORDING).exists());
+}
+
+#[tokio::test]
+async fn deleting_from_the_wrong_store_says_where_it_looked() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_str().unwrap();
+    let refused = recall_frames(&[], &["delete", RECORDING, "--data-dir", dir]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "there is no recording {RECORDING} in DATA_DIR {dir}"
+        )),
+        "{stderr}"
+    );
 }

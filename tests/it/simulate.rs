@@ -718,3 +718,37 @@ async fn with_audio_all_every_participant_is_heard_all_the_time_and_reported() {
         assert!(audio.dir_in(&server.data_dir).join("audio.jsonl").is_file());
     }
 }
+
+/// Without a URL, the simulator streams to this machine's server on --port (or PORT), not
+/// always 8080.
+#[tokio::test]
+async fn with_no_url_the_port_setting_names_the_server() {
+    let mut server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+    let args = ["--token", WS_TOKEN, "--frames", "1", "--size", SMALL];
+    let by_flag = recall_frames(
+        &[],
+        &[
+            &["simulate", "--port", &port, "--recording", "by_flag"],
+            &args[..],
+        ]
+        .concat(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&by_flag.stderr);
+    assert_eq!(by_flag.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ws://localhost:{port}/ws")),
+        "{stderr}"
+    );
+    let by_env = recall_frames(
+        &[("PORT", &port)],
+        &[&["simulate", "--recording", "by_env"], &args[..]].concat(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&by_env.stderr);
+    assert_eq!(by_env.status.code(), Some(0), "{stderr}");
+    server.stop().await.unwrap();
+    assert!(server.data_dir.join("by_flag").is_dir());
+    assert!(server.data_dir.join("by_env").is_dir());
+}
