@@ -95,6 +95,9 @@ struct Inner {
     fetcher: Fetcher,
     jobs: PathBuf,
     nudge: Notify,
+    /// Held while a job's file is written, or checked then removed or rewritten: a request
+    /// that comes while a job ends is never removed with it.
+    files: tokio::sync::Mutex<()>,
 }
 
 impl Queue {
@@ -108,6 +111,7 @@ impl Queue {
             fetcher,
             jobs,
             nudge: Notify::new(),
+            files: tokio::sync::Mutex::new(()),
         });
         let stop = CancellationToken::new();
         let dispatcher = tokio::spawn(dispatch(inner.clone(), stop.clone()));
@@ -143,7 +147,10 @@ impl Inner {
             attempts: 0,
             not_before: None,
         };
-        self.write(&job).await.map_err(MediaError::Queue)?;
+        {
+            let _files = self.files.lock().await;
+            self.write(&job).await.map_err(MediaError::Queue)?;
+        }
         self.nudge.notify_one();
         Ok(())
     }
@@ -211,16 +218,27 @@ impl Inner {
             Target::Bot { bot } => self.resolve_bot(bot).await,
         };
         match result {
-            Ok(()) => {
-                // Asked for again while it ran: leave it to run once more.
-                let now = self.read(&name).await;
-                if now.is_some_and(|now| now.requested_at == job.requested_at) {
-                    let _ = tokio::fs::remove_file(self.jobs.join(&name)).await;
-                }
-            }
+            Ok(()) => self.finish(&name, &job).await,
             Err(super::FetchError::Stopped) => {}
             Err(error) => self.failed(name, job, error).await,
         }
+    }
+
+    /// Removes the job's file, unless it was asked for again while it ran: then it is left
+    /// to run once more.
+    async fn finish(&self, name: &str, job: &Job) {
+        let _files = self.files.lock().await;
+        if !self.asked_again(name, job).await {
+            let _ = tokio::fs::remove_file(self.jobs.join(name)).await;
+        }
+    }
+
+    /// Whether the job's file now holds a later request than `job` (called with `files`
+    /// held).
+    async fn asked_again(&self, name: &str, job: &Job) -> bool {
+        self.read(name)
+            .await
+            .is_some_and(|now| now.requested_at != job.requested_at)
     }
 
     async fn resolve_bot(&self, bot: &str) -> Result<(), super::FetchError> {
@@ -275,7 +293,7 @@ impl Inner {
                     }
                 }
             }
-            let _ = tokio::fs::remove_file(self.jobs.join(&name)).await;
+            self.finish(&name, &job).await;
             return;
         }
         let wait = self.fetcher.settings.backoff_before(job.attempts);
@@ -284,9 +302,8 @@ impl Inner {
             .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
             .ok();
         // A request that came while it ran stays: it runs again with fresh attempts.
-        if let Some(now) = self.read(&name).await
-            && now.requested_at != job.requested_at
-        {
+        let _files = self.files.lock().await;
+        if self.asked_again(&name, &job).await {
             return;
         }
         if let Err(error) = self.write(&job).await {
@@ -355,6 +372,64 @@ async fn dispatch(inner: Arc<Inner>, stop: CancellationToken) {
     while let Some(done) = running.join_next().await {
         if let Err(error) = done {
             tracing::warn!(%error, "a media job panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_comes_as_its_job_ends_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = super::super::FetchSettings {
+            concurrency: 1,
+            attempts: 1,
+            backoff: Duration::from_millis(10),
+            read_timeout: Duration::from_secs(1),
+        };
+        let fetcher = Fetcher::new(
+            Arc::new(MemoryStore::default()),
+            None,
+            settings,
+            dir.path().join("downloads"),
+            Arc::new(crate::metrics::Metrics::default()),
+        )
+        .unwrap();
+        let inner = Arc::new(Inner {
+            fetcher,
+            jobs: dir.path().join("jobs"),
+            nudge: Notify::new(),
+            files: tokio::sync::Mutex::new(()),
+        });
+        tokio::fs::create_dir_all(&inner.jobs).await.unwrap();
+        let target = Target::Recording {
+            recording: RecordingId::parse("rec_1").unwrap(),
+            kind: MediaKind::Video,
+            bot: None,
+        };
+        let name = target.file_name();
+        for round in 0..200 {
+            inner.enqueue(target.clone()).await.unwrap();
+            let running = inner.read(&name).await.unwrap();
+            // The job ends just as a webhook asks for the same media again: whichever comes
+            // first, the new request stays queued.
+            let ending = tokio::spawn({
+                let (inner, name) = (inner.clone(), name.clone());
+                async move { inner.finish(&name, &running).await }
+            });
+            let asking = tokio::spawn({
+                let (inner, target) = (inner.clone(), target.clone());
+                async move { inner.enqueue(target).await }
+            });
+            ending.await.unwrap();
+            asking.await.unwrap().unwrap();
+            assert!(
+                inner.read(&name).await.is_some(),
+                "round {round}: the later request was removed with the job that ended"
+            );
         }
     }
 }
