@@ -16,8 +16,8 @@ use image::{Rgb, RgbImage};
 use tokio_util::sync::CancellationToken;
 
 use super::ffmpeg::Ffmpeg;
-use super::render::{RenderError, all_frames};
-use crate::audio::{AudioTrackKey, BYTES_PER_SAMPLE, SAMPLES_PER_MS, WAV_HEADER_BYTES, wav_header};
+use super::render::{RenderError, all_frames, write_spans};
+use crate::audio::{AudioTrackKey, SAMPLES_PER_MS};
 use crate::catalog::{Catalog, CatalogError};
 use crate::frame::{ParticipantId, RecordingId, StreamKey, StreamKind};
 
@@ -299,7 +299,7 @@ pub async fn render_gallery(
         match catalog.audio(&track).await {
             Ok(view) => {
                 let wav = work.join(format!("audio-{id}.wav"));
-                if write_range(catalog, &view, render.from_ms, to_ms + STEP_MS, &wav).await? {
+                if write_spans(catalog, &view, &[(render.from_ms, to_ms + STEP_MS)], &wav).await? {
                     sounds.push(wav);
                 }
             }
@@ -469,37 +469,6 @@ fn compose_frame(sources: &mut [Source], t: u64, speech: &Speech) -> RgbImage {
         draw_tile(&mut canvas, &mut sources[i], cell, speaking_now);
     }
     canvas
-}
-
-/// The track's samples from `from_ms` to `to_ms` as one WAV; `false` when none fall there.
-async fn write_range(
-    catalog: &Catalog,
-    view: &crate::catalog::AudioTrackView,
-    from_ms: u64,
-    to_ms: u64,
-    wav: &Path,
-) -> Result<bool, RenderError> {
-    use futures_util::StreamExt as _;
-    use tokio::io::AsyncWriteExt as _;
-    let (a, b) = (
-        from_ms * SAMPLES_PER_MS,
-        (to_ms * SAMPLES_PER_MS).min(view.stored.end()),
-    );
-    if a >= b {
-        return Ok(false);
-    }
-    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(wav).await?);
-    file.write_all(&wav_header(b - a)).await?;
-    let bytes = (
-        WAV_HEADER_BYTES + a * BYTES_PER_SAMPLE,
-        WAV_HEADER_BYTES + b * BYTES_PER_SAMPLE,
-    );
-    let mut parts = std::pin::pin!(catalog.wav_bytes(view, bytes));
-    while let Some(part) = parts.next().await {
-        file.write_all(&part?).await?;
-    }
-    file.flush().await?;
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -248,9 +248,19 @@ async fn write_audio(
     timeline: &Timeline,
     wav: &Path,
 ) -> Result<bool, RenderError> {
+    write_spans(catalog, view, &timeline.kept, wav).await
+}
+
+/// Writes the track's samples in `spans_ms` (from, to), back to back, as one WAV at `wav`;
+/// `false` when no sample falls in them.
+pub(super) async fn write_spans(
+    catalog: &Catalog,
+    view: &crate::catalog::AudioTrackView,
+    spans_ms: &[(u64, u64)],
+    wav: &Path,
+) -> Result<bool, RenderError> {
     let end = view.stored.end();
-    let spans: Vec<(u64, u64)> = timeline
-        .kept
+    let spans: Vec<(u64, u64)> = spans_ms
         .iter()
         .map(|&(a, b)| (a * SAMPLES_PER_MS, (b * SAMPLES_PER_MS).min(end)))
         .filter(|(a, b)| a < b)
