@@ -240,6 +240,21 @@ pub struct RecordingSummary {
 }
 
 impl RecordingSummary {
+    /// The summary of `recording` with nothing else known yet.
+    pub fn of(recording: crate::frame::Resource) -> Self {
+        RecordingSummary {
+            recording,
+            bot: None,
+            realtime_endpoint: None,
+            video_separate: None,
+            participant_events: None,
+            audio_separate: None,
+            first_frame: None,
+            last_frame: None,
+            title: None,
+        }
+    }
+
     /// Takes in the recording-level context an event carries (metadata, bot, endpoint...)
     /// into `summary`, starting one if there is none, and says whether it changed.
     pub fn note<'a>(
@@ -251,17 +266,7 @@ impl RecordingSummary {
             metadata: info.metadata.clone(),
         };
         let mut changed = summary.is_none();
-        let summary = summary.get_or_insert_with(|| RecordingSummary {
-            recording: recording.clone(),
-            bot: None,
-            realtime_endpoint: None,
-            video_separate: None,
-            participant_events: None,
-            audio_separate: None,
-            first_frame: None,
-            last_frame: None,
-            title: None,
-        });
+        let summary = summary.get_or_insert_with(|| RecordingSummary::of(recording.clone()));
         let mut set = |field: &mut Option<crate::frame::Resource>,
                        value: &Option<crate::frame::Resource>| {
             if value.is_some() && field != value {

@@ -196,6 +196,23 @@ pub struct FetchStatus {
     pub updated_at: Timestamp,
 }
 
+impl FetchStatus {
+    /// A fetch with nothing done yet, in `state`, as of now.
+    pub fn new(state: FetchState) -> Self {
+        FetchStatus {
+            state,
+            bot_id: None,
+            parts: 0,
+            fetched: 0,
+            bytes: 0,
+            pending_at_recall: 0,
+            attempts: 0,
+            error: None,
+            updated_at: Timestamp::now(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FetchState {
@@ -377,17 +394,7 @@ impl RecallMedia {
         let key = status_key(recording, kind);
         let mut status = read_status(self.store.as_ref(), &key)
             .await?
-            .unwrap_or_else(|| FetchStatus {
-                state: FetchState::Queued,
-                bot_id: None,
-                parts: 0,
-                fetched: 0,
-                bytes: 0,
-                pending_at_recall: 0,
-                attempts: 0,
-                error: None,
-                updated_at: Timestamp::now(),
-            });
+            .unwrap_or_else(|| FetchStatus::new(FetchState::Queued));
         if status.state != FetchState::Fetching {
             status.state = FetchState::Queued;
         }

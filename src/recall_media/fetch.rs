@@ -203,17 +203,7 @@ impl Fetcher {
         let status_key = status_key(recording, kind);
         let mut status = read_status(self.store.as_ref(), &status_key)
             .await?
-            .unwrap_or(FetchStatus {
-                state: FetchState::Fetching,
-                bot_id: None,
-                parts: 0,
-                fetched: 0,
-                bytes: 0,
-                pending_at_recall: 0,
-                attempts: 0,
-                error: None,
-                updated_at: Timestamp::now(),
-            });
+            .unwrap_or_else(|| FetchStatus::new(FetchState::Fetching));
         status.state = FetchState::Fetching;
         status.attempts += 1;
         if status.bot_id.is_none() {
@@ -633,23 +623,14 @@ pub(super) async fn ensure_recording(
     bot: Option<&str>,
 ) -> Result<(), StoreError> {
     let key = layout::recording_key(recording).join(layout::RECORDING_FILE);
-    let summary = layout::RecordingSummary {
-        recording: crate::frame::Resource {
-            id: recording.as_str().into(),
-            metadata: serde_json::json!({}),
-        },
-        bot: bot.map(|bot| crate::frame::Resource {
-            id: bot.into(),
-            metadata: serde_json::json!({}),
-        }),
-        realtime_endpoint: None,
-        video_separate: None,
-        participant_events: None,
-        audio_separate: None,
-        first_frame: None,
-        last_frame: None,
-        title: None,
-    };
+    let mut summary = layout::RecordingSummary::of(crate::frame::Resource {
+        id: recording.as_str().into(),
+        metadata: serde_json::json!({}),
+    });
+    summary.bot = bot.map(|bot| crate::frame::Resource {
+        id: bot.into(),
+        metadata: serde_json::json!({}),
+    });
     let body = serde_json::to_vec_pretty(&summary).expect("plain JSON");
     // Create-only: the recorder's summary, when there is one, stays.
     store.swap(&key, Bytes::from(body), None).await?;
