@@ -15,16 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum_tws::{CloseCode, Limits, Message, WebSocket, WebSocketError, WebSocketUpgrade};
 use futures_util::{FutureExt as _, Sink, SinkExt as _, Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite;
 use tracing::Instrument as _;
 
 use crate::audio::{AudioChunk, AudioTrackKey};
@@ -38,12 +37,6 @@ use crate::state::AppState;
 /// How long a closing connection waits for the bot to acknowledge our close frame, reading
 /// (and saving) whatever the bot sent before it saw it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// The socket's read buffer, which every connection keeps while idle (tungstenite zero-fills
-/// it before each read). The default, 128 KiB, made 2,000 quiet bots hold 285 MB; at 32 KiB
-/// they hold under 100 MB. A message is still read into one buffer of its full size: only
-/// the reads are smaller (13 rather than 3 per 450 KB frame, no measurable CPU difference).
-const READ_BUFFER_BYTES: usize = 32 * 1024;
 
 /// Messages up to this size are decoded on the connection's task, larger ones in the
 /// blocking pool. JSON costs about 10 instructions a byte, so 16 KiB holds an async worker
@@ -62,7 +55,7 @@ pub async fn accept_ws(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<WsParams>,
     headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketError>,
 ) -> Response {
     if !params
         .token
@@ -99,10 +92,10 @@ pub async fn accept_ws(
     };
     let limit = state.config.max_message_bytes;
     let connections = state.connections.clone();
+    // tokio-websockets reads each message into one buffer of its full size, straight from
+    // the socket (no zero-filling), and a quiet connection keeps only its 8 KiB start.
     upgrade
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(READ_BUFFER_BYTES)
+        .limits(Limits::default().max_payload_len(Some(limit)))
         .on_failed_upgrade(|error| tracing::warn!(%error, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
             let id = state.next_connection_id();
@@ -121,7 +114,18 @@ enum End {
     ShutdownHandshakeDone,
     ShutdownHandshakeTimedOut,
     PipelineClosed,
-    Error(axum::Error),
+    Error(WebSocketError),
+}
+
+impl End {
+    /// Whether the bot has sent its close frame (or broke the protocol, which ends the
+    /// connection at once): closing the socket then waits on nothing more from it.
+    fn handshake_over(&self) -> bool {
+        matches!(
+            self,
+            End::PeerClosed | End::ShutdownHandshakeDone | End::TooLarge
+        )
+    }
 }
 
 impl std::fmt::Display for End {
@@ -150,8 +154,8 @@ async fn serve_socket(socket: WebSocket, state: AppState, _slot: OwnedSemaphoreP
 /// halves, as axum's `testing-websockets` example is, so that tests drive it without one.
 async fn serve_connection<W, R>(sender: W, receiver: R, state: AppState) -> End
 where
-    W: Sink<Message, Error = axum::Error> + Unpin,
-    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    W: Sink<Message, Error = WebSocketError> + Unpin,
+    R: Stream<Item = Result<Message, WebSocketError>> + Unpin,
 {
     state.metrics.connections_open.inc();
     state.metrics.connections_total.inc();
@@ -164,8 +168,17 @@ where
         audio_tracks: HashMap::new(),
     };
     let end = connection.read(receiver).await;
-    // Completes the closing handshake where one was started, and lets the bot know.
-    let _ = tokio::time::timeout(CLOSE_GRACE, connection.sender.close()).await;
+    // Sends what is queued (our close frame, or the answer to the bot's), then closes the
+    // socket. tokio-websockets' close waits for the bot's close frame, so it is used only
+    // where that has come: a bot that went quiet or never answered is not waited on again.
+    let finish = async {
+        if end.handshake_over() {
+            connection.sender.close().await
+        } else {
+            connection.sender.flush().await
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, finish).await;
     state.metrics.connections_open.dec();
     tracing::info!(end = %end, "connection closed");
     // The summary is logged when the last of this connection's frames is saved.
@@ -185,11 +198,11 @@ struct Connection<W> {
 
 impl<W> Connection<W>
 where
-    W: Sink<Message, Error = axum::Error> + Unpin,
+    W: Sink<Message, Error = WebSocketError> + Unpin,
 {
     async fn read<R>(&mut self, mut receiver: R) -> End
     where
-        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+        R: Stream<Item = Result<Message, WebSocketError>> + Unpin,
     {
         let period = self.state.config.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
@@ -206,8 +219,8 @@ where
                 () = shutdown.cancelled(), if !closing => {
                     // Ask the bot to go; keep reading what it sent before it saw that.
                     closing_until = Some(Instant::now() + CLOSE_GRACE);
-                    let frame = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
-                    if let Err(error) = self.sender.send(Message::Close(Some(frame))).await {
+                    let close = Message::close(Some(CloseCode::GOING_AWAY), "server shutting down");
+                    if let Err(error) = self.sender.send(close).await {
                         return End::Error(error);
                     }
                 }
@@ -217,27 +230,28 @@ where
                     return End::Idle;
                 }
                 _ = ping.tick(), if !closing => {
-                    if let Err(error) = self.sender.send(Message::Ping(Default::default())).await {
+                    if let Err(error) = self.sender.send(Message::ping(Vec::new())).await {
                         return End::Error(error);
                     }
                 }
                 message = receiver.next() => match message.inspect(|_| heard_at = Instant::now()) {
                     None => return if closing { End::ShutdownHandshakeDone } else { End::PeerGone },
-                    Some(Ok(Message::Text(text))) => {
-                        if self.receive_text(text).await.is_err() {
+                    Some(Ok(message)) if message.is_text() => {
+                        if self.receive_text(message).await.is_err() {
                             return End::PipelineClosed;
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => {
+                    Some(Ok(message)) if message.is_binary() => {
                         self.state.metrics.events_ignored.inc();
                         self.tally.ignored.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(Ok(Message::Close(_))) => {
+                    Some(Ok(message)) if message.is_close() => {
                         return if closing { End::ShutdownHandshakeDone } else { End::PeerClosed };
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    // Pings are answered by tokio-websockets; a pong only restarts the idle clock.
+                    Some(Ok(_)) => {}
                     Some(Err(error)) if is_too_large(&error) => {
-                        self.refuse_too_large(&error).await;
+                        self.refuse_too_large(&error);
                         return End::TooLarge;
                     }
                     Some(Err(error)) => return End::Error(error),
@@ -246,18 +260,20 @@ where
         }
     }
 
+    /// Decodes a text message (checked as UTF-8 by tokio-websockets as it arrived) and
+    /// hands what it holds on.
     async fn receive_text(
         &mut self,
-        text: Utf8Bytes,
+        text: Message,
     ) -> Result<(), crate::pipeline::PipelineClosed> {
         let (received_at, received) = (jiff::Timestamp::now(), std::time::Instant::now());
         // A small message (an audio chunk, a participant event) decodes in a few
         // microseconds, less than a trip to the blocking pool and back costs; a frame's
         // hundreds of kilobytes go there, off the async workers.
-        let decoded = if text.len() <= DECODE_IN_PLACE_BYTES {
-            Ok(event::decode(text.as_str(), received_at, received))
+        let decoded = if text.as_payload().len() <= DECODE_IN_PLACE_BYTES {
+            Ok(event::decode(as_str(&text), received_at, received))
         } else {
-            tokio::task::spawn_blocking(move || event::decode(text.as_str(), received_at, received))
+            tokio::task::spawn_blocking(move || event::decode(as_str(&text), received_at, received))
                 .await
         };
         match decoded {
@@ -402,12 +418,10 @@ where
             ?timeout,
             "closing a websocket that sent nothing and answered no ping for WS_IDLE_TIMEOUT"
         );
-        let frame = CloseFrame {
-            code: close_code::POLICY,
-            reason: format!("idle: nothing received, not even a pong, for {timeout:?}").into(),
-        };
+        let reason = format!("idle: nothing received, not even a pong, for {timeout:?}");
+        let close = Message::close(Some(CloseCode::POLICY_VIOLATION), &reason);
         // The bot may be gone: do not wait on it here (serve_socket bounds the close).
-        let _ = self.sender.send(Message::Close(Some(frame))).now_or_never();
+        let _ = self.sender.send(close).now_or_never();
     }
 
     fn refuse(&mut self, refusal: &Refusal) {
@@ -416,18 +430,13 @@ where
         self.count_refusal(reason, &message);
         let reply = json!({"error": {"reason": reason.as_str(), "message": message}}).to_string();
         // Best effort: a client that does not read its socket must not stall this one.
-        let _ = self.sender.send(Message::Text(reply.into())).now_or_never();
+        let _ = self.sender.send(Message::text(reply)).now_or_never();
     }
 
-    async fn refuse_too_large(&mut self, error: &axum::Error) {
-        let limit = self.state.config.max_message_bytes;
+    /// Counts a message over the limit. tokio-websockets has already queued the close,
+    /// 1009 with "max length: <MAX_MESSAGE_BYTES>", and sends it as the connection closes.
+    fn refuse_too_large(&mut self, error: &WebSocketError) {
         self.count_refusal(RefusalReason::TooLarge, &error.to_string());
-        let reason = format!("message too big: the limit is {limit} bytes");
-        let frame = CloseFrame {
-            code: close_code::SIZE,
-            reason: reason.into(),
-        };
-        let _ = self.sender.send(Message::Close(Some(frame))).await;
     }
 
     fn count_refusal(&self, reason: RefusalReason, message: &str) {
@@ -445,15 +454,17 @@ where
     }
 }
 
-fn is_too_large(error: &axum::Error) -> bool {
-    use std::error::Error as _;
-    let inner = error.source();
+fn is_too_large(error: &WebSocketError) -> bool {
     matches!(
-        inner.and_then(|e| e.downcast_ref::<tungstenite::Error>()),
-        Some(tungstenite::Error::Capacity(
-            tungstenite::error::CapacityError::MessageTooLong { .. }
-        ))
+        error,
+        WebSocketError::Internal(axum_tws::Error::PayloadTooLong { .. })
     )
+}
+
+/// A text message's text. Only text messages are passed here, and tokio-websockets checked
+/// them as UTF-8 as they arrived.
+fn as_str(text: &Message) -> &str {
+    text.as_text().unwrap_or_default()
 }
 
 /// A place for `key` among a connection's streams (or audio tracks) under
@@ -506,7 +517,7 @@ mod tests {
     /// The bot's side of a connection served without a socket.
     struct Bot {
         /// What the bot sends; dropping it is the connection dropping.
-        send: mpsc::Sender<Result<Message, axum::Error>>,
+        send: mpsc::Sender<Result<Message, WebSocketError>>,
         /// What the server sent, each with when.
         received: Arc<Mutex<Vec<(Instant, Message)>>>,
         /// The connection's end, and when it came.
@@ -594,7 +605,7 @@ mod tests {
                 received.clone(),
                 |received, message: Message| async move {
                     received.lock().push((Instant::now(), message));
-                    Ok::<_, axum::Error>(received)
+                    Ok::<_, WebSocketError>(received)
                 },
             ));
             let (send, from_bot) = mpsc::channel(16);
@@ -637,10 +648,10 @@ mod tests {
             received
                 .iter()
                 .map(|(at, message)| {
-                    let shown = match message {
-                        Message::Ping(_) => "ping".to_owned(),
-                        Message::Close(Some(frame)) => format!("close {}", frame.code),
-                        other => format!("{other:?}"),
+                    let shown = match message.as_close() {
+                        _ if message.is_ping() => "ping".to_owned(),
+                        Some((code, _)) => format!("close {}", u16::from(code)),
+                        None => format!("{:?}", message.as_text()),
                     };
                     (*at - self.start, shown)
                 })
@@ -677,7 +688,7 @@ mod tests {
                 "recording": {"id": "rec", "metadata": {}}
             }
         });
-        Message::Text(event.to_string().into())
+        Message::text(event.to_string())
     }
 
     #[tokio::test(start_paused = true)]
@@ -689,7 +700,7 @@ mod tests {
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!(at, secs(110));
         let mut expected = pings(20, 100, 20);
-        expected.push((secs(110), format!("close {}", close_code::POLICY)));
+        expected.push((secs(110), format!("close {}", u16::from(CloseCode::POLICY_VIOLATION))));
         assert_eq!(bot.received(), expected);
         assert_eq!(state.metrics.ws_closed_idle.get(), 1);
     }
@@ -700,12 +711,12 @@ mod tests {
         let (mut bot, _state) = Bot::connect(&RecordingSink::default(), &flags).await;
 
         bot.sleep_until(100).await;
-        bot.send(Message::Pong(Default::default())).await;
+        bot.send(Message::pong(Vec::new())).await;
         let (end, at) = bot.end().await;
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!(at, secs(210), "idle for 110 s after the pong");
         let mut expected = pings(20, 200, 20);
-        expected.push((secs(210), format!("close {}", close_code::POLICY)));
+        expected.push((secs(210), format!("close {}", u16::from(CloseCode::POLICY_VIOLATION))));
         assert_eq!(bot.received(), expected);
     }
 
@@ -723,7 +734,7 @@ mod tests {
             bot.received(),
             [
                 (secs(20), "ping".to_owned()),
-                (secs(30), format!("close {}", close_code::AWAY)),
+                (secs(30), format!("close {}", u16::from(CloseCode::GOING_AWAY))),
             ]
         );
     }
@@ -738,7 +749,7 @@ mod tests {
         bot.sleep_until(32).await;
         bot.send(frame_message(12.5)).await;
         bot.sleep_until(34).await;
-        bot.send(Message::Close(None)).await;
+        bot.send(Message::close(None, "")).await;
         let (end, at) = bot.end().await;
         assert!(matches!(end, End::ShutdownHandshakeDone), "{end:?}");
         assert_eq!(at, secs(34), "the bot's close ends the wait");
