@@ -475,6 +475,70 @@ async fn an_oversized_message_closes_only_its_connection_with_1009() {
     );
 }
 
+/// A text message sent as three frames, as RFC 6455 allows, with a ping between them.
+#[tokio::test]
+async fn a_message_in_fragments_with_a_ping_between_them_is_saved_and_the_ping_answered() {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start().await;
+    let mut bot = server.connect().await;
+    let event = TestFrame::new(1.0).event().into_bytes();
+    let third = event.len() / 3;
+    let parts = [
+        Frame::message(event[..third].to_vec(), OpCode::Data(Data::Text), false),
+        Frame::ping(b"between".to_vec()),
+        Frame::message(
+            event[third..2 * third].to_vec(),
+            OpCode::Data(Data::Continue),
+            false,
+        ),
+        Frame::message(event[2 * third..].to_vec(), OpCode::Data(Data::Continue), true),
+    ];
+    for part in parts {
+        bot.ws.send(Message::Frame(part)).await.unwrap();
+    }
+    let pong = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match bot.ws.next().await {
+                Some(Ok(Message::Pong(payload))) => return payload,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a pong, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pong within the patience");
+    assert_eq!(&pong[..], b"between");
+    wait_for_file(&server.data_dir.join(ALICE_WEBCAM).join("000001000.png")).await;
+}
+
+#[tokio::test]
+async fn a_text_message_that_is_not_utf8_closes_only_its_connection_with_1007() {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start().await;
+    let mut other = server.connect().await;
+    let mut bot = server.connect().await;
+    let mut event = TestFrame::new(1.0).event().into_bytes();
+    // A byte that is never UTF-8, inside the first JSON string.
+    let quote = event.iter().position(|&b| b == b'"').unwrap();
+    event.insert(quote + 1, 0xff);
+    let frame = Frame::message(event, OpCode::Data(Data::Text), true);
+    bot.ws.send(Message::Frame(frame)).await.unwrap();
+    let close = bot.next_close().await.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1007);
+
+    other.send_frame(&TestFrame::new(2.0)).await;
+    wait_for_file(&server.data_dir.join(ALICE_WEBCAM).join("000002000.png")).await;
+    assert!(
+        !server
+            .data_dir
+            .join(ALICE_WEBCAM)
+            .join("000001000.png")
+            .exists()
+    );
+}
+
 #[tokio::test]
 async fn open_sockets_are_pinged() {
     let server = TestServer::start_with(&["--ping-interval", "100ms"]).await;
