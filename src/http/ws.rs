@@ -39,10 +39,12 @@ use crate::state::AppState;
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Messages up to this size are decoded on the connection's task, larger ones in the
-/// blocking pool. JSON costs about 10 instructions a byte, so 16 KiB holds an async worker
-/// for some tens of microseconds at most; a real camera's frames (100 to 500 KB) still go to
-/// the pool.
-const DECODE_IN_PLACE_BYTES: usize = 16 * 1024;
+/// blocking pool. A frame's decode is a SIMD search and a SIMD base64 decode (the JSON
+/// parser reads only the kilobyte around the image), about 1.7 instructions a byte: a 450 KB
+/// frame holds an async worker for some tens of microseconds, less than the trip through the
+/// pool costs (two thread wake-ups, and spinning on the pool's lock under load). Larger
+/// screenshares still go there.
+const DECODE_IN_PLACE_BYTES: usize = 1024 * 1024;
 
 #[derive(Deserialize)]
 pub struct WsParams {
@@ -267,9 +269,8 @@ where
         text: Message,
     ) -> Result<(), crate::pipeline::PipelineClosed> {
         let (received_at, received) = (jiff::Timestamp::now(), std::time::Instant::now());
-        // A small message (an audio chunk, a participant event) decodes in a few
-        // microseconds, less than a trip to the blocking pool and back costs; a frame's
-        // hundreds of kilobytes go there, off the async workers.
+        // A message up to a 360p frame decodes in less than a trip to the blocking pool
+        // and back costs; only larger ones go there, off the async workers.
         let decoded = if text.as_payload().len() <= DECODE_IN_PLACE_BYTES {
             Ok(event::decode(as_str(&text), received_at, received))
         } else {
