@@ -38,6 +38,10 @@ use crate::state::AppState;
 /// (and saving) whatever the bot sent before it saw it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a connection closed for a message over the limit stays open, unread, before its
+/// socket is dropped.
+const TOO_LARGE_LINGER: Duration = Duration::from_secs(1);
+
 /// Messages up to this size are decoded on the connection's task, larger ones in the
 /// blocking pool. A frame's decode is a SIMD search and a SIMD base64 decode (the JSON
 /// parser reads only the kilobyte around the image), about 1.7 instructions a byte: a 450 KB
@@ -181,6 +185,12 @@ where
         }
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, finish).await;
+    if matches!(end, End::TooLarge) {
+        // The rest of the refused message is still coming, unread: closing the socket now
+        // would reset the connection, and a reset can discard our close frame (1009, with
+        // the limit) before the bot reads it. Its side was shut already; let it read.
+        tokio::time::sleep(TOO_LARGE_LINGER).await;
+    }
     state.metrics.connections_open.dec();
     tracing::info!(end = %end, "connection closed");
     // The summary is logged when the last of this connection's frames is saved.
@@ -264,10 +274,7 @@ where
 
     /// Decodes a text message (checked as UTF-8 by tokio-websockets as it arrived) and
     /// hands what it holds on.
-    async fn receive_text(
-        &mut self,
-        text: Message,
-    ) -> Result<(), crate::pipeline::PipelineClosed> {
+    async fn receive_text(&mut self, text: Message) -> Result<(), crate::pipeline::PipelineClosed> {
         let (received_at, received) = (jiff::Timestamp::now(), std::time::Instant::now());
         // A message up to a 360p frame decodes in less than a trip to the blocking pool
         // and back costs; only larger ones go there, off the async workers.
@@ -701,7 +708,10 @@ mod tests {
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!(at, secs(110));
         let mut expected = pings(20, 100, 20);
-        expected.push((secs(110), format!("close {}", u16::from(CloseCode::POLICY_VIOLATION))));
+        expected.push((
+            secs(110),
+            format!("close {}", u16::from(CloseCode::POLICY_VIOLATION)),
+        ));
         assert_eq!(bot.received(), expected);
         assert_eq!(state.metrics.ws_closed_idle.get(), 1);
     }
@@ -717,7 +727,10 @@ mod tests {
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!(at, secs(210), "idle for 110 s after the pong");
         let mut expected = pings(20, 200, 20);
-        expected.push((secs(210), format!("close {}", u16::from(CloseCode::POLICY_VIOLATION))));
+        expected.push((
+            secs(210),
+            format!("close {}", u16::from(CloseCode::POLICY_VIOLATION)),
+        ));
         assert_eq!(bot.received(), expected);
     }
 
@@ -735,7 +748,10 @@ mod tests {
             bot.received(),
             [
                 (secs(20), "ping".to_owned()),
-                (secs(30), format!("close {}", u16::from(CloseCode::GOING_AWAY))),
+                (
+                    secs(30),
+                    format!("close {}", u16::from(CloseCode::GOING_AWAY))
+                ),
             ]
         );
     }

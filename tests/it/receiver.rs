@@ -492,7 +492,11 @@ async fn a_message_in_fragments_with_a_ping_between_them_is_saved_and_the_ping_a
             OpCode::Data(Data::Continue),
             false,
         ),
-        Frame::message(event[2 * third..].to_vec(), OpCode::Data(Data::Continue), true),
+        Frame::message(
+            event[2 * third..].to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        ),
     ];
     for part in parts {
         bot.ws.send(Message::Frame(part)).await.unwrap();
