@@ -47,8 +47,8 @@ const QUIET: Duration = Duration::from_secs(600);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Where pieces are written in place (a folder), how long a chunk may wait in memory to be
 /// written with the chunks after it, and how often quiet tracks are looked for: what a
-/// `kill -9` can lose of each track. Ten 20 ms chunks of a voice go in one trip to the
-/// blocking pool rather than twenty.
+/// `kill -9` can lose of each track. Ten 20 ms chunks of a voice take two trips to the
+/// blocking pool (their samples, their lines) rather than twenty.
 pub(crate) const WRITE_BEHIND: Duration = Duration::from_millis(200);
 /// Samples a track holds unwritten at most (1 s of audio), however fast they come: the next
 /// chunk waits until they are written.
