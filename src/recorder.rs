@@ -963,5 +963,9 @@ impl Described {
 }
 
 mod audio;
+
+/// How long an audio chunk may wait in memory before it is written, in a folder: what a
+/// `kill -9` can lose of each track.
+pub use self::audio::WRITE_BEHIND as AUDIO_WRITE_BEHIND;
 #[cfg(test)]
 mod tests;

@@ -131,9 +131,12 @@ mod tests {
         (0..320i16).flat_map(|s| (s * 37).to_le_bytes()).collect()
     }
 
+    /// A message of one kind around a given buffer.
+    type Make = fn(&str) -> serde_json::Value;
+
     /// The two kinds of message the lifted path reads: the event type, the bytes of a
-    /// buffer long enough to be lifted, and the event's `data` around a given buffer.
-    fn kinds() -> [(&'static str, Vec<u8>, fn(&str) -> serde_json::Value); 2] {
+    /// buffer long enough to be lifted, and the message around a given buffer.
+    fn kinds() -> [(&'static str, Vec<u8>, Make); 2] {
         [
             (FRAME_EVENT, big_png(), event),
             (SEPARATE_AUDIO_EVENT, pcm(), audio_event),

@@ -49,7 +49,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// written with the chunks after it, and how often quiet tracks are looked for: what a
 /// `kill -9` can lose of each track. Ten 20 ms chunks of a voice take two trips to the
 /// blocking pool (their samples, their lines) rather than twenty.
-pub(crate) const WRITE_BEHIND: Duration = Duration::from_millis(200);
+pub const WRITE_BEHIND: Duration = Duration::from_millis(200);
 /// Samples a track holds unwritten at most (1 s of audio), however fast they come: the next
 /// chunk waits until they are written.
 const MAX_UNWRITTEN_BYTES: usize = 32 * 1024;
