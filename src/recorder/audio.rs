@@ -78,7 +78,13 @@ impl AudioTracks {
     ) -> Result<AudioOutcome, SinkError> {
         let key = chunk.track();
         loop {
-            let slot = self.open.lock().entry(key.clone()).or_default().clone();
+            let slot = {
+                let mut open = self.open.lock();
+                match open.get(&key) {
+                    Some(slot) => slot.clone(),
+                    None => open.entry(key.clone()).or_default().clone(),
+                }
+            };
             let mut slot = slot.lock().await;
             if slot.closed {
                 continue;
@@ -108,9 +114,18 @@ impl AudioTracks {
                 continue;
             };
             let flushed = track.flush().await;
-            if let Err(error) = &flushed {
-                tracing::warn!(%error, track = %key, "could not write an audio track's pieces or manifest; trying again later");
+            // Tried again every sweep (five times a second in a folder): said once when it
+            // starts failing, and once when it works again.
+            match (&flushed, track.failing) {
+                (Err(error), false) => {
+                    tracing::warn!(%error, track = %key, "could not write an audio track's pieces or manifest; trying again until it works");
+                }
+                (Ok(()), true) => {
+                    tracing::info!(track = %key, "an audio track's pieces and manifest are written again");
+                }
+                _ => {}
             }
+            track.failing = flushed.is_err();
             let quiet_now = slot.used_at.is_none_or(|at| at.elapsed() >= quiet);
             if flushed.is_ok() && quiet_now {
                 slot.closed = true;
@@ -164,6 +179,8 @@ struct AudioTrack {
     unwritten_bytes: usize,
     /// Whether anything placed (samples, pieces or lines) waits to be written.
     pending: bool,
+    /// Whether the last flush from [`AudioTracks::sweep`] failed.
+    failing: bool,
     manifest: Box<dyn LogWriter>,
 }
 
@@ -206,6 +223,7 @@ impl AudioTrack {
             unwritten: Vec::new(),
             unwritten_bytes: 0,
             pending: false,
+            failing: false,
             manifest,
         })
     }
