@@ -211,7 +211,7 @@ async fn messages(kind: Kind) -> anyhow::Result<Vec<String>> {
                         "data": {
                             "data": {
                                 "buffer": base64::engine::general_purpose::STANDARD.encode(&png),
-                                "timestamp": timestamp(tick),
+                                "timestamp": timestamp(tick, 500),
                                 "type": "webcam",
                                 "participant": participant(connection),
                             },
@@ -228,14 +228,15 @@ async fn messages(kind: Kind) -> anyhow::Result<Vec<String>> {
         Kind::Audio => Ok((0..many)
             .map(|i| {
                 let (connection, tick) = (i % 2, (i / 2) as u64);
-                // 20 ms of 16 kHz mono 16-bit PCM.
+                // 20 ms of 16 kHz mono 16-bit PCM, each chunk right after the one before, as
+                // Recall sends a voice.
                 let pcm: Vec<u8> = (0..640).map(|b| (b * 7 + i) as u8).collect();
                 let event = json!({
                     "event": "audio_separate_raw.data",
                     "data": {
                         "data": {
                             "buffer": base64::engine::general_purpose::STANDARD.encode(&pcm),
-                            "timestamp": timestamp(tick),
+                            "timestamp": timestamp(tick, 20),
                             "participant": participant(connection),
                         },
                         "realtime_endpoint": {"id": "re-1", "metadata": {}},
@@ -250,10 +251,11 @@ async fn messages(kind: Kind) -> anyhow::Result<Vec<String>> {
     }
 }
 
-fn timestamp(tick: u64) -> serde_json::Value {
-    let relative = tick as f64 * 0.5;
+/// The time of the `tick`th message of a connection, one every `every_ms`.
+fn timestamp(tick: u64, every_ms: u64) -> serde_json::Value {
+    let relative = (tick * every_ms) as f64 / 1000.0;
     let absolute = jiff::Timestamp::from_second(1_795_000_000).unwrap()
-        + jiff::SignedDuration::from_millis(tick as i64 * 500);
+        + jiff::SignedDuration::from_millis((tick * every_ms) as i64);
     json!({"relative": relative, "absolute": absolute.to_string()})
 }
 

@@ -428,7 +428,7 @@ async fn audio_phase(options: &Options, binary: &Path, table: &mut Table) -> any
     table.row(
         "",
         &format!(
-            "audio: receipt to saved, p50 / p99 (histogram, after the first {} s)",
+            "audio: receipt to placed on its track, p50 / p99 (histogram, after the first {} s)",
             warm_up.as_secs()
         ),
         format!(
@@ -739,6 +739,9 @@ async fn phase(
     let audio = match report.audio_chunks {
         0 => None,
         _ => {
+            // A chunk is counted saved once placed on its track, and written within the
+            // write-behind (a frame's check above usually takes longer).
+            tokio::time::sleep(recall_frames::recorder::AUDIO_WRITE_BEHIND * 2).await;
             let data_dir = server.data_dir().to_owned();
             let report = report.clone();
             let checked =

@@ -1,9 +1,9 @@
 //! Recall's realtime events as they arrive on the wire, decoded at the edge into typed,
 //! validated values. Nothing past this module sees JSON, base64 or an unchecked id.
 //!
-//! [`decode`] is the entry: the fastest path (`lifted`) for a frame as Recall sends it, the
-//! fast path (`one_pass`) where the message allows it, else the reference decoding of the
-//! `wire` types; then the `buffer`'s base64 and the `png` checks.
+//! [`decode`] is the entry: the fastest path (`lifted`) for a frame or an audio chunk as
+//! Recall sends it, the fast path (`one_pass`) where the message allows it, else the
+//! reference decoding of the `wire` types; then the `buffer`'s base64 and the `png` checks.
 //! Every way a message can fail is a [`Refusal`].
 
 mod audio;
@@ -19,8 +19,8 @@ use std::time::Instant;
 use jiff::Timestamp;
 use serde_json::value::RawValue;
 
-use self::audio::decode_audio;
-pub use self::audio::{SEPARATE_AUDIO_EVENT, is_audio_event};
+pub use self::audio::SEPARATE_AUDIO_EVENT;
+use self::audio::{AudioEvent, WireAudioEvent, decode_audio};
 use self::one_pass::OnePass;
 pub use self::png::{MAX_SIDE, png_dimensions};
 pub use self::refusal::{Refusal, RefusalReason};
@@ -57,11 +57,12 @@ pub enum Inbound {
 /// kilobytes for a frame): callers on the async runtime run a large message in
 /// `spawn_blocking`.
 pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<Inbound, Refusal> {
-    // A frame's base64 buffer is nearly all of it: the JSON parser is spared reading it.
-    if let Some(frame) = lifted::decode_lifted(text, received_at, received) {
-        return Ok(Inbound::Frame(Box::new(frame)));
+    // A frame's or a chunk's base64 buffer is most of it: the JSON parser is spared reading
+    // it.
+    if let Some(inbound) = lifted::decode_lifted(text, received_at, received) {
+        return Ok(inbound);
     }
-    // Scanning the base64 string is most of the JSON work, so a frame whose `event` comes
+    // Scanning the base64 string is most of the JSON work, so an event whose `event` comes
     // before its `data` (as Recall sends them) is read in one pass rather than two. Anything
     // else, and every error, goes through the two passes, which have the last word on what
     // is refused and why.
@@ -73,11 +74,10 @@ pub fn decode(text: &str, received_at: Timestamp, received: Instant) -> Result<I
             decode_participant_event(kind, *event, received_at)
                 .map(|event| Inbound::ParticipantEvent(Box::new(event)))
         }
+        Ok(OnePass::Audio(kind, event)) => decode_audio(kind, *event, received_at, received)
+            .map(|chunk| Inbound::Audio(Box::new(chunk))),
         Ok(OnePass::Ignored) => Ok(Inbound::Ignored),
-        // Audio messages are small: the reference decoding alone reads them.
-        Ok(OnePass::Audio | OnePass::DataFirst) | Err(_) => {
-            decode_in_two_passes(text, received_at, received)
-        }
+        Ok(OnePass::DataFirst) | Err(_) => decode_in_two_passes(text, received_at, received),
     }
 }
 
@@ -95,8 +95,9 @@ pub fn decode_in_two_passes(
         return decode_frame(event, received_at, received)
             .map(|frame| Inbound::Frame(Box::new(frame)));
     }
-    if is_audio_event(&envelope.event) {
-        return decode_audio(&envelope.event, data, received_at, received)
+    if let Some(kind) = AudioEvent::parse(&envelope.event) {
+        let event: WireAudioEvent = serde_json::from_str(data).map_err(Refusal::from_json)?;
+        return decode_audio(kind, event, received_at, received)
             .map(|chunk| Inbound::Audio(Box::new(chunk)));
     }
     // Participant event types this server does not know (Recall may add some) are ignored
@@ -184,6 +185,25 @@ mod tests {
             panic!("not a frame");
         };
         assert_eq!(frame.png.as_ref(), bytes.as_slice());
+    }
+
+    /// An audio chunk as Recall sends one, around `buffer`.
+    pub(super) fn audio_event(buffer: &str) -> serde_json::Value {
+        json!({
+            "event": SEPARATE_AUDIO_EVENT,
+            "data": {
+                "data": {
+                    "buffer": buffer,
+                    "timestamp": {"relative": 12.5, "absolute": "2026-11-21T10:00:12.500Z"},
+                    "participant": {"id": 100, "name": "Alice", "is_host": true,
+                                    "platform": "desktop", "extra_data": {"k": 1}}
+                },
+                "realtime_endpoint": {"id": "re", "metadata": {}},
+                "audio_separate": {"id": "as", "metadata": {}},
+                "recording": {"id": "rec_1", "metadata": {"team": "a"}},
+                "bot": null
+            }
+        })
     }
 
     pub(super) fn participant_event(kind: &str) -> serde_json::Value {

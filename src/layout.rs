@@ -261,12 +261,13 @@ impl RecordingSummary {
         summary: &'a mut Option<RecordingSummary>,
         info: &crate::frame::RecordingInfo,
     ) -> (&'a mut RecordingSummary, bool) {
-        let recording = crate::frame::Resource {
+        // Built only when it is new or changed: every frame, event and audio chunk comes here.
+        let recording = || crate::frame::Resource {
             id: info.id.as_str().into(),
             metadata: info.metadata.clone(),
         };
         let mut changed = summary.is_none();
-        let summary = summary.get_or_insert_with(|| RecordingSummary::of(recording.clone()));
+        let summary = summary.get_or_insert_with(|| RecordingSummary::of(recording()));
         let mut set = |field: &mut Option<crate::frame::Resource>,
                        value: &Option<crate::frame::Resource>| {
             if value.is_some() && field != value {
@@ -279,8 +280,10 @@ impl RecordingSummary {
         set(&mut summary.video_separate, &info.video_separate);
         set(&mut summary.participant_events, &info.participant_events);
         set(&mut summary.audio_separate, &info.audio_separate);
-        if summary.recording != recording {
-            summary.recording = recording;
+        if summary.recording.id.as_str() != Some(info.id.as_str())
+            || summary.recording.metadata != info.metadata
+        {
+            summary.recording = recording();
             changed = true;
         }
         if changed {

@@ -315,7 +315,7 @@ impl Default for Metrics {
         );
         r.register(
             "audio_save_seconds",
-            "Time from a message's receipt to its audio chunk being saved",
+            "Time from a message's receipt to its audio chunk being placed on its track, to be written within 0.2 s (a folder) or the bucket's manifest interval",
             metrics.audio_save_seconds.clone(),
         );
         metrics.storage.register(r);

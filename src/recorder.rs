@@ -560,7 +560,9 @@ struct Survey {
 /// `value` as one JSON line, newline included. The layout's records are plain structs with
 /// string keys: encoding them cannot fail.
 fn json_line(value: &impl Serialize) -> Vec<u8> {
-    let mut line = serde_json::to_vec(value).expect("a layout record encodes as JSON");
+    // Room for a frame's or an audio chunk's line (about 200 bytes) without growing.
+    let mut line = Vec::with_capacity(256);
+    serde_json::to_writer(&mut line, value).expect("a layout record encodes as JSON");
     line.push(b'\n');
     line
 }
@@ -963,5 +965,9 @@ impl Described {
 }
 
 mod audio;
+
+/// How long an audio chunk may wait in memory before it is written, in a folder: what a
+/// `kill -9` can lose of each track.
+pub use self::audio::WRITE_BEHIND as AUDIO_WRITE_BEHIND;
 #[cfg(test)]
 mod tests;

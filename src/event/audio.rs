@@ -1,6 +1,7 @@
 //! `audio_separate_raw.data` and `audio_mixed_raw.data`: small messages (a few hundred
-//! samples each), so they take the reference serde path alone, and are checked into an
-//! [`AudioChunk`] with the same refusals as frames where the fault is the same.
+//! samples each, tens a second per participant), read like frames (lifted, in one pass, or
+//! in the reference's two) and checked into an [`AudioChunk`] with the same refusals as
+//! frames where the fault is the same.
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -20,9 +21,21 @@ pub const SEPARATE_AUDIO_EVENT: &str = "audio_separate_raw.data";
 /// The event type that carries the whole call's audio, mixed.
 pub const MIXED_AUDIO_EVENT: &str = "audio_mixed_raw.data";
 
-/// Whether `event` names one of the audio events.
-pub fn is_audio_event(event: &str) -> bool {
-    event == SEPARATE_AUDIO_EVENT || event == MIXED_AUDIO_EVENT
+/// Which of the two audio events a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AudioEvent {
+    Separate,
+    Mixed,
+}
+
+impl AudioEvent {
+    pub(super) fn parse(event: &str) -> Option<Self> {
+        match event {
+            SEPARATE_AUDIO_EVENT => Some(AudioEvent::Separate),
+            MIXED_AUDIO_EVENT => Some(AudioEvent::Mixed),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -41,6 +54,13 @@ pub(super) struct WireAudioEvent<'a> {
     audio_mixed: Option<Resource>,
 }
 
+impl<'a> WireAudioEvent<'a> {
+    /// The base64 PCM, for the lifted path to put back.
+    pub(super) fn buffer_mut(&mut self) -> &mut Cow<'a, str> {
+        &mut self.data.buffer
+    }
+}
+
 #[derive(Deserialize)]
 struct WireAudio<'a> {
     #[serde(borrow)]
@@ -52,14 +72,13 @@ struct WireAudio<'a> {
     participant: Option<WireParticipant>,
 }
 
-/// Checks an audio event of type `event` (one of the two audio events).
+/// Checks an audio event of type `event`, read from the wire.
 pub(super) fn decode_audio(
-    event: &str,
-    text: &str,
+    event: AudioEvent,
+    wire: WireAudioEvent<'_>,
     received_at: Timestamp,
     received: Instant,
 ) -> Result<AudioChunk, Refusal> {
-    let wire: WireAudioEvent = serde_json::from_str(text).map_err(Refusal::from_json)?;
     let WireAudioEvent {
         data,
         recording,
@@ -69,11 +88,12 @@ pub(super) fn decode_audio(
         audio_mixed,
     } = wire;
     let recording_id = recording_id(&recording)?;
-    let source = if event == SEPARATE_AUDIO_EVENT {
-        let participant = data.participant.ok_or(Refusal::NoAudioParticipant)?;
-        AudioSource::Participant(participant.decode()?)
-    } else {
-        AudioSource::Mixed
+    let source = match event {
+        AudioEvent::Separate => {
+            let participant = data.participant.ok_or(Refusal::NoAudioParticipant)?;
+            AudioSource::Participant(participant.decode()?)
+        }
+        AudioEvent::Mixed => AudioSource::Mixed,
     };
     let (time, _) = data.timestamp.decode()?;
     let start_sample =

@@ -1,4 +1,4 @@
-//! The fast path: a frame whose `event` comes before its `data`, as Recall sends them, is
+//! The fast path: an event whose `event` comes before its `data`, as Recall sends them, is
 //! read in one pass over the message rather than two.
 
 use std::borrow::Cow;
@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::FRAME_EVENT;
+use super::audio::{AudioEvent, WireAudioEvent};
 use super::wire::{WireFrameEvent, WireParticipantEvent};
 use crate::frame::ParticipantEventKind;
 
@@ -13,9 +14,8 @@ use crate::frame::ParticipantEventKind;
 pub(super) enum OnePass<'a> {
     Frame(Box<WireFrameEvent<'a>>),
     ParticipantEvent(ParticipantEventKind, Box<WireParticipantEvent<'a>>),
+    Audio(AudioEvent, Box<WireAudioEvent<'a>>),
     Ignored,
-    /// An audio event: small, so its own parser reads it again (`event/audio.rs`).
-    Audio,
     /// `data` came before `event` (its type was not known when it was read), or is missing
     /// where it is required: the two passes decide.
     DataFirst,
@@ -49,6 +49,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for OnePass<'a> {
                 let mut event: Option<Cow<'de, str>> = None;
                 let mut frame = None;
                 let mut participant_event = None;
+                let mut audio = None;
                 let mut data_seen = false;
                 let mut data_first = false;
                 while let Some(key) = map.next_key::<Key>()? {
@@ -62,14 +63,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for OnePass<'a> {
                             data_seen = true;
                             let kind = event
                                 .as_deref()
-                                .map(|e| (e, ParticipantEventKind::parse(e)));
+                                .map(|e| (e, ParticipantEventKind::parse(e), AudioEvent::parse(e)));
                             match kind {
-                                Some((FRAME_EVENT, _)) => {
+                                Some((FRAME_EVENT, _, _)) => {
                                     frame = Some(map.next_value::<WireFrameEvent<'de>>()?)
                                 }
-                                Some((_, Some(kind))) => {
+                                Some((_, Some(kind), _)) => {
                                     let wire = map.next_value::<WireParticipantEvent<'de>>()?;
                                     participant_event = Some((kind, wire));
+                                }
+                                Some((_, _, Some(kind))) => {
+                                    let wire = map.next_value::<WireAudioEvent<'de>>()?;
+                                    audio = Some((kind, wire));
                                 }
                                 Some(_) => {
                                     map.next_value::<IgnoredAny>()?;
@@ -85,20 +90,30 @@ impl<'de: 'a, 'a> Deserialize<'de> for OnePass<'a> {
                         }
                     }
                 }
-                match (event.as_deref(), frame, participant_event) {
-                    (None, _, _) => Err(M::Error::missing_field("event")),
-                    (Some(_), _, _) if data_first => Ok(OnePass::DataFirst),
-                    (Some(FRAME_EVENT), Some(frame), _) => Ok(OnePass::Frame(Box::new(frame))),
-                    (Some(FRAME_EVENT), None, _) => Err(M::Error::missing_field("data")),
-                    (Some(_), _, Some((kind, wire))) => {
-                        Ok(OnePass::ParticipantEvent(kind, Box::new(wire)))
-                    }
-                    (Some(name), _, _) if super::audio::is_audio_event(name) => Ok(OnePass::Audio),
-                    // A participant event without its data: the two passes refuse it.
-                    (Some(name), _, None) if ParticipantEventKind::parse(name).is_some() => {
+                let Some(name) = event.as_deref() else {
+                    return Err(M::Error::missing_field("event"));
+                };
+                if data_first {
+                    return Ok(OnePass::DataFirst);
+                }
+                if let Some(frame) = frame {
+                    return Ok(OnePass::Frame(Box::new(frame)));
+                }
+                if let Some((kind, wire)) = participant_event {
+                    return Ok(OnePass::ParticipantEvent(kind, Box::new(wire)));
+                }
+                if let Some((kind, wire)) = audio {
+                    return Ok(OnePass::Audio(kind, Box::new(wire)));
+                }
+                match name {
+                    FRAME_EVENT => Err(M::Error::missing_field("data")),
+                    // A participant or audio event without its data: the two passes refuse it.
+                    _ if ParticipantEventKind::parse(name).is_some()
+                        || AudioEvent::parse(name).is_some() =>
+                    {
                         Ok(OnePass::DataFirst)
                     }
-                    (Some(_), _, _) => Ok(OnePass::Ignored),
+                    _ => Ok(OnePass::Ignored),
                 }
             }
         }
@@ -117,7 +132,7 @@ mod tests {
 
     use super::*;
     use crate::event::buffer::BASE64;
-    use crate::event::tests::{event, participant_event, png};
+    use crate::event::tests::{audio_event, event, participant_event, png};
     use crate::event::{Inbound, Refusal, decode, decode_in_two_passes};
 
     #[test]
@@ -128,6 +143,10 @@ mod tests {
         let chat = participant_event("participant_events.chat_message");
         let chat_data = chat["data"].to_string();
         let chat_event = r#""event":"participant_events.chat_message""#;
+        let audio = audio_event(&BASE64.encode([1u8, 2, 3, 4]));
+        let audio_data = audio["data"].to_string();
+        let audio_event = r#""event":"audio_separate_raw.data""#;
+        let mixed_event = r#""event":"audio_mixed_raw.data""#;
         let mut messages = vec![
             // As Recall sends them: the event first. (Whether a `Value` prints its keys sorted
             // depends on serde_json's `preserve_order`, which a test dependency turns on; so
@@ -160,6 +179,16 @@ mod tests {
             format!(r#"{{{chat_event}}}"#),
             format!(r#"{{{chat_event},"data":null}}"#),
             format!(r#"{{{chat_event},"data":{{"data":{{}}}}}}"#),
+            // Audio, separate and mixed, both orders, and broken.
+            format!(r#"{{{audio_event},"data":{audio_data}}}"#),
+            format!(r#"{{"data":{audio_data},{audio_event}}}"#),
+            format!(r#"{{{mixed_event},"data":{audio_data}}}"#),
+            format!(r#"{{{audio_event},{audio_event},"data":{audio_data}}}"#),
+            format!(r#"{{{audio_event},"data":{audio_data},"data":{audio_data}}}"#),
+            format!(r#"{{{audio_event}}}"#),
+            format!(r#"{{{audio_event},"data":null}}"#),
+            format!(r#"{{{audio_event},"data":{{"data":{{}}}}}}"#),
+            format!(r#"{{{audio_event},"data":{audio_data}}} trailing"#),
         ];
         for pointer in [
             "/data/data/timestamp",
@@ -172,17 +201,22 @@ mod tests {
         }
         // Recall's messages take the one pass.
         let chat_first = format!(r#"{{{chat_event},"data":{chat_data}}}"#);
+        let audio_first = format!(r#"{{{audio_event},"data":{audio_data}}}"#);
         for message in [
             &messages[0],
             &messages[2],
             &messages[5],
             &messages[12],
             &chat_first,
+            &audio_first,
         ] {
             assert!(
                 matches!(
                     serde_json::from_str::<OnePass>(message),
-                    Ok(OnePass::Frame(_) | OnePass::ParticipantEvent(..) | OnePass::Ignored)
+                    Ok(OnePass::Frame(_)
+                        | OnePass::ParticipantEvent(..)
+                        | OnePass::Audio(..)
+                        | OnePass::Ignored)
                 ),
                 "{message:.200}"
             );

@@ -1,10 +1,13 @@
 //! Audio tracks, written once above the store for every backend: where each chunk's samples
 //! go is [`Timeline::place`]'s decision; here they are stored.
 //!
-//! - Where the store writes in place (a folder), each run of samples goes into its piece at
-//!   once, with the piece's WAV header updated in the same trip, so that every file plays at
-//!   any moment; its manifest lines follow. A header left stale by a crash between the two is
-//!   rewritten when the track opens again.
+//! - Where the store writes in place (a folder), a track's chunks are written behind: their
+//!   runs of samples and their manifest lines wait in memory, at most [`WRITE_BEHIND`] (and
+//!   [`MAX_UNWRITTEN_BYTES`]), and are then written together, each piece's WAV header updated
+//!   in the same trip as its samples, so that every file plays at any moment; the lines
+//!   follow. A chunk costs a few microseconds rather than two trips to the blocking pool.
+//!   A `kill -9` loses what was waiting; a header left stale by a crash between a piece's
+//!   samples and its header is rewritten when the track opens again.
 //! - Where objects are only replaced whole (a bucket), a piece is held in memory while it is
 //!   written, and each piece written to since is put whole, then the manifest's lines, every
 //!   `log_interval`, when the track goes quiet, and at shutdown. A piece is at most 10 s.
@@ -39,9 +42,17 @@ const LINES_PER_PART: usize = 1000;
 /// 50 lines a second of audio) and someone silent for a minute is common; an open track
 /// holds its timeline and, in a bucket, one piece (at most 320 KB).
 const QUIET: Duration = Duration::from_secs(600);
-/// How often quiet tracks are looked for, and, where pieces are held in memory, how often
-/// they are written at least.
+/// Where pieces are held in memory (a bucket), how often they are written at least, and quiet
+/// tracks looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Where pieces are written in place (a folder), how long a chunk may wait in memory to be
+/// written with the chunks after it, and how often quiet tracks are looked for: what a
+/// `kill -9` can lose of each track. Ten 20 ms chunks of a voice take two trips to the
+/// blocking pool (their samples, their lines) rather than twenty.
+pub const WRITE_BEHIND: Duration = Duration::from_millis(200);
+/// Samples a track holds unwritten at most (1 s of audio), however fast they come: the next
+/// chunk waits until they are written.
+const MAX_UNWRITTEN_BYTES: usize = 32 * 1024;
 
 /// The tracks being written, each behind its own lock: one chunk at a time per track, in
 /// the order they arrive.
@@ -67,7 +78,13 @@ impl AudioTracks {
     ) -> Result<AudioOutcome, SinkError> {
         let key = chunk.track();
         loop {
-            let slot = self.open.lock().entry(key.clone()).or_default().clone();
+            let slot = {
+                let mut open = self.open.lock();
+                match open.get(&key) {
+                    Some(slot) => slot.clone(),
+                    None => open.entry(key.clone()).or_default().clone(),
+                }
+            };
             let mut slot = slot.lock().await;
             if slot.closed {
                 continue;
@@ -97,9 +114,18 @@ impl AudioTracks {
                 continue;
             };
             let flushed = track.flush().await;
-            if let Err(error) = &flushed {
-                tracing::warn!(%error, track = %key, "could not write an audio track's pieces or manifest; trying again later");
+            // Tried again every sweep (five times a second in a folder): said once when it
+            // starts failing, and once when it works again.
+            match (&flushed, track.failing) {
+                (Err(error), false) => {
+                    tracing::warn!(%error, track = %key, "could not write an audio track's pieces or manifest; trying again until it works");
+                }
+                (Ok(()), true) => {
+                    tracing::info!(track = %key, "an audio track's pieces and manifest are written again");
+                }
+                _ => {}
             }
+            track.failing = flushed.is_err();
             let quiet_now = slot.used_at.is_none_or(|at| at.elapsed() >= quiet);
             if flushed.is_ok() && quiet_now {
                 slot.closed = true;
@@ -122,7 +148,7 @@ pub(super) async fn keep_tracks(inner: Arc<Inner>, stop: CancellationToken) {
     let every = inner
         .store
         .log_interval()
-        .map_or(SWEEP_EVERY, |interval| interval.min(SWEEP_EVERY));
+        .map_or(WRITE_BEHIND, |interval| interval.min(SWEEP_EVERY));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -147,6 +173,14 @@ struct AudioTrack {
     /// Where objects are replaced whole: pieces held in memory (their samples, no header),
     /// and those written to since they were last put.
     held: Option<Held>,
+    /// Where objects are written in place: runs of samples placed but not yet written, in
+    /// the order they were placed, as (piece, offset in the piece's file, samples).
+    unwritten: Vec<(u64, u64, Bytes)>,
+    unwritten_bytes: usize,
+    /// Whether anything placed (samples, pieces or lines) waits to be written.
+    pending: bool,
+    /// Whether the last flush from [`AudioTracks::sweep`] failed.
+    failing: bool,
     manifest: Box<dyn LogWriter>,
 }
 
@@ -186,21 +220,33 @@ impl AudioTrack {
             timeline: stored.timeline,
             pieces: stored.pieces,
             held: (!inner.store.writes_in_place()).then(Held::default),
+            unwritten: Vec::new(),
+            unwritten_bytes: 0,
+            pending: false,
+            failing: false,
             manifest,
         })
     }
 
-    fn piece_key(&self, piece: u64) -> Key {
-        piece_key(&self.folder, piece)
-    }
-
     async fn write(&mut self, chunk: &AudioChunk) -> Result<AudioOutcome, SinkError> {
+        // What earlier chunks left waiting is written first once there is enough of it (the
+        // rest goes every `WRITE_BEHIND`, from `keep_tracks`). Should that fail, this chunk is
+        // refused and can come again: what a track holds stays bounded.
+        let enough = match self.held {
+            None => self.unwritten_bytes >= MAX_UNWRITTEN_BYTES,
+            Some(_) => self.manifest.is_full(),
+        };
+        if enough {
+            self.flush().await?;
+        }
         let (start, samples) = (chunk.start_sample, chunk.samples());
-        // Decided first, noted only once stored: a chunk that fails can come again.
+        // Decided first, noted only once stored (or, in a folder, waiting to be written): a
+        // chunk that fails can come again.
         let placement = self.timeline.plan(start, samples);
         if placement.writes.is_empty() {
             return Ok(AudioOutcome::Duplicate);
         }
+        self.pending = true;
         for &(segment, run) in &placement.writes {
             for (piece, (from, to)) in pieces_of(segment, run) {
                 let pcm = chunk.pcm.slice(
@@ -233,15 +279,6 @@ impl AudioTrack {
             overlap: placement.overlap,
             recovered: false,
         }));
-        if self.held.is_none() {
-            // The samples are stored; a line that fails now stays pending for the next
-            // flush, and a crash before then has it rebuilt.
-            if let Err(error) = self.manifest.flush().await {
-                tracing::warn!(%error, folder = %self.folder, "could not add audio chunks to the manifest; trying again later");
-            }
-        } else if self.manifest.is_full() {
-            self.flush().await?;
-        }
         if self.recording.state.lock().note_recording(&chunk.recording) {
             self.inner.publish(&self.recording).await?;
         }
@@ -252,7 +289,8 @@ impl AudioTrack {
     }
 
     /// Stores `pcm` at sample `at` of the piece starting at `piece`, which then holds at
-    /// least `end` samples.
+    /// least `end` samples: in the piece held in memory, or with the runs to write at the
+    /// next [`AudioTrack::flush`].
     async fn store_run(
         &mut self,
         piece: u64,
@@ -263,15 +301,11 @@ impl AudioTrack {
         debug_assert!(end <= PIECE_SAMPLES);
         let held_samples = self.pieces.get(&piece).copied().unwrap_or(0);
         let samples = held_samples.max(end);
-        let key = self.piece_key(piece);
         match &mut self.held {
             None => {
-                let header = Bytes::copy_from_slice(&wav_header(samples));
-                let offset = WAV_HEADER_BYTES + at * BYTES_PER_SAMPLE;
-                self.inner
-                    .store
-                    .write_at(&key, vec![(offset, pcm), (0, header)])
-                    .await?;
+                self.unwritten_bytes += pcm.len();
+                self.unwritten
+                    .push((piece, WAV_HEADER_BYTES + at * BYTES_PER_SAMPLE, pcm));
             }
             Some(held) => {
                 let data = match held.pieces.entry(piece) {
@@ -283,7 +317,7 @@ impl AudioTrack {
                             _ => self
                                 .inner
                                 .store
-                                .get(&key)
+                                .get(&piece_key(&self.folder, piece))
                                 .await?
                                 .map(|found| {
                                     found
@@ -312,8 +346,26 @@ impl AudioTrack {
         Ok(())
     }
 
-    /// Writes the pieces held in memory that changed, then the pending manifest lines.
+    /// Writes what waits: the runs of samples placed (each piece's with its header) or the
+    /// pieces held in memory that changed, then the pending manifest lines. On an error
+    /// everything stays to be written again: the same bytes at the same places.
     async fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.pending {
+            return Ok(());
+        }
+        if !self.unwritten.is_empty() {
+            for (piece, writes) in runs_by_piece(&self.unwritten) {
+                let mut writes = writes;
+                let samples = self.pieces.get(&piece).copied().unwrap_or(0);
+                writes.push((0, Bytes::copy_from_slice(&wav_header(samples))));
+                self.inner
+                    .store
+                    .write_at(&piece_key(&self.folder, piece), writes)
+                    .await?;
+            }
+            self.unwritten.clear();
+            self.unwritten_bytes = 0;
+        }
         if let Some(held) = &mut self.held {
             let dirty: Vec<u64> = held.dirty.iter().copied().collect();
             for piece in dirty {
@@ -334,8 +386,36 @@ impl AudioTrack {
                 held.pieces.retain(|&piece, _| piece == newest);
             }
         }
-        self.manifest.flush().await
+        self.manifest.flush().await?;
+        self.pending = false;
+        Ok(())
     }
+}
+
+/// The runs of samples waiting to be written, gathered per piece (in the order pieces start)
+/// with runs that follow each other in a piece joined into one write: most of a voice's
+/// chunks are.
+fn runs_by_piece(runs: &[(u64, u64, Bytes)]) -> BTreeMap<u64, Vec<(u64, Bytes)>> {
+    let mut pieces: BTreeMap<u64, Vec<(u64, bytes::BytesMut)>> = BTreeMap::new();
+    for (piece, offset, pcm) in runs {
+        let writes = pieces.entry(*piece).or_default();
+        match writes.last_mut() {
+            Some((at, joined)) if *at + joined.len() as u64 == *offset => {
+                joined.extend_from_slice(pcm);
+            }
+            _ => writes.push((*offset, bytes::BytesMut::from(&pcm[..]))),
+        }
+    }
+    pieces
+        .into_iter()
+        .map(|(piece, writes)| {
+            let writes = writes
+                .into_iter()
+                .map(|(at, joined)| (at, joined.freeze()))
+                .collect();
+            (piece, writes)
+        })
+        .collect()
 }
 
 /// What an audio folder holds, made whole: headers a crash left stale rewritten (where

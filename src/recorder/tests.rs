@@ -406,14 +406,7 @@ async fn audio_lands_in_pieces_that_play_in_place_and_in_a_bucket() {
         ] {
             recorder.record_audio(&chunk(start, samples)).await.unwrap();
         }
-        if store.writes_in_place() {
-            assert_eq!(
-                wav_samples(store.bytes(&piece).unwrap()),
-                [1, 2, 0, 0, 5, 6]
-            );
-        } else {
-            assert!(store.bytes(&piece).is_none(), "held until the flush");
-        }
+        assert!(store.bytes(&piece).is_none(), "held until the flush");
         // A late chunk fills the silence, and only it.
         let late = recorder.record_audio(&chunk(16_001, &[9, 3, 4, 9])).await;
         assert_eq!(
@@ -446,6 +439,43 @@ async fn audio_lands_in_pieces_that_play_in_place_and_in_a_bucket() {
             "the duplicate is not listed"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_folder_chunks_wait_at_most_write_behind_or_a_second_of_audio() {
+    let store = MemoryStore::default();
+    assert!(store.writes_in_place());
+    let recorder = Recorder::new(Arc::new(store.clone()));
+    let piece = key("rec/100-alice/audio/000000000.wav");
+    let manifest = key("rec/100-alice/audio/audio.jsonl");
+    let lines = || {
+        store
+            .bytes(&manifest)
+            .map_or(0, |bytes| crate::store::complete_lines(&bytes).count())
+    };
+    recorder.record_audio(&chunk(0, &[1, 2])).await.unwrap();
+    assert!(store.bytes(&piece).is_none(), "waiting to be written");
+    tokio::time::sleep(audio::WRITE_BEHIND * 2).await;
+    assert_eq!(wav_samples(store.bytes(&piece).unwrap()), [1, 2]);
+    assert_eq!(lines(), 2, "its segment and its line follow its samples");
+
+    // Faster than real time: a second of audio (50 chunks of 20 ms) waits at most; the next
+    // chunk writes it, with no time passing.
+    let voice: Vec<i16> = (0..320).collect();
+    for i in 0..53 {
+        recorder
+            .record_audio(&chunk(2 + i * 320, &voice))
+            .await
+            .unwrap();
+    }
+    let written = wav_samples(store.bytes(&piece).unwrap()).len();
+    assert_eq!(written, 2 + 52 * 320, "one write of what waited");
+    assert_eq!(lines(), 2 + 52);
+    recorder.flush().await.unwrap();
+    assert_eq!(
+        wav_samples(store.bytes(&piece).unwrap()).len(),
+        2 + 53 * 320
+    );
 }
 
 #[tokio::test]

@@ -100,6 +100,14 @@ fn real_big_event(spacing: &str) -> String {
         .replace("\":", &format!("\"{spacing}:{spacing}"))
 }
 
+/// The realistic audio chunk with its `event` first, as Recall sends it, and `spacing` around
+/// every colon: what the decoder's lifted path reads.
+fn real_audio_message(spacing: &str) -> String {
+    let data = real_audio_event()["data"].to_string();
+    format!(r#"{{"event":"audio_separate_raw.data","data":{data}}}"#)
+        .replace("\":", &format!("\"{spacing}:{spacing}"))
+}
+
 /// A result as text, to compare two decodings of a message.
 fn show(result: &Result<Inbound, event::Refusal>) -> String {
     match result {
@@ -362,14 +370,20 @@ proptest! {
 
     #[test]
     fn the_decoder_survives_byte_mutations_of_real_big_events_at_the_buffers_ends(
+        audio in any::<bool>(),
         spacing in prop::sample::select(vec!["", " ", "\n\t"]),
         mutations in prop::collection::vec((0..3usize, -3..3isize, 0..3usize, edge_byte()), 1..4),
         anywhere in prop::collection::vec(mutation(), 0..2),
     ) {
         // Most mutations land where the buffer starts or ends, where the lifted path decides
-        // what the buffer is: bytes that end, escape or break a JSON string or base64.
-        let text = real_big_event(spacing);
-        let start = text.find("iVBOR").unwrap();
+        // what the buffer is: bytes that end, escape or break a JSON string or base64. The
+        // message is a frame or an audio chunk, the two that path reads.
+        let text = match audio {
+            false => real_big_event(spacing),
+            true => real_audio_message(spacing),
+        };
+        let buffer = format!("\"buffer\"{spacing}:{spacing}\"");
+        let start = text.find(&buffer).unwrap() + buffer.len();
         let end = start + text[start..].find('"').unwrap();
         let mut bytes = text.into_bytes();
         for (near, offset, how, byte) in &mutations {
@@ -485,10 +499,16 @@ fn the_real_event_itself_decodes() {
         matches!(decoded, Ok(Inbound::ParticipantEvent(_))),
         "{decoded:?}"
     );
-    let text = real_audio_event().to_string();
-    let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
-    assert!(
-        matches!(&decoded, Ok(Inbound::Audio(chunk)) if chunk.samples() == 320 && chunk.start_sample == 200_000),
-        "{decoded:?}"
-    );
+    for text in [
+        real_audio_event().to_string(),
+        real_audio_message(""),
+        real_audio_message(" "),
+        real_audio_message("\n\t"),
+    ] {
+        let decoded = event::decode(&text, jiff::Timestamp::now(), Instant::now());
+        assert!(
+            matches!(&decoded, Ok(Inbound::Audio(chunk)) if chunk.samples() == 320 && chunk.start_sample == 200_000),
+            "{decoded:?}"
+        );
+    }
 }

@@ -621,6 +621,11 @@ async fn with_audio_each_participant_is_heard_in_their_turn_on_the_timeline_and_
             told("speech_off", 100, 10.0),
         ]
     );
+    // Audio is written behind (up to 0.2 s): every chunk sent is listed first.
+    for audio in &report.audio {
+        let api = format!("/api/recordings/{recording}/{}/audio", audio.participant.0);
+        wait_for_chunks(&server, &api, audio.chunks.len() as u64).await;
+    }
     // 20 rounds at 2 fps: 10 s. Turns of 4 s: the first speaks 0-4 s and 8-10 s, the second
     // 4-8 s; nothing is sent while quiet.
     for (member, id) in [(0usize, 100u64), (1, 101)] {
@@ -702,6 +707,8 @@ async fn with_audio_all_every_participant_is_heard_all_the_time_and_reported() {
             "/api/recordings/sim_audio_all/{}/audio",
             audio.participant.0
         );
+        // Written behind (up to 0.2 s): every chunk sent is listed first.
+        wait_for_chunks(&server, &api, 250).await;
         let listing = server.get_json(&api).await;
         assert_eq!(
             listing["segments"].as_array().unwrap().len(),
