@@ -280,7 +280,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// [`Store::create_logged`] in two steps, for any store.
-async fn create_then_log(
+pub(crate) async fn create_then_log(
     store: &(impl Store + ?Sized),
     key: &Key,
     bytes: Bytes,

@@ -90,12 +90,19 @@ impl Store for GuardedStore {
         log: &mut dyn LogWriter,
         line: Vec<u8>,
     ) -> Result<Created, StoreError> {
+        if !self.inner.writes_in_place() {
+            // A bucket creates the object, then flushes `log`: a `GuardedLog`, which takes
+            // the gate itself. Holding the gate here too would take a fair lock's read side
+            // twice, and a deletion queued between the two would wait for the first while
+            // the second waits for it.
+            return crate::store::create_then_log(self, key, bytes, log, line).await;
+        }
         let _gate = self.hidden.gate.read().await;
         if self.hidden.covers(key) {
             return Ok(Created::New);
         }
         // `log` is a `GuardedLog`, which hands the store its own writer (`as_any_mut`), so
-        // that a folder still writes the frame and its line in one step.
+        // that a folder writes the frame and its line in one step, under the gate.
         self.inner.create_logged(key, bytes, log, line).await
     }
 

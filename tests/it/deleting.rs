@@ -320,8 +320,11 @@ async fn a_deletion_through_one_server_reaches_another_on_the_same_bucket() {
 
     let (status, _) = delete(&one.url(""), "/api/recordings/rec_9f1c2a?force=true").await;
     assert_eq!(status, 200);
+    // The other server learns of the tombstone at its next storage check; until then it may
+    // still list a stream whose objects are being deleted.
     eventually("the other server hides the recording", || async {
         other.get("/api/recordings/rec_9f1c2a").await.status() == 404
+            && status_of(&other.url(""), &format!("{ALICE_WEBCAM}/frames")).await == 404
     })
     .await;
     assert_gone_from_the_api(&other.url("")).await;
