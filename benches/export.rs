@@ -4,8 +4,9 @@
 //! DATA_DIR, records a one-hour webcam stream into it through the websocket as a bot would
 //! (7,200 frames at 640x360, 2 fps, camera-like PNGs of about 330 KB from the simulator's
 //! renderer, and the participant's voice the whole hour in 1 s chunks), then exports it
-//! through the API and reports the time the job took, checked with ffprobe (frames and
-//! their times). `--minutes` shortens the stream; `--threads` is EXPORT_THREADS.
+//! through the API and reports the time the job took and the CPU its ffmpegs used, checked
+//! with ffprobe (frames and their times). `--minutes` shortens the stream; `--threads` is
+//! EXPORT_THREADS.
 //!
 //! Then the gallery: `--people` participants (8) with their webcams on for the same hour
 //! (the last one leaves halfway) and the first sharing a screen for the middle third,
@@ -280,8 +281,10 @@ async fn stream(
 
     // Export.
     let started = Instant::now();
+    let cpu = children_cpu()?;
     let job = export(&client, &base, "rec_bench", json!({"participant": 100})).await?;
     let exported = started.elapsed();
+    let cpu = children_cpu()? - cpu;
     ensure!(job["status"] == "done", "the export ended {job}");
     let download = format!(
         "{base}{}",
@@ -322,7 +325,7 @@ async fn stream(
         recorded.as_secs_f64()
     );
     println!(
-        "| export (EXPORT_THREADS={}) took | **{:.1} s** ({:.0} frames/s) |",
+        "| export (EXPORT_THREADS={}) took | **{:.1} s** ({:.0} frames/s; ffmpeg used {cpu:.1} CPU-s) |",
         options.threads,
         exported.as_secs_f64(),
         frames as f64 / exported.as_secs_f64()
@@ -338,4 +341,22 @@ async fn stream(
         times.len()
     );
     Ok(())
+}
+
+/// CPU seconds (user and system) of this process's children that have ended: the ffmpegs
+/// the server ran, whatever else the shared machine was doing meanwhile. From
+/// `/proc/self/stat` (`cutime`, `cstime`), counted in Linux's fixed 100 ticks a second.
+fn children_cpu() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command's name in parentheses, from the third (state) on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |n: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(n - 3).context("a stat field")?.parse::<f64>()?)
+    };
+    Ok((ticks(16)? + ticks(17)?) / 100.0)
 }
