@@ -337,13 +337,8 @@ pub async fn render_gallery(
             ),
             "-map".into(),
             "[a]".into(),
-            "-c:a".into(),
-            "aac".into(),
-            "-b:a".into(),
-            "128k".into(),
-            "-ar".into(),
-            "48000".into(),
         ]);
+        args.extend(super::ffmpeg::aac("128k"));
     }
     args.extend(
         [

@@ -146,32 +146,28 @@ pub async fn render_stream(
         filters.push(',');
         filters.push_str(&burn_in(name, &timeline, height));
     }
-    let mut args: Vec<String> = Vec::new();
-    let mut arg = |a: &str| args.push(a.to_owned());
-    for a in ["-f", "concat", "-safe", "0", "-i"] {
-        arg(a);
-    }
-    arg(&list.display().to_string());
-    if let Some(wav) = &audio {
-        arg("-i");
-        arg(&wav.display().to_string());
-    }
     let filter_script = work.join("video.filter");
     tokio::fs::write(&filter_script, &filters).await?;
-    for a in [
+    let threads = ffmpeg.threads.to_string();
+    let path = |path: &Path| path.display().to_string();
+    // The PNG decoder's threads too (it would take one per core): EXPORT_THREADS is the
+    // share of the CPU the whole export takes.
+    let mut args = strings(["-threads", &threads, "-f", "concat", "-safe", "0", "-i"]);
+    args.push(path(&list));
+    if let Some(wav) = &audio {
+        args.extend(strings(["-i", &path(wav)]));
+    }
+    args.extend(strings([
         "-filter_script:v",
-        &filter_script.display().to_string(),
+        &path(&filter_script),
         "-map",
         "0:v",
-    ] {
-        arg(a);
-    }
+    ]));
     if audio.is_some() {
-        for a in ["-map", "1:a", "-c:a", "aac", "-b:a", "96k", "-ar", "48000"] {
-            arg(a);
-        }
+        args.extend(strings(["-map", "1:a"]));
+        args.extend(super::ffmpeg::aac("96k"));
     }
-    for a in [
+    args.extend(strings([
         // Each frame keeps its own time, on a clock of milliseconds.
         "-fps_mode",
         "passthrough",
@@ -188,20 +184,23 @@ pub async fn render_stream(
         "-pix_fmt",
         "yuv420p",
         "-threads",
-        &ffmpeg.threads.to_string(),
+        &threads,
         "-movflags",
         "+faststart",
         "-f",
         "mp4",
-    ] {
-        arg(a);
-    }
-    arg(&out.display().to_string());
+    ]));
+    args.push(path(out));
     ffmpeg
         .run(&args, cancel, |done| progress(done.min(total), total))
         .await?;
     progress(total, total);
     Ok(total)
+}
+
+/// Arguments as ffmpeg takes them.
+fn strings<const N: usize>(args: [&str; N]) -> Vec<String> {
+    args.map(str::to_owned).to_vec()
 }
 
 /// The concat demuxer's list: each frame for the time until the next one, on a 1 ms clock
