@@ -573,7 +573,7 @@ fn piece_key(folder: &Key, piece: u64) -> Key {
 /// A manifest line, as [`json_line`] writes it; a chunk's (one per chunk, 50 a second per
 /// voice) without serde_json's general path, which escapes every key and prints the
 /// timestamps through `Display`: keys written as they are, numbers by serde_json, timestamps
-/// by jiff's printer straight into the line. 4.2 K → 1.5 K instructions a chunk. The unit
+/// by jiff's printer straight into the line. 4.2 K → 1.8 K instructions a chunk. The unit
 /// tests hold the two writers to the same bytes.
 fn chunk_line(record: &AudioRecord) -> Vec<u8> {
     let &AudioRecord::Chunk {
@@ -647,9 +647,10 @@ mod tests {
             at("2026-11-21T10:00:12Z"),
             at("1970-01-01T00:00:00.000000001Z"),
             at("2026-12-02T14:31:07.123456789Z"),
-            at("9999-12-31T23:59:59.999999999Z"),
+            at("9999-12-30T00:00:00.999999999Z"),
+            at("1969-12-31T23:59:59.5Z"),
         ];
-        let starts = [0.0, 0.02, 12.5, 1e-7, 123_456.789, 999_999.999, 1.0 / 3.0];
+        let starts: [f64; 7] = [0.0, 0.02, 12.5, 1e-7, 123_456.789, 999_999.999, 1.0 / 3.0];
         for (i, &start) in starts.iter().enumerate() {
             for recovered in [false, true] {
                 for absolute in [None, Some(times[i % times.len()])] {
