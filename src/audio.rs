@@ -165,7 +165,10 @@ impl SampleSet {
         // extends the range before it, whose entry is then updated in place).
         while let Some((&s, &e)) = self
             .ranges
-            .range((std::ops::Bound::Excluded(start), std::ops::Bound::Included(end)))
+            .range((
+                std::ops::Bound::Excluded(start),
+                std::ops::Bound::Included(end),
+            ))
             .next()
         {
             self.ranges.remove(&s);

@@ -608,7 +608,11 @@ fn chunk_line(record: &AudioRecord) -> Vec<u8> {
             None => line.extend_from_slice(b"null"),
         }
     };
-    number(&mut line, r#"{"kind":"chunk","start_sample":"#, start_sample);
+    number(
+        &mut line,
+        r#"{"kind":"chunk","start_sample":"#,
+        start_sample,
+    );
     number(&mut line, r#","start":"#, start);
     time(&mut line, r#","absolute":"#, absolute);
     number(&mut line, r#","samples":"#, samples);
