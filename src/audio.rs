@@ -161,11 +161,18 @@ impl SampleSet {
             start = s;
             end = end.max(e);
         }
-        let touched: Vec<u64> = self.ranges.range(start..=end).map(|(&s, _)| s).collect();
-        for s in touched {
-            if let Some(e) = self.ranges.remove(&s) {
-                end = end.max(e);
-            }
+        // The ranges starting inside are taken in, one at a time (usually none: a chunk
+        // extends the range before it, whose entry is then updated in place).
+        while let Some((&s, &e)) = self
+            .ranges
+            .range((
+                std::ops::Bound::Excluded(start),
+                std::ops::Bound::Included(end),
+            ))
+            .next()
+        {
+            self.ranges.remove(&s);
+            end = end.max(e);
         }
         self.ranges.insert(start, end);
     }
@@ -535,6 +542,29 @@ mod tests {
         set.insert((0, 5));
         set.insert((5, 10));
         assert_eq!(set.ranges().collect::<Vec<_>>(), [(0, 40)]);
+    }
+
+    #[test]
+    fn sample_sets_hold_what_was_inserted() {
+        use rand::{RngExt as _, SeedableRng as _};
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(18);
+        for _ in 0..200 {
+            let (mut set, mut model) = (SampleSet::default(), [false; 64]);
+            for _ in 0..12 {
+                let (a, b): (u64, u64) = (rng.random_range(0..64), rng.random_range(0..64));
+                set.insert((a.min(b), a.max(b)));
+                model[a.min(b) as usize..a.max(b) as usize].fill(true);
+                let mut runs = Vec::new();
+                for (i, &held) in model.iter().enumerate() {
+                    match runs.last_mut() {
+                        Some((_, end)) if held && *end == i as u64 => *end += 1,
+                        _ if held => runs.push((i as u64, i as u64 + 1)),
+                        _ => {}
+                    }
+                }
+                assert_eq!(set.ranges().collect::<Vec<_>>(), runs);
+            }
+        }
     }
 
     #[test]

