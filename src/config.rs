@@ -263,7 +263,7 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub export_concurrency: usize,
 
-    /// Threads each export's decoder and encoder may use: with EXPORT_CONCURRENCY, the share of the CPU
+    /// Threads each export's encoder may use: with EXPORT_CONCURRENCY, the share of the CPU
     /// exports take from recording.
     #[arg(long, env = "EXPORT_THREADS", default_value_t = 1,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]

@@ -150,9 +150,10 @@ pub async fn render_stream(
     tokio::fs::write(&filter_script, &filters).await?;
     let threads = ffmpeg.threads.to_string();
     let path = |path: &Path| path.display().to_string();
-    // The PNG decoder's threads too (it would take one per core): EXPORT_THREADS is the
-    // share of the CPU the whole export takes.
-    let mut args = strings(["-threads", &threads, "-f", "concat", "-safe", "0", "-i"]);
+    // The PNG decoder picks its own threads (one per core, and one more): limited to
+    // EXPORT_THREADS it was 15% slower for no gain to recording, which the niceness
+    // already puts first.
+    let mut args = strings(["-f", "concat", "-safe", "0", "-i"]);
     args.push(path(&list));
     if let Some(wav) = &audio {
         args.extend(strings(["-i", &path(wav)]));
