@@ -124,8 +124,8 @@ enum End {
 }
 
 impl End {
-    /// Whether the bot has sent its close frame (or broke the protocol, which ends the
-    /// connection at once): closing the socket then waits on nothing more from it.
+    /// Whether closing the socket waits on nothing more from the bot: it sent its close
+    /// frame, or a message over the limit, after which tokio-websockets reads no more.
     fn handshake_over(&self) -> bool {
         matches!(
             self,
