@@ -344,19 +344,8 @@ async fn stream(
 }
 
 /// CPU seconds (user and system) of this process's children that have ended: the ffmpegs
-/// the server ran, whatever else the shared machine was doing meanwhile. From
-/// `/proc/self/stat` (`cutime`, `cstime`), counted in Linux's fixed 100 ticks a second.
+/// the server ran, whatever else the shared machine was doing meanwhile.
 fn children_cpu() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // The fields after the command's name in parentheses, from the third (state) on.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("a stat line")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks = |n: usize| -> anyhow::Result<f64> {
-        Ok(fields.get(n - 3).context("a stat field")?.parse::<f64>()?)
-    };
-    Ok((ticks(16)? + ticks(17)?) / 100.0)
+    let stat = procfs::process::Process::myself()?.stat()?;
+    Ok((stat.cutime + stat.cstime) as f64 / procfs::ticks_per_second() as f64)
 }

@@ -17,7 +17,7 @@ pub const PACKAGE: &str = "ffmpeg";
 /// on an hour of voice, on ffmpeg's main thread: more than decoding and encoding the hour's
 /// pictures, and the one-hour export's bottleneck. `fast` spends a quarter of that.
 pub fn aac(bitrate: &str) -> Vec<String> {
-    [
+    strings([
         "-c:a",
         "aac",
         "-aac_coder",
@@ -26,9 +26,12 @@ pub fn aac(bitrate: &str) -> Vec<String> {
         bitrate,
         "-ar",
         "48000",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    ])
+}
+
+/// Arguments as ffmpeg takes them.
+pub fn strings<const N: usize>(args: [&str; N]) -> Vec<String> {
+    args.map(str::to_owned).to_vec()
 }
 
 /// How to run ffmpeg, once it was found to work.

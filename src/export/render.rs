@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
-use super::ffmpeg::{Ffmpeg, FfmpegError};
+use super::ffmpeg::{Ffmpeg, FfmpegError, strings};
 use super::plan::Timeline;
 use crate::audio::{AudioTrackKey, BYTES_PER_SAMPLE, SAMPLES_PER_MS, WAV_HEADER_BYTES, wav_header};
 use crate::catalog::{Catalog, CatalogError, FrameInfo, FrameSource};
@@ -197,11 +197,6 @@ pub async fn render_stream(
         .await?;
     progress(total, total);
     Ok(total)
-}
-
-/// Arguments as ffmpeg takes them.
-fn strings<const N: usize>(args: [&str; N]) -> Vec<String> {
-    args.map(str::to_owned).to_vec()
 }
 
 /// The concat demuxer's list: each frame for the time until the next one, on a 1 ms clock
