@@ -8,6 +8,7 @@
 //! a whole millisecond, so a piece's name alone places it on the timeline, sample-exact.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -37,7 +38,8 @@ pub const WAV_HEADER_BYTES: u64 = 44;
 /// Whose audio a chunk is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AudioSource {
-    Participant(Participant),
+    /// Shared: every chunk of a track names the same participant.
+    Participant(Arc<Participant>),
     /// `audio_mixed_raw.data`: the whole call mixed.
     Mixed,
 }
@@ -69,7 +71,8 @@ pub struct AudioChunk {
     pub start_sample: u64,
     /// The samples as sent: s16le, an even number of bytes, at most [`MAX_CHUNK_SAMPLES`].
     pub pcm: Bytes,
-    pub recording: RecordingInfo,
+    /// Shared, as the source is: every chunk of a track carries the same context.
+    pub recording: Arc<RecordingInfo>,
     pub received_at: Timestamp,
     /// When the message was read from the socket, for receipt-to-disk latency.
     pub received: Instant,

@@ -183,7 +183,7 @@ async fn copy_recording(
         std::iter::once((None, AudioSource::Mixed)).chain(detail.participants.iter().map(|p| {
             (
                 Some(p.participant.id),
-                AudioSource::Participant(p.participant.clone()),
+                AudioSource::Participant(Arc::new(p.participant.clone())),
             )
         }));
     for (participant, source) in tracks {
@@ -215,6 +215,7 @@ async fn copy_audio(
     };
     let manifest = view.folder.join(layout::AUDIO_MANIFEST);
     let mut samples = TrackSamples::new(&from.catalog, &view);
+    let recording = Arc::new(recording.clone());
     for line in read_whole_log(from.store.as_ref(), &manifest).await? {
         let record = match serde_json::from_slice::<AudioRecord>(&line) {
             Ok(record) => record,

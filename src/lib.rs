@@ -53,7 +53,7 @@ pub mod testing {
     /// The websocket message decoder.
     pub mod event {
         pub use crate::event::{
-            Inbound, MAX_SIDE, Refusal, decode, decode_in_two_passes, png_dimensions,
+            Decoder, Inbound, MAX_SIDE, Refusal, decode, decode_in_two_passes, png_dimensions,
         };
     }
     /// The store the configuration names (a folder or a bucket), as the server opens it.

@@ -4,6 +4,7 @@
 //! frames where the fault is the same.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -91,26 +92,13 @@ pub(super) fn decode_audio(
     let source = match event {
         AudioEvent::Separate => {
             let participant = data.participant.ok_or(Refusal::NoAudioParticipant)?;
-            AudioSource::Participant(participant.decode()?)
+            AudioSource::Participant(Arc::new(participant.decode()?))
         }
         AudioEvent::Mixed => AudioSource::Mixed,
     };
-    let (time, _) = data.timestamp.decode()?;
-    let start_sample =
-        AudioChunk::start_sample(time.relative).ok_or(Refusal::BadRelativeTime(time.relative))?;
-    let pcm = decode_base64(&data.buffer).map_err(Refusal::InvalidBase64)?;
-    if pcm.is_empty() || !(pcm.len() as u64).is_multiple_of(BYTES_PER_SAMPLE) {
-        return Err(Refusal::BadAudioLength(pcm.len()));
-    }
-    if pcm.len() as u64 / BYTES_PER_SAMPLE > MAX_CHUNK_SAMPLES {
-        return Err(Refusal::AudioTooLong(pcm.len() as u64 / BYTES_PER_SAMPLE));
-    }
-    Ok(AudioChunk {
+    let context = AudioContext {
         source,
-        time,
-        start_sample,
-        pcm: Bytes::from(pcm),
-        recording: RecordingInfo {
+        recording: Arc::new(RecordingInfo {
             id: recording_id,
             metadata: recording.metadata,
             bot,
@@ -118,8 +106,47 @@ pub(super) fn decode_audio(
             video_separate: None,
             participant_events: None,
             audio_separate: audio_separate.or(audio_mixed),
-        },
-        received_at,
-        received,
-    })
+        }),
+    };
+    context.chunk(data.timestamp, &data.buffer, received_at, received)
+}
+
+/// What every chunk of a track carries alike: whose audio it is, and the recording's
+/// context. Shared, so that a decoder that has seen it can reuse it.
+#[derive(Clone)]
+pub(super) struct AudioContext {
+    pub(super) source: AudioSource,
+    pub(super) recording: Arc<RecordingInfo>,
+}
+
+impl AudioContext {
+    /// The chunk of this context at `timestamp`, with the samples of `buffer`: the checks
+    /// of what changes from one chunk to the next.
+    pub(super) fn chunk(
+        &self,
+        timestamp: WireTimestamp<'_>,
+        buffer: &str,
+        received_at: Timestamp,
+        received: Instant,
+    ) -> Result<AudioChunk, Refusal> {
+        let (time, _) = timestamp.decode()?;
+        let start_sample = AudioChunk::start_sample(time.relative)
+            .ok_or(Refusal::BadRelativeTime(time.relative))?;
+        let pcm = decode_base64(buffer).map_err(Refusal::InvalidBase64)?;
+        if pcm.is_empty() || !(pcm.len() as u64).is_multiple_of(BYTES_PER_SAMPLE) {
+            return Err(Refusal::BadAudioLength(pcm.len()));
+        }
+        if pcm.len() as u64 / BYTES_PER_SAMPLE > MAX_CHUNK_SAMPLES {
+            return Err(Refusal::AudioTooLong(pcm.len() as u64 / BYTES_PER_SAMPLE));
+        }
+        Ok(AudioChunk {
+            source: self.source.clone(),
+            time,
+            start_sample,
+            pcm: Bytes::from(pcm),
+            recording: self.recording.clone(),
+            received_at,
+            received,
+        })
+    }
 }

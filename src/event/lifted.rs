@@ -26,19 +26,19 @@ use super::wire::decode_frame;
 /// 856 characters; a frame's, hundreds of thousands.
 const MIN_LIFTED: usize = 256;
 
-/// A message with its buffer's characters taken out.
-struct Lifted<'t> {
-    /// The message with `"buffer":""` where the buffer was.
-    rest: String,
-    /// Where the emptied string's characters start in `rest`.
-    at: usize,
-    buffer: &'t str,
+/// A message with its buffer's characters taken out: `head`, `buffer`, `tail`.
+pub(super) struct Lifted<'t> {
+    /// The message up to the buffer's opening quote, included.
+    pub(super) head: &'t str,
+    pub(super) buffer: &'t str,
+    /// The message from the buffer's closing quote on.
+    pub(super) tail: &'t str,
 }
 
 impl<'t> Lifted<'t> {
     /// Finds the first `"buffer"` key with a string value of at least [`MIN_LIFTED`]
     /// characters, and takes them out.
-    fn new(text: &'t str) -> Option<Self> {
+    pub(super) fn new(text: &'t str) -> Option<Self> {
         let bytes = text.as_bytes();
         let key = memchr::memmem::find(bytes, br#""buffer""#)? + br#""buffer""#.len();
         let colon = key + skip_whitespace(&bytes[key..]);
@@ -55,21 +55,45 @@ impl<'t> Lifted<'t> {
         }
         // Both ends are at ASCII quotes, so they are character boundaries.
         Some(Lifted {
-            rest: [&text[..at], &text[at + len..]].concat(),
-            at,
+            head: &text[..at],
             buffer: &text[at..at + len],
+            tail: &text[at + len..],
         })
+    }
+
+    /// The message with `"buffer":""` where the buffer was.
+    pub(super) fn rest(&self) -> String {
+        [self.head, self.tail].concat()
+    }
+
+    /// The frame or audio chunk in the message, if it is one this path can decode; `None`
+    /// leaves the message (good or bad) to the other paths.
+    pub(super) fn decode(&self, received_at: Timestamp, received: Instant) -> Option<Inbound> {
+        let rest = self.rest();
+        match serde_json::from_str::<OnePass>(&rest).ok()? {
+            OnePass::Frame(mut event) => {
+                self.put_back(&rest, event.buffer_mut())?;
+                let frame = decode_frame(*event, received_at, received).ok()?;
+                Some(Inbound::Frame(Box::new(frame)))
+            }
+            OnePass::Audio(kind, mut event) => {
+                self.put_back(&rest, event.buffer_mut())?;
+                let chunk = decode_audio(kind, *event, received_at, received).ok()?;
+                Some(Inbound::Audio(Box::new(chunk)))
+            }
+            _ => None,
+        }
     }
 
     /// Puts the buffer's characters back into `value`, parsed from `rest`, when it is the
     /// string they were taken out of: an empty string borrowed from exactly there (an
     /// unescaped copy would be elsewhere). `None` when it is another.
-    fn put_back<'r>(&self, value: &mut Cow<'r, str>) -> Option<()>
+    fn put_back<'r>(&self, rest: &str, value: &mut Cow<'r, str>) -> Option<()>
     where
         't: 'r,
     {
         let emptied =
-            value.is_empty() && std::ptr::eq(value.as_ptr(), self.rest[self.at..].as_ptr());
+            value.is_empty() && std::ptr::eq(value.as_ptr(), rest[self.head.len()..].as_ptr());
         emptied.then(|| *value = Cow::Borrowed(self.buffer))
     }
 }
@@ -79,29 +103,6 @@ fn skip_whitespace(bytes: &[u8]) -> usize {
         .iter()
         .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .count()
-}
-
-/// The frame or audio chunk in `text`, if it is one that the lifted path can decode; `None`
-/// leaves the message (good or bad) to the other paths.
-pub(super) fn decode_lifted(
-    text: &str,
-    received_at: Timestamp,
-    received: Instant,
-) -> Option<Inbound> {
-    let lifted = Lifted::new(text)?;
-    match serde_json::from_str::<OnePass>(&lifted.rest).ok()? {
-        OnePass::Frame(mut event) => {
-            lifted.put_back(event.buffer_mut())?;
-            let frame = decode_frame(*event, received_at, received).ok()?;
-            Some(Inbound::Frame(Box::new(frame)))
-        }
-        OnePass::Audio(kind, mut event) => {
-            lifted.put_back(event.buffer_mut())?;
-            let chunk = decode_audio(kind, *event, received_at, received).ok()?;
-            Some(Inbound::Audio(Box::new(chunk)))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -167,7 +168,9 @@ mod tests {
             let spaced = format!("{{\n  \"event\" : \"{kind}\",\n  \"data\" :\t{pretty}\n}}");
             let (at, instant) = (Timestamp::now(), Instant::now());
             for text in [&compact, &spaced] {
-                let inbound = decode_lifted(text, at, instant).expect("the lifted path");
+                let inbound = Lifted::new(text)
+                    .and_then(|l| l.decode(at, instant))
+                    .expect("the lifted path");
                 match &inbound {
                     Inbound::Frame(frame) => assert_eq!(frame.png.as_ref(), bytes.as_slice()),
                     Inbound::Audio(chunk) => assert_eq!(chunk.pcm.as_ref(), bytes.as_slice()),
@@ -245,8 +248,16 @@ mod tests {
                     "{text:.300}\n{decoded:.300}\n{reference:.300}"
                 );
             }
-            assert!(decode_lifted(&compact, at, instant).is_some());
-            assert!(decode_lifted(&decoy, at, instant).is_none());
+            assert!(
+                Lifted::new(&compact)
+                    .and_then(|l| l.decode(at, instant))
+                    .is_some()
+            );
+            assert!(
+                Lifted::new(&decoy)
+                    .and_then(|l| l.decode(at, instant))
+                    .is_none()
+            );
         }
     }
 }

@@ -172,6 +172,7 @@ where
         sender,
         streams: HashMap::new(),
         audio_tracks: HashMap::new(),
+        decoder: event::Decoder::default(),
     };
     let end = connection.read(receiver).await;
     // Sends what is queued (our close frame, or the answer to the bot's), then closes the
@@ -206,6 +207,8 @@ struct Connection<W> {
     streams: HashMap<StreamKey, Instant>,
     /// The audio tracks this connection feeds, likewise.
     audio_tracks: HashMap<AudioTrackKey, Instant>,
+    /// Remembers the audio tracks' context, the same in each of their chunks.
+    decoder: event::Decoder,
 }
 
 impl<W> Connection<W>
@@ -279,7 +282,7 @@ where
         // A message up to a 360p frame decodes in less than a trip to the blocking pool
         // and back costs; only larger ones go there, off the async workers.
         let decoded = if text.as_payload().len() <= DECODE_IN_PLACE_BYTES {
-            Ok(event::decode(as_str(&text), received_at, received))
+            Ok(self.decoder.decode(as_str(&text), received_at, received))
         } else {
             tokio::task::spawn_blocking(move || event::decode(as_str(&text), received_at, received))
                 .await

@@ -2,6 +2,7 @@
 //! folder) and a shared one (as a bucket, listing times in whole seconds).
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -368,14 +369,14 @@ fn chunk(start_sample: u64, samples: &[i16]) -> crate::audio::AudioChunk {
     }
     let recording = frame(0, "Alice").recording;
     crate::audio::AudioChunk {
-        source: crate::audio::AudioSource::Participant(participant("Alice")),
+        source: crate::audio::AudioSource::Participant(Arc::new(participant("Alice"))),
         time: FrameTime {
             relative: start_sample as f64 / 16_000.0,
             absolute: None,
         },
         start_sample,
         pcm: pcm.into(),
-        recording,
+        recording: Arc::new(recording),
         received_at: Timestamp::now(),
         received: std::time::Instant::now(),
     }

@@ -108,6 +108,22 @@ fn real_audio_message(spacing: &str) -> String {
         .replace("\":", &format!("\"{spacing}:{spacing}"))
 }
 
+/// A connection's decoder that has decoded the realistic audio chunk, as every spacing
+/// writes it: it reads a message that differs from one of them only in its timestamp and
+/// buffer from what it remembers.
+fn primed_decoder() -> event::Decoder {
+    let mut decoder = event::Decoder::default();
+    let (at, instant) = (jiff::Timestamp::now(), Instant::now());
+    for spacing in SPACINGS {
+        let primed = decoder.decode(&real_audio_message(spacing), at, instant);
+        assert!(matches!(primed, Ok(Inbound::Audio(_))));
+    }
+    decoder
+}
+
+/// What the realistic messages put around their colons.
+const SPACINGS: [&str; 3] = ["", " ", "\n\t"];
+
 /// A result as text, to compare two decodings of a message.
 fn show(result: &Result<Inbound, event::Refusal>) -> String {
     match result {
@@ -129,6 +145,11 @@ fn decode_and_check(text: &str) -> Result<(), TestCaseError> {
     prop_assert!(
         fast == reference,
         "the fast paths and the reference differ on {text:.200}:\n{fast:.300}\n{reference:.300}"
+    );
+    let remembering = show(&primed_decoder().decode(text, at, instant));
+    prop_assert!(
+        remembering == reference,
+        "a connection's decoder and the reference differ on {text:.200}:\n{remembering:.300}\n{reference:.300}"
     );
     match decoded {
         Ok(Inbound::Frame(frame)) => check_frame(&frame),
@@ -324,7 +345,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 /// Bytes that end, escape or break a JSON string or base64, or are whitespace around it.
 fn edge_byte() -> impl Strategy<Value = u8> {
     prop_oneof![
-        prop::sample::select(b" \t\n\r\"\\=/+-_:,}\x00\x01\x1f\x7fA".to_vec()),
+        prop::sample::select(b" \t\n\r\"\\=/+-_:,{}[]0.e\x00\x01\x1f\x7fA".to_vec()),
         any::<u8>(),
     ]
 }
@@ -371,7 +392,7 @@ proptest! {
     #[test]
     fn the_decoder_survives_byte_mutations_of_real_big_events_at_the_buffers_ends(
         audio in any::<bool>(),
-        spacing in prop::sample::select(vec!["", " ", "\n\t"]),
+        spacing in prop::sample::select(SPACINGS.as_slice()),
         mutations in prop::collection::vec((0..3usize, -3..3isize, 0..3usize, edge_byte()), 1..4),
         anywhere in prop::collection::vec(mutation(), 0..2),
     ) {
@@ -397,6 +418,33 @@ proptest! {
         }
         for m in &anywhere {
             apply(&mut bytes, m);
+        }
+        decode_and_check(&String::from_utf8_lossy(&bytes))?;
+    }
+
+    #[test]
+    fn the_decoder_survives_byte_mutations_of_real_audio_chunks_timestamps(
+        spacing in prop::sample::select(SPACINGS.as_slice()),
+        relative in prop::sample::select(vec!["12.52", "0", "1e3", "-0.0", "13.000000000000001"]),
+        mutations in prop::collection::vec((0..4usize, -2..3isize, 0..3usize, edge_byte()), 0..4),
+    ) {
+        // What a connection's decoder reads alone when the rest matches a chunk it
+        // remembers: the timestamp, here with bytes inserted, changed or deleted at its ends
+        // and around its numbers' and strings' edges.
+        let number = format!(":{spacing}{relative},");
+        let text = real_audio_message(spacing).replacen(&format!(":{spacing}12.5,"), &number, 1);
+        let start = text.find("\"timestamp\"").unwrap();
+        let end = start + text[start..].find('}').unwrap();
+        let number = text.find(&number).unwrap() + 1 + spacing.len();
+        let mut bytes = text.into_bytes();
+        for (near, offset, how, byte) in &mutations {
+            let at = [start, end, end + 1, number][*near].saturating_add_signed(*offset);
+            let m = match how {
+                0 => Mutation::Insert(at, *byte),
+                1 => Mutation::Flip(at, *byte),
+                _ => Mutation::Delete(at),
+            };
+            apply(&mut bytes, &m);
         }
         decode_and_check(&String::from_utf8_lossy(&bytes))?;
     }
