@@ -4,6 +4,8 @@
 //! [`decode`] is the entry: the fastest path (`lifted`) for a frame or an audio chunk as
 //! Recall sends it, the fast path (`one_pass`) where the message allows it, else the
 //! reference decoding of the `wire` types; then the `buffer`'s base64 and the `png` checks.
+//! A connection decodes through a [`Decoder`], which does the same and, for an audio chunk
+//! of a track it has seen, reads only what changes from chunk to chunk (`decoder`).
 //! Every way a message can fail is a [`Refusal`].
 
 mod audio;
