@@ -36,20 +36,21 @@ pub async fn serve_stored(
             .ignore_multi_range_requests(true)
             .oneshot(request)
             .await;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None); // removed since it was found
+        }
+        if !response.status().is_success() {
+            return Ok(Some(response.map(Body::new)));
+        }
         let mut response = response.map(|body| {
             let body = Body::new(body)
                 .into_data_stream()
                 .map_err(std::io::Error::other);
             Body::from_stream(super::abort_on_shutdown(body, shutdown.clone()))
         });
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None); // removed since it was found
-        }
-        if response.status().is_success() {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        }
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         return Ok(Some(response));
     }
 

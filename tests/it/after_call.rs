@@ -110,7 +110,7 @@ pub(crate) fn audio_part(
 }
 
 /// Random bytes that stand for a file where only its bytes matter.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
         .collect()
