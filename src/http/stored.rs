@@ -54,6 +54,8 @@ pub async fn serve_stored(
         return Ok(Some(response));
     }
 
+    // The Range asked for, as `ServeFile` reads it: unreadable text is no Range, a malformed
+    // one stays (an error, answered 416), and several ranges count as none (the whole).
     let wanted = request
         .headers()
         .get(header::RANGE)
