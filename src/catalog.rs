@@ -70,14 +70,14 @@ pub enum CatalogError {
     Blocking(#[from] tokio::task::JoinError),
 }
 
-/// Where a frame's bytes come from, so the HTTP layer can serve each the best way.
+/// Where a frame's bytes are, for a reader that wants a file (the export's renderer).
 #[derive(Debug)]
 pub enum FrameSource {
-    /// A file on this machine: served by tower-http's file service (ETag, Last-Modified,
-    /// ranges). The catalog has checked that it is a regular file inside the data folder.
+    /// A file on this machine. The catalog has checked that it is a regular file inside
+    /// the data folder.
     File(PathBuf),
-    /// Bytes a remote store returned, with the store's entity tag when it gives one.
-    Bytes { bytes: Bytes, etag: Option<String> },
+    /// Bytes a remote store returned.
+    Bytes(Bytes),
 }
 
 /// One saved frame, as a page of a stream lists it.
@@ -491,7 +491,7 @@ impl Catalog {
         Ok(found)
     }
 
-    /// How to serve one frame's PNG.
+    /// One frame's PNG as a file or as bytes, for a reader that wants a file.
     pub async fn frame(
         &self,
         stream: &StreamKey,
@@ -502,10 +502,19 @@ impl Catalog {
             return Ok(FrameSource::File(path));
         }
         let found = self.store.get(&key).await?.ok_or(CatalogError::NotFound)?;
-        Ok(FrameSource::Bytes {
-            bytes: found.bytes,
-            etag: found.version.e_tag,
-        })
+        Ok(FrameSource::Bytes(found.bytes))
+    }
+
+    /// Where one frame's PNG would be stored, for serving it with
+    /// [`crate::http::stored::serve_stored`]: the store and the key (whether an object is
+    /// there is for the read to tell).
+    pub async fn frame_object(
+        &self,
+        stream: &StreamKey,
+        relative_ms: u64,
+    ) -> Result<(&dyn Store, Key), CatalogError> {
+        let key = self.frame_key(stream, relative_ms).await?;
+        Ok((self.store.as_ref(), key))
     }
 
     /// One frame's PNG bytes, exactly as the bot sent them.

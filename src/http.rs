@@ -9,6 +9,7 @@ pub mod live;
 pub mod recall_media;
 pub mod replay;
 pub mod serve;
+pub mod stored;
 pub mod ui;
 pub mod webhooks;
 pub mod ws;

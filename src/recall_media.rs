@@ -448,31 +448,32 @@ impl RecallMedia {
         recording_media(self.store.as_ref(), recording).await
     }
 
-    /// A stored media file of a participant: the local file where the store is a folder,
-    /// else its bytes. `None` when there is none.
-    pub async fn media_file(
+    /// The store that holds the media, for serving a file that [`RecallMedia::media_key`]
+    /// found.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The key of a participant's media file `file` (a name as the API lists it); `None`
+    /// when the name is not one or the participant has no folder. Whether an object is
+    /// there is for the read to tell.
+    pub async fn media_key(
         &self,
         recording: &RecordingId,
         participant: crate::frame::ParticipantId,
         file: &str,
-    ) -> Result<Option<MediaFile>, MediaError> {
+    ) -> Result<Option<Key>, MediaError> {
         if !is_media_file_name(file) {
             return Ok(None);
         }
-        let store = self.store.as_ref();
-        let folders =
-            crate::recorder::participant_folders(store, &layout::recording_key(recording)).await?;
-        let Some(folder) = folders.get(&participant) else {
-            return Ok(None);
-        };
-        let key = participant_media_key(recording, folder).join(file);
-        if let Some(path) = store.local_file(&key).await? {
-            return Ok(Some(MediaFile::Local(path)));
-        }
-        Ok(store
-            .get(&key)
-            .await?
-            .map(|found| MediaFile::Bytes(found.bytes)))
+        let folders = crate::recorder::participant_folders(
+            self.store.as_ref(),
+            &layout::recording_key(recording),
+        )
+        .await?;
+        Ok(folders
+            .get(&participant)
+            .map(|folder| participant_media_key(recording, folder).join(file)))
     }
 
     /// Stops the workers: downloads under way are cut (their jobs stay queued for the next
@@ -480,12 +481,6 @@ impl RecallMedia {
     pub async fn stop(&self, timeout: Duration) -> bool {
         self.queue.stop(timeout).await
     }
-}
-
-/// A stored media file, as [`RecallMedia::media_file`] finds it.
-pub enum MediaFile {
-    Local(std::path::PathBuf),
-    Bytes(Bytes),
 }
 
 /// A recording's Recall media.

@@ -17,12 +17,14 @@ pub mod memory;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use jiff::Timestamp;
 
 /// Parts of a log read at once by [`read_log`].
@@ -139,6 +141,32 @@ pub struct Fetched {
     pub version: Version,
 }
 
+/// What a store knows of an object without reading its bytes.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    pub size: u64,
+    pub version: Version,
+}
+
+/// A part of an object (or all of it) as its bytes arrive, for a download that should not
+/// hold the object in memory: [`Store::get_stream`].
+pub struct Streamed {
+    pub stat: Stat,
+    /// The bytes of the object that `body` holds.
+    pub range: Range<u64>,
+    /// Ends with an error when the read breaks part-way; it is not started again.
+    pub body: BoxStream<'static, Result<Bytes, StoreError>>,
+}
+
+impl fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streamed")
+            .field("stat", &self.stat)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An object as a listing names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -232,6 +260,53 @@ pub trait Store: Send + Sync + 'static {
 
     /// The bytes of the object at `key` from `offset` on.
     async fn get_from(&self, key: &Key, offset: u64) -> Result<Option<Bytes>, StoreError>;
+
+    /// The size and version of the object at `key`. This default reads the object whole:
+    /// a store that can tell without reading (a folder, a bucket) says so itself.
+    async fn stat(&self, key: &Key) -> Result<Option<Stat>, StoreError> {
+        Ok(self.get(key).await?.map(|found| Stat {
+            size: found.bytes.len() as u64,
+            version: found.version,
+        }))
+    }
+
+    /// The bytes `range` of the object at `key` (all of them with `None`) as a stream, so
+    /// that a download holds a part at a time: what the HTTP routes serve from a store that
+    /// has no [`Store::local_file`]. `range` lies within the object, as [`Store::stat`]
+    /// gave its size. Only the request is retried where the store retries; a read that
+    /// breaks part-way ends the stream with an error. This default reads the object whole
+    /// into memory (fine for the memory store of the unit tests), then hands it out.
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Streamed>, StoreError> {
+        let Some(found) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let size = found.bytes.len() as u64;
+        let range = range.unwrap_or(0..size);
+        let part = usize::try_from(range.start).unwrap_or(usize::MAX)
+            ..usize::try_from(range.end).unwrap_or(usize::MAX);
+        let Some(bytes) = found
+            .bytes
+            .get(part.clone())
+            .map(|_| found.bytes.slice(part))
+        else {
+            return Err(StoreError::Unexpected {
+                key: key.clone(),
+                why: format!("bytes {range:?} were asked of an object of {size}"),
+            });
+        };
+        Ok(Some(Streamed {
+            stat: Stat {
+                size,
+                version: found.version,
+            },
+            range,
+            body: futures_util::stream::once(async { Ok(bytes) }).boxed(),
+        }))
+    }
 
     /// Every object under `prefix`, at any depth, in key order. Parts of logs are listed
     /// like any object.

@@ -12,6 +12,7 @@
 //!   removed, and none can land after.
 
 use std::any::Any;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Hidden;
-use crate::store::{Created, Fetched, Key, Listed, LogWriter, Removed, Store, StoreError, Version};
+use crate::store::{
+    Created, Fetched, Key, Listed, LogWriter, Removed, Stat, Store, StoreError, Streamed, Version,
+};
 
 pub struct GuardedStore {
     inner: Arc<dyn Store>,
@@ -130,6 +133,24 @@ impl Store for GuardedStore {
             return Ok(None);
         }
         self.inner.get_from(key, offset).await
+    }
+
+    async fn stat(&self, key: &Key) -> Result<Option<Stat>, StoreError> {
+        if self.hidden.covers(key) {
+            return Ok(None);
+        }
+        self.inner.stat(key).await
+    }
+
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Streamed>, StoreError> {
+        if self.hidden.covers(key) {
+            return Ok(None);
+        }
+        self.inner.get_stream(key, range).await
     }
 
     async fn list(&self, prefix: &Key) -> Result<Vec<Listed>, StoreError> {

@@ -70,7 +70,7 @@ async fn local_frame(
 ) -> Result<PathBuf, RenderError> {
     match catalog.frame(stream, ms).await? {
         FrameSource::File(path) => Ok(path),
-        FrameSource::Bytes { bytes, .. } => {
+        FrameSource::Bytes(bytes) => {
             let path = work.join(crate::layout::frame_file_name(ms));
             tokio::fs::write(&path, bytes).await?;
             Ok(path)

@@ -14,17 +14,14 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
-use headers::{ETag, HeaderMapExt as _, IfNoneMatch};
+use headers::HeaderMapExt as _;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt as _;
-use tower_http::services::ServeFile;
 
+use super::stored::serve_stored;
 use crate::audio::{AudioTrackKey, SAMPLE_RATE, SAMPLES_PER_MS, Span, piece_file_name};
 use crate::catalog::{
-    self, AudioPieces, CatalogError, FrameInfo, FrameSource, ParticipantDetail, RecordingOverview,
-    StreamSummary,
+    self, AudioPieces, CatalogError, FrameInfo, ParticipantDetail, RecordingOverview, StreamSummary,
 };
 use crate::error::ApiError;
 use crate::frame::{FrameTime, RecordingId, StreamKey, StreamKind};
@@ -511,41 +508,21 @@ async fn get_frame(
     let relative_ms = layout::parse_frame_file_name(&frame).ok_or(ApiError::BadRequest(
         Cow::Borrowed("a frame is named by its millisecond in nine digits, e.g. 000012500.png"),
     ))?;
-    let source = state
+    let (store, key) = state
         .catalog
-        .frame(&key, relative_ms)
+        .frame_object(&key, relative_ms)
         .await
         .or_not_found("frame")?;
-    let mut response = match source {
-        FrameSource::File(path) => {
-            let Ok(response) = ServeFile::new(path).oneshot(request).await;
-            response.map(Body::new)
-        }
-        FrameSource::Bytes { bytes, etag } => bytes_response(request.headers(), bytes, etag),
-    };
+    let mut response = serve_stored(store, &key, "image/png", request, &state.shutdown)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or(ApiError::NotFound("frame"))?;
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     }
     Ok(response)
-}
-
-/// A PNG held in memory, answered with 304 when the client already has its entity tag.
-fn bytes_response(request: &HeaderMap, bytes: Bytes, etag: Option<String>) -> Response {
-    let etag = etag.and_then(|tag| tag.parse::<ETag>().ok());
-    if let (Some(etag), Some(if_none_match)) = (&etag, request.typed_get::<IfNoneMatch>())
-        && !if_none_match.precondition_passes(etag)
-    {
-        let mut response = StatusCode::NOT_MODIFIED.into_response();
-        response.headers_mut().typed_insert(etag.clone());
-        return response;
-    }
-    let mut response = ([(header::CONTENT_TYPE, "image/png")], bytes).into_response();
-    if let Some(etag) = etag {
-        response.headers_mut().typed_insert(etag);
-    }
-    response
 }
 
 // ---- audio ----
@@ -768,27 +745,4 @@ async fn get_audio_wav(
         }
     }
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_from_a_store_answer_304_to_a_matching_etag() {
-        let png = Bytes::from_static(b"\x89PNG...");
-        let tag = Some("\"abc\"".to_owned());
-        let response = bytes_response(&HeaderMap::new(), png.clone(), tag.clone());
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()[header::ETAG], "\"abc\"");
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "image/png");
-
-        let mut again = HeaderMap::new();
-        again.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
-        let response = bytes_response(&again, png.clone(), tag.clone());
-        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
-
-        again.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"old\""));
-        assert_eq!(bytes_response(&again, png, tag).status(), StatusCode::OK);
-    }
 }

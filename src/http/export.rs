@@ -4,17 +4,15 @@
 use std::borrow::Cow;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt as _;
-use tower_http::services::ServeFile;
 
 use super::api::{CatalogResult as _, recording_id, stream_key, urls};
+use super::stored::serve_stored;
 use crate::error::ApiError;
 use crate::export::render::RenderError;
 use crate::export::{ExportError, ExportSpec, JobRecord, is_job_id, looks};
@@ -156,35 +154,22 @@ async fn download_export(
     let id = recording_id(&recording)?;
     let job = job_id(&job)?;
     let key = state.exports.result(&id, job).await?;
-    let store = state.exports.store();
-    let mut response = match store
-        .local_file(&key)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-    {
-        // Byte ranges, so that a browser can seek in it.
-        Some(path) => {
-            let Ok(response) = ServeFile::new(path).oneshot(request).await;
-            response.map(Body::new)
-        }
-        None => {
-            let found = store
-                .get(&key)
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?
-                .ok_or(ApiError::NotFound("export"))?;
-            ([(header::CONTENT_TYPE, "video/mp4")], found.bytes).into_response()
-        }
-    };
+    let mut response = serve_stored(
+        state.exports.store(),
+        &key,
+        "video/mp4",
+        request,
+        &state.shutdown,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+    .ok_or(ApiError::NotFound("export"))?;
     let name = format!("attachment; filename=\"{id}-{job}.mp4\"");
     if let Ok(value) = HeaderValue::from_str(&name) {
         response
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, value);
     }
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     Ok(response)
 }
 

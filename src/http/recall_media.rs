@@ -5,24 +5,20 @@
 use std::borrow::Cow;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::json;
-use tower::ServiceExt as _;
-use tower_http::services::ServeFile;
 
 use crate::error::ApiError;
 use crate::frame::RecordingId;
 use crate::http::api::{CatalogResult as _, recording_id};
+use crate::http::stored::serve_stored;
 use crate::recall::BotId;
 use crate::recall::media::MediaKind;
-use crate::recall_media::{
-    BotStatusRecord, FetchStatus, MediaError, MediaFile, MediaRecord, Target,
-};
+use crate::recall_media::{BotStatusRecord, FetchStatus, MediaError, MediaRecord, Target};
 use crate::state::AppState;
 
 pub fn routes() -> axum::Router<AppState> {
@@ -206,8 +202,8 @@ fn accepted(status_url: String) -> Response {
         .into_response()
 }
 
-/// `GET /api/recordings/{id}/{participant}/recall/{file}`: with ranges where the store is a
-/// folder, so players can seek.
+/// `GET /api/recordings/{id}/{participant}/recall/{file}`: with byte ranges, so that players
+/// can seek, from a folder or a bucket alike.
 async fn get_media_file(
     State(state): State<AppState>,
     Path((recording, participant, file)): Path<(String, String, String)>,
@@ -217,21 +213,22 @@ async fn get_media_file(
     let participant = crate::catalog::parse_participant_id(&participant).ok_or(
         ApiError::BadRequest(Cow::Borrowed("participant id must be a number")),
     )?;
-    let found = state
+    let key = state
         .recall_media
-        .media_file(&id, participant, &file)
+        .media_key(&id, participant, &file)
         .await
         .map_err(api_error)?
         .ok_or(ApiError::NotFound("media file"))?;
-    let mut response = match found {
-        MediaFile::Local(path) => {
-            let Ok(response) = ServeFile::new(path).oneshot(request).await;
-            response.map(Body::new)
-        }
-        MediaFile::Bytes(bytes) => {
-            ([(header::CONTENT_TYPE, content_type(&file))], bytes).into_response()
-        }
-    };
+    let mut response = serve_stored(
+        state.recall_media.store(),
+        &key,
+        content_type(&file),
+        request,
+        &state.shutdown,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+    .ok_or(ApiError::NotFound("media file"))?;
     if response.status().is_success() {
         response.headers_mut().insert(
             header::CACHE_CONTROL,

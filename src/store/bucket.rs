@@ -8,12 +8,14 @@
 //! each time, only with `If-Match` on the version it wrote last. No writer can replace
 //! another's lines.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use jiff::Timestamp;
 use object_store::ObjectMeta;
 use object_store::path::Path;
@@ -26,7 +28,9 @@ pub use client::{Bucket, StartupError};
 pub use failure::{BucketError, FailureKind, classify};
 pub use health::Health;
 
-use super::{Created, Fetched, Key, Listed, LogWriter, Removed, Store, StoreError, Version};
+use super::{
+    Created, Fetched, Key, Listed, LogWriter, Removed, Stat, Store, StoreError, Streamed, Version,
+};
 use crate::files::IoContext as _;
 
 #[derive(Clone)]
@@ -186,6 +190,30 @@ impl Store for BucketStore {
 
     async fn get_from(&self, key: &Key, offset: u64) -> Result<Option<Bytes>, StoreError> {
         Ok(self.inner.bucket.get_from(&self.path(key), offset).await?)
+    }
+
+    async fn stat(&self, key: &Key) -> Result<Option<Stat>, StoreError> {
+        let found = self.inner.bucket.head(&self.path(key)).await?;
+        Ok(found.map(|meta| Stat {
+            size: meta.size,
+            version: client::version_of(&meta),
+        }))
+    }
+
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Streamed>, StoreError> {
+        let found = self.inner.bucket.get_stream(&self.path(key), range).await?;
+        Ok(found.map(|(meta, range, body)| Streamed {
+            stat: Stat {
+                size: meta.size,
+                version: client::version_of(&meta),
+            },
+            range,
+            body: body.map_err(StoreError::from).boxed(),
+        }))
     }
 
     async fn list(&self, prefix: &Key) -> Result<Vec<Listed>, StoreError> {

@@ -17,6 +17,7 @@ use std::any::Any;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
 use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,9 @@ use jiff::Timestamp;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use super::{Created, Fetched, Key, Listed, LogWriter, Removed, Store, StoreError, Version};
+use super::{
+    Created, Fetched, Key, Listed, LogWriter, Removed, Stat, Store, StoreError, Streamed, Version,
+};
 use crate::files::{FsError, IoContext as _, blocking};
 
 const TEMP_SUFFIX: &str = ".tmp";
@@ -277,14 +280,14 @@ fn modified(meta: &fs::Metadata) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// The bytes of a regular file from `offset` on, with its metadata; `None` when there is
-/// none (or only a link: the file is opened without following one).
-fn read_from(path: &Path, offset: u64) -> Result<Option<(Vec<u8>, fs::Metadata)>, FsError> {
+/// A regular file opened for reading, with its metadata; `None` when there is none (or
+/// only a link: the file is opened without following one).
+fn open_regular(path: &Path) -> Result<Option<(File, fs::Metadata)>, FsError> {
     let opened = OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(file) => file,
         // ELOOP: the name is a link.
         Err(error)
@@ -296,9 +299,15 @@ fn read_from(path: &Path, offset: u64) -> Result<Option<(Vec<u8>, fs::Metadata)>
         Err(error) => return Err(error).at("open", path),
     };
     let meta = file.metadata().at("read", path)?;
-    if !meta.is_file() {
+    Ok(meta.is_file().then_some((file, meta)))
+}
+
+/// The bytes of a regular file from `offset` on, with its metadata; `None` when there is
+/// none (see [`open_regular`]).
+fn read_from(path: &Path, offset: u64) -> Result<Option<(Vec<u8>, fs::Metadata)>, FsError> {
+    let Some((mut file, meta)) = open_regular(path)? else {
         return Ok(None);
-    }
+    };
     if offset > 0 {
         file.seek(SeekFrom::Start(offset)).at("seek in", path)?;
     }
@@ -416,6 +425,63 @@ impl Store for FsStore {
         })
         .await?;
         Ok(found.map(|(bytes, _)| bytes.into()))
+    }
+
+    async fn stat(&self, key: &Key) -> Result<Option<Stat>, StoreError> {
+        let (root, key) = (self.inner.root.clone(), key.clone());
+        let found = blocking(move || match real_path(&root, &key, false)? {
+            Some(path) => regular_file(&path),
+            None => Ok(None),
+        })
+        .await?;
+        Ok(found.map(|meta| Stat {
+            size: meta.len(),
+            version: version_of(&meta),
+        }))
+    }
+
+    /// The file read a buffer at a time (the HTTP routes serve a folder's files with
+    /// `ServeFile` instead, from [`Store::local_file`]).
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Streamed>, StoreError> {
+        use futures_util::TryStreamExt as _;
+        use tokio::io::AsyncReadExt as _;
+        let (root, key) = (self.inner.root.clone(), key.clone());
+        let start = range.as_ref().map_or(0, |range| range.start);
+        let opened = blocking(move || {
+            let Some(path) = real_path(&root, &key, false)? else {
+                return Ok(None);
+            };
+            let Some((mut file, meta)) = open_regular(&path)? else {
+                return Ok(None);
+            };
+            file.seek(SeekFrom::Start(start)).at("seek in", &path)?;
+            Ok(Some((file, meta, path)))
+        })
+        .await?;
+        let Some((file, meta, path)) = opened else {
+            return Ok(None);
+        };
+        let range = range.unwrap_or(0..meta.len());
+        let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
+        let body = tokio_util::io::ReaderStream::new(reader).map_err(move |source| {
+            StoreError::Fs(FsError::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })
+        });
+        Ok(Some(Streamed {
+            stat: Stat {
+                size: meta.len(),
+                version: version_of(&meta),
+            },
+            range,
+            body: Box::pin(body),
+        }))
     }
 
     async fn list(&self, prefix: &Key) -> Result<Vec<Listed>, StoreError> {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use crate::common::recall_api::media::{
     Content, PartSpec, bot_status_webhook, deliver_webhook, media_webhook,
@@ -110,7 +111,7 @@ pub(crate) fn audio_part(
 }
 
 /// Random bytes that stand for a file where only its bytes matter.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
         .collect()
@@ -937,9 +938,11 @@ async fn bots_ask_recall_for_async_media_only_when_told() {
 }
 
 /// Peak memory of the server while a 200 MB part downloads, into a folder, or into a
-/// bucket with `RECALL_MEDIA_RSS=bucket`: run with
-/// `RECALL_MEDIA_RSS=fs cargo nextest run -E 'test(/peak_rss/)' --no-capture`.
-#[tokio::test]
+/// bucket with `RECALL_MEDIA_RSS=bucket`, and then while a client downloads it from the
+/// server: run with
+/// `RECALL_MEDIA_RSS=fs cargo nextest run -E 'test(/peak_rss/)' --no-capture`. Two worker
+/// threads: the in-process bucket must answer while the binary's start is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_rss_while_a_200_mb_part_downloads() {
     let Ok(backend) = std::env::var("RECALL_MEDIA_RSS") else {
         return;
@@ -1025,5 +1028,36 @@ async fn peak_rss_while_a_200_mb_part_downloads() {
     assert!(
         peak < before + 64 * 1024,
         "memory grew with the file: {before} -> {peak} KiB"
+    );
+
+    // Then downloaded whole, as a browser would, read a chunk at a time, with the peak reset
+    // first (`5` to clear_refs) so that it is the download's own.
+    let resting = status("VmRSS:");
+    std::fs::write(format!("/proc/{}/clear_refs", binary.pid()), "5").unwrap();
+    let started = std::time::Instant::now();
+    let url = binary.url(part["url"].as_str().unwrap());
+    let mut response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (mut hasher, mut read) = (Sha256::new(), 0u64);
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        read += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!((read, hex), (size, content.sha256()));
+    let served = status("VmHWM:");
+    eprintln!(
+        "200 MB part downloaded from {backend}: RSS {} MiB before, peak {} MiB during; {:.1} s",
+        resting / 1024,
+        served / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        served < resting + 64 * 1024,
+        "memory grew with the download: {resting} -> {served} KiB"
     );
 }

@@ -13,6 +13,7 @@ mod cli;
 mod common;
 mod deleting;
 mod deploy;
+mod downloads;
 mod export;
 mod faults;
 mod object_store;

@@ -11,11 +11,13 @@
 //! create that finds its key taken checks whether the object there is the one it sent.
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
 use object_store::path::Path;
 use object_store::{
@@ -46,6 +48,14 @@ const CREATE_ATTEMPTS: usize = 3;
 pub const UPLOAD_PART: usize = 8 << 20;
 /// Objects read at once by [`Bucket::get_each`].
 const PARALLEL_GETS: usize = 8;
+
+/// The version an object's metadata gives.
+pub fn version_of(meta: &ObjectMeta) -> Version {
+    Version {
+        e_tag: meta.e_tag.clone(),
+        version: meta.version.clone(),
+    }
+}
 
 /// What a check of the bucket found.
 enum Probe {
@@ -594,6 +604,78 @@ impl Bucket {
         fetched.into_iter().filter_map(Result::transpose).collect()
     }
 
+    /// The size and version of the object at `key`, without its bytes; `None` when there
+    /// is none.
+    pub async fn head(&self, key: &Path) -> Result<Option<ObjectMeta>, BucketError> {
+        let (result, _) = self
+            .request("read", key, || self.inner.store.head(key))
+            .await?;
+        self.found(key, result)
+    }
+
+    /// The bytes `range` of the object at `key` (all with `None`), as the answer to a
+    /// request whose body is yet to be read: only the request is retried. A body that
+    /// breaks part-way ends its stream with the error, counted against the bucket's health
+    /// like any failed request.
+    pub async fn get_stream(
+        &self,
+        key: &Path,
+        range: Option<Range<u64>>,
+    ) -> Result<
+        Option<(
+            ObjectMeta,
+            Range<u64>,
+            BoxStream<'static, Result<Bytes, BucketError>>,
+        )>,
+        BucketError,
+    > {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let started = tokio::time::Instant::now();
+        let (result, _) = self
+            .request("read", key, || {
+                self.inner.store.get_opts(key, options.clone())
+            })
+            .await?;
+        let Some(got) = self.found(key, result)? else {
+            return Ok(None);
+        };
+        let (meta, range) = (got.meta.clone(), got.range.clone());
+        let (bucket, key) = (self.clone(), key.clone());
+        let body = got.into_stream().map(move |part| {
+            part.map_err(|source| {
+                let kind = classify(&source).err().unwrap_or(FailureKind::Other);
+                bucket
+                    .inner
+                    .health
+                    .failed(kind, &source, "read", key.as_ref());
+                BucketError::Request(Box::new(RequestFailed {
+                    action: "read",
+                    key: key.to_string(),
+                    kind,
+                    retries: 0,
+                    elapsed: started.elapsed(),
+                    source,
+                }))
+            })
+        });
+        Ok(Some((meta, range, body.boxed())))
+    }
+
+    /// A read's answer: `None` for no object.
+    fn found<T>(&self, key: &Path, result: Result<T, Answer>) -> Result<Option<T>, BucketError> {
+        match result {
+            Ok(found) => Ok(Some(found)),
+            Err(Answer::NotFound) => Ok(None),
+            Err(Answer::Conflict) => Err(BucketError::Unexpected {
+                key: key.to_string(),
+                why: "a read answered a precondition failure".into(),
+            }),
+        }
+    }
+
     async fn get_opts(
         &self,
         key: &Path,
@@ -609,23 +691,15 @@ impl Bucket {
                 Ok((bytes, meta))
             })
             .await?;
-        match result {
-            Ok((bytes, meta)) => Ok(Some((
+        Ok(self.found(key, result)?.map(|(bytes, meta)| {
+            (
                 Fetched {
                     bytes,
-                    version: Version {
-                        e_tag: meta.e_tag.clone(),
-                        version: meta.version.clone(),
-                    },
+                    version: version_of(&meta),
                 },
                 meta,
-            ))),
-            Err(Answer::NotFound) => Ok(None),
-            Err(Answer::Conflict) => Err(BucketError::Unexpected {
-                key: key.to_string(),
-                why: "a read answered a precondition failure".into(),
-            }),
-        }
+            )
+        }))
     }
 
     /// Every object under `prefix`, at any depth, in key order.
