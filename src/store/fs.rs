@@ -800,6 +800,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stream_gives_the_range_asked_and_the_whole_size() {
+        use futures_util::TryStreamExt as _;
+        let (_dir, store) = store().await;
+        let key = Key::of(["rec", "recall", "video.mp4"]);
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        store.create(&key, bytes.clone().into()).await.unwrap();
+        assert_eq!(store.stat(&key).await.unwrap().unwrap().size, 10_000);
+        for range in [None, Some(0..1), Some(100..9_000), Some(9_999..10_000)] {
+            let streamed = store
+                .get_stream(&key, range.clone())
+                .await
+                .unwrap()
+                .unwrap();
+            let want = range.unwrap_or(0..10_000);
+            assert_eq!(
+                (streamed.stat.size, streamed.range.clone()),
+                (10_000, want.clone())
+            );
+            let parts: Vec<Bytes> = streamed.body.try_collect().await.unwrap();
+            let want = &bytes[want.start as usize..want.end as usize];
+            assert_eq!(parts.concat(), want);
+        }
+        let absent = Key::of(["rec", "recall", "none.mp4"]);
+        assert!(store.stat(&absent).await.unwrap().is_none());
+        assert!(store.get_stream(&absent, None).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn writes_in_place_create_the_file_and_leave_zeros_in_holes() {
         let (dir, store) = store().await;
         assert!(store.writes_in_place());
