@@ -5,8 +5,11 @@
 //! streaming it again: the same keys, manifests and summaries, no frame ever replaced (one
 //! already in the bucket is a duplicate), events already in the bucket not added twice, and
 //! each audio chunk replayed from its manifest line with the samples the pieces hold at its
-//! place (a chunk whose samples the bucket's track already has is a duplicate). A copy that
+//! place (a chunk whose samples the bucket's track already has is a duplicate). What the
+//! server fetched from Recall after the call is copied file by file (`recall`). A copy that
 //! stops half-way is finished by running it again.
+
+mod recall;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,6 +42,9 @@ struct Source {
 #[derive(Debug, Default, Serialize)]
 pub struct CopyReport {
     pub recordings: Vec<RecordingCopied>,
+    /// Bots' status webhooks added to the bucket's logs (every bot's, not only the copied
+    /// recordings').
+    pub bot_statuses: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -54,6 +60,11 @@ pub struct RecordingCopied {
     pub audio_chunks: u64,
     /// Audio chunks whose every sample the bucket's track already had.
     pub audio_chunks_already_there: u64,
+    /// Recall's files (MP4s, audio) stored in the bucket, and their bytes.
+    pub recall_parts: u64,
+    pub recall_bytes: u64,
+    /// Recall's files the bucket already had (an earlier copy, or a fetch into the bucket).
+    pub recall_parts_already_there: u64,
     /// Manifest lines or events that could not be copied, each with the reason; these are
     /// also logged. The copy goes on without them.
     pub skipped: Vec<String>,
@@ -104,12 +115,16 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
             events_already_there = copied.events_already_there,
             audio_chunks = copied.audio_chunks,
             audio_chunks_already_there = copied.audio_chunks_already_there,
+            recall_parts = copied.recall_parts,
+            recall_bytes = copied.recall_bytes,
+            recall_parts_already_there = copied.recall_parts_already_there,
             skipped = copied.skipped.len(),
             "recording copied"
         );
         report.recordings.push(copied);
     }
     to.sink.flush().await?;
+    report.bot_statuses = recall::copy_bot_logs(from.store.as_ref(), to.store.as_ref()).await?;
     let tombstones = crate::deletion::copy_tombstones(disk.as_ref(), to.store.as_ref()).await?;
     if tombstones > 0 {
         tracing::info!(tombstones, "tombstones of deleted recordings copied");
@@ -120,7 +135,7 @@ pub async fn copy_to_bucket(config: &Config) -> anyhow::Result<CopyReport> {
 /// Copies one recording: its participants' folder names first, so that the bucket names
 /// them as DATA_DIR does (unless it knows them already); then its events, in order; then
 /// its frames, each carrying `participant.json`, which they leave as it is on disk; then
-/// its audio tracks, the mixed one first.
+/// its audio tracks, the mixed one first; then what was fetched from Recall.
 async fn copy_recording(
     from: &Source,
     store: &dyn Store,
@@ -193,6 +208,7 @@ async fn copy_recording(
         };
         copy_audio(from, sink, &track, source, &recording, &mut copied).await?;
     }
+    recall::copy_recall_media(from, store, &detail, &mut copied).await?;
     Ok(copied)
 }
 

@@ -100,7 +100,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             let skipped = report.skipped();
             if skipped > 0 {
-                eprintln!("{skipped} frames or events could not be copied: see \"skipped\"");
+                eprintln!(
+                    "{skipped} frames, events, audio chunks or Recall files could not be copied: see \"skipped\""
+                );
                 return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)

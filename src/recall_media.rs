@@ -40,6 +40,7 @@ use crate::recall::media::{MediaKind, PartTime};
 use crate::recall::{BotId, RecallClient};
 use crate::store::{Key, Store, StoreError, read_whole_log};
 
+pub(crate) use self::fetch::participant_folder;
 pub use self::fetch::{FetchError, FetchReport, Progress};
 
 /// `recall-frames fetch-media`: fetches the media of `recordings` (or of every recording of
@@ -426,11 +427,7 @@ impl RecallMedia {
         bot: &BotId,
         record: &BotStatusRecord,
     ) -> Result<(), MediaError> {
-        let mut log = self.store.log_writer(&bot_status_key(bot), LINES_PER_PART);
-        let mut line = serde_json::to_vec(record).expect("a status record is plain JSON");
-        line.push(b'\n');
-        log.push(line);
-        log.flush().await?;
+        append_line(self.store.as_ref(), &bot_status_key(bot), record).await?;
         Ok(())
     }
 
@@ -563,7 +560,10 @@ pub async fn media_records(
     Ok(records)
 }
 
-async fn bot_status(store: &dyn Store, bot: &BotId) -> Result<Vec<BotStatusRecord>, MediaError> {
+pub(crate) async fn bot_status(
+    store: &dyn Store,
+    bot: &BotId,
+) -> Result<Vec<BotStatusRecord>, MediaError> {
     let log = bot_status_key(bot);
     let mut seen = std::collections::HashSet::new();
     let mut records = Vec::new();
@@ -581,6 +581,20 @@ async fn bot_status(store: &dyn Store, bot: &BotId) -> Result<Vec<BotStatusRecor
     // missing.
     records.sort_by_key(|record| record.updated_at.unwrap_or(record.received_at));
     Ok(records)
+}
+
+/// Adds one line to a log (a manifest, a bot's status log), as its only writer for this
+/// line.
+pub(crate) async fn append_line(
+    store: &dyn Store,
+    log: &Key,
+    record: &impl Serialize,
+) -> Result<(), StoreError> {
+    let mut writer = store.log_writer(log, LINES_PER_PART);
+    let mut line = serde_json::to_vec(record).expect("plain JSON");
+    line.push(b'\n');
+    writer.push(line);
+    writer.flush().await
 }
 
 pub(crate) async fn read_status(

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    FetchSettings, FetchState, FetchStatus, MEDIA_MANIFEST, MediaRecord, is_extension,
+    FetchSettings, FetchState, FetchStatus, MEDIA_MANIFEST, MediaRecord, append_line, is_extension,
     media_records, participant_media_key, read_status, status_key, write_status,
 };
 use crate::frame::{Participant, RecordingId};
@@ -25,7 +25,7 @@ use crate::layout;
 use crate::metrics::{KindLabel, Metrics, ReasonLabel};
 use crate::recall::media::{MediaKind, MediaObject, MediaPart};
 use crate::recall::{RecallClient, RecallError};
-use crate::store::{Created, Key, Store, StoreError};
+use crate::store::{Created, Store, StoreError};
 
 /// Where a part's bytes go while they download: `DATA_DIR/.recall-media/downloads`.
 pub const DOWNLOADS: [&str; 2] = [".recall-media", "downloads"];
@@ -262,7 +262,8 @@ impl Fetcher {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
                     let participant = part.participant.to_participant();
-                    let folder = self.participant_folder(recording, &participant).await?;
+                    let folder =
+                        participant_folder(self.store.as_ref(), recording, &participant).await?;
                     let listed = media_records(self.store.as_ref(), recording, &folder).await?;
                     entry.insert(FolderState {
                         bytes: listed.iter().map(|r| r.bytes).sum(),
@@ -322,32 +323,6 @@ impl Fetcher {
             }
         }
         Ok((objects, parts))
-    }
-
-    /// The participant's folder, as the recorder chooses it, with a `participant.json` when
-    /// it has none (a participant who never streamed frames).
-    async fn participant_folder(
-        &self,
-        recording: &RecordingId,
-        participant: &Participant,
-    ) -> Result<String, StoreError> {
-        let store = self.store.as_ref();
-        let proposed = layout::participant_folder_name(participant);
-        let folder = if store.is_shared() {
-            crate::recorder::claim_folder(store, recording, participant.id, proposed).await?
-        } else {
-            crate::recorder::participant_folders(store, &layout::recording_key(recording))
-                .await?
-                .remove(&participant.id)
-                .unwrap_or(proposed)
-        };
-        let key = layout::recording_key(recording)
-            .join(&folder)
-            .join(layout::PARTICIPANT_FILE);
-        let mut body = serde_json::to_vec_pretty(participant).expect("plain JSON");
-        body.push(b'\n');
-        store.create(&key, Bytes::from(body)).await?;
-        Ok(folder)
     }
 
     /// One part: downloaded (again with fresh URLs when an attempt fails), then stored and
@@ -569,17 +544,30 @@ impl Fetcher {
     }
 }
 
-/// Adds one line to a log, as its only writer for this line.
-async fn append_line(
+/// The participant's folder in `recording`, as the recorder chooses it, with a
+/// `participant.json` when it has none (a participant who never streamed frames): where
+/// Recall's files of the participant go, whether fetched or copied from a folder.
+pub(crate) async fn participant_folder(
     store: &dyn Store,
-    log: &Key,
-    record: &impl serde::Serialize,
-) -> Result<(), StoreError> {
-    let mut writer = store.log_writer(log, super::LINES_PER_PART);
-    let mut line = serde_json::to_vec(record).expect("plain JSON");
-    line.push(b'\n');
-    writer.push(line);
-    writer.flush().await
+    recording: &RecordingId,
+    participant: &Participant,
+) -> Result<String, StoreError> {
+    let proposed = layout::participant_folder_name(participant);
+    let folder = if store.is_shared() {
+        crate::recorder::claim_folder(store, recording, participant.id, proposed).await?
+    } else {
+        crate::recorder::participant_folders(store, &layout::recording_key(recording))
+            .await?
+            .remove(&participant.id)
+            .unwrap_or(proposed)
+    };
+    let key = layout::recording_key(recording)
+        .join(&folder)
+        .join(layout::PARTICIPANT_FILE);
+    let mut body = serde_json::to_vec_pretty(participant).expect("plain JSON");
+    body.push(b'\n');
+    store.create(&key, Bytes::from(body)).await?;
+    Ok(folder)
 }
 
 /// The extension of an audio file: by its content type when that names an audio format,

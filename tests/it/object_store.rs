@@ -6,6 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::after_call::{self, BOT, audio_part, noise, video_part, wait_for_fetch, webhook};
+use crate::common::recall_api::RecallStandIn;
+use crate::common::recall_api::media::{bot_status_webhook, media_webhook};
 use crate::common::s3::{self, S3Server};
 use crate::common::*;
 use recall_frames::Config;
@@ -188,8 +191,10 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
         json!({"recordings": [{
             "id": "rec_9f1c2a", "frames": 7, "frames_already_there": 0,
             "events": 2, "events_already_there": 0,
-            "audio_chunks": 14, "audio_chunks_already_there": 0, "skipped": [],
-        }]})
+            "audio_chunks": 14, "audio_chunks_already_there": 0,
+            "recall_parts": 0, "recall_bytes": 0, "recall_parts_already_there": 0,
+            "skipped": [],
+        }], "bot_statuses": 0})
     );
 
     // The bucket holds the disk's layout, with the same folder names and the same bytes.
@@ -314,6 +319,151 @@ async fn recordings_on_a_volume_are_copied_into_the_bucket_once() {
             .unwrap(),
         frames[2].png
     );
+}
+
+#[tokio::test]
+async fn recalls_media_on_a_volume_is_copied_into_the_bucket_once() {
+    let recall = RecallStandIn::start().await;
+    let s3 = S3Server::start().await;
+    let (alice_video, bob_audio) = (noise(300_000, 21), noise(9_000, 22));
+    recall.add_media(
+        RECORDING,
+        "video_separate",
+        "vs_1",
+        true,
+        vec![video_part("p_v", 100, "Alice Smith", 0.5, &alice_video)],
+    );
+    // Bob streams no frame: his folder holds only Recall's audio.
+    recall.add_media(
+        RECORDING,
+        "audio_separate",
+        "as_1",
+        true,
+        vec![audio_part("p_a", 200, "Bob", 2.0, &bob_audio)],
+    );
+    let mut on_disk = after_call::start(&recall, &[]).await;
+    let base = on_disk.url("");
+    let mut bot = on_disk.connect().await;
+    bot.send_frame(&TestFrame::new(1.0)).await;
+    on_disk.wait_for_frames(ALICE_WEBCAM, 1).await;
+    for (id, code, at) in [
+        ("m1", "joining_call", "2026-11-21T10:00:00Z"),
+        ("m2", "in_call_recording", "2026-11-21T10:01:00Z"),
+    ] {
+        let body = bot_status_webhook(BOT, code, None, at);
+        assert_eq!(webhook(&base, id, &body).await, 200);
+    }
+    let body = media_webhook("recording.done", RECORDING, BOT, "rec");
+    assert_eq!(webhook(&base, "m3", &body).await, 200);
+    wait_for_fetch(&base, "video", "done").await;
+    wait_for_fetch(&base, "audio", "done").await;
+    let media_path = format!("/api/recordings/{RECORDING}/recall");
+    let on_disk_media = on_disk.get_json(&media_path).await;
+    on_disk.stop().await.unwrap();
+    let data_dir = on_disk.data_dir.clone();
+
+    let (succeeded, report) = copy_to_bucket(&s3, &data_dir, Settings::AfterTheSubcommand).await;
+    assert!(succeeded, "{report}");
+    let recall_counts = |report: &Value| {
+        let recording = &report["recordings"][0];
+        (
+            recording["recall_parts"].clone(),
+            recording["recall_bytes"].clone(),
+            recording["recall_parts_already_there"].clone(),
+            report["bot_statuses"].clone(),
+        )
+    };
+    let bytes = alice_video.len() + bob_audio.len();
+    assert_eq!(
+        recall_counts(&report),
+        (json!(2), json!(bytes), json!(0), json!(2)),
+        "{report}"
+    );
+
+    // A server on the bucket lists and serves them as the folder's did, bot history too.
+    let mut from_bucket = start(&s3, None, &[]).await;
+    let media = from_bucket.get_json(&media_path).await;
+    assert_eq!(media, on_disk_media);
+    assert_eq!(
+        media["bot_status"].as_array().unwrap().len(),
+        2,
+        "{media:#}"
+    );
+    let files: Vec<&Value> = media["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["parts"].as_array().unwrap())
+        .collect();
+    assert_eq!(files.len(), 2, "{media:#}");
+    for (file, sent) in files.into_iter().zip([&alice_video, &bob_audio]) {
+        let url = file["url"].as_str().unwrap();
+        let served = from_bucket.get(url).await;
+        assert_eq!(served.status(), 200, "{url}");
+        assert_eq!(
+            served.bytes().await.unwrap().as_ref(),
+            sent.as_slice(),
+            "{url}"
+        );
+    }
+    assert_eq!(
+        from_bucket
+            .get_json(&format!("/api/recordings/{RECORDING}"))
+            .await["participants"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "Bob, who only has Recall's audio, is a participant"
+    );
+    from_bucket.stop().await.unwrap();
+
+    // The logs hold the folder's lines, unchanged; a second copy adds none but those
+    // missing.
+    let logs = [
+        (
+            "rec_9f1c2a/100-alice-smith/recall/media",
+            "rec_9f1c2a/100-alice-smith/recall/media.jsonl",
+        ),
+        (
+            "rec_9f1c2a/200-bob/recall/media",
+            "rec_9f1c2a/200-bob/recall/media.jsonl",
+        ),
+        (
+            ".recall/bots/bot_1/status",
+            ".recall/bots/bot_1/status.jsonl",
+        ),
+    ];
+    for (in_bucket, on_disk) in logs {
+        assert_eq!(
+            chunk_lines(&s3, in_bucket).await,
+            read_jsonl(&data_dir.join(on_disk)),
+            "{in_bucket}"
+        );
+    }
+    // As if the first copy had stopped between Bob's file and its line: the file stays as it
+    // is, and gets its line.
+    for key in s3.keys().await {
+        if key.starts_with("rec_9f1c2a/200-bob/recall/media/") {
+            object_store::ObjectStoreExt::delete(&*s3.client(), &key.as_str().into())
+                .await
+                .unwrap();
+        }
+    }
+    assert!(chunk_lines(&s3, logs[1].0).await.is_empty());
+    let (succeeded, report) = copy_to_bucket(&s3, &data_dir, Settings::AfterTheSubcommand).await;
+    assert!(succeeded, "{report}");
+    assert_eq!(
+        recall_counts(&report),
+        (json!(0), json!(0), json!(2), json!(0)),
+        "{report}"
+    );
+    for (in_bucket, on_disk) in logs {
+        assert_eq!(
+            chunk_lines(&s3, in_bucket).await,
+            read_jsonl(&data_dir.join(on_disk)),
+            "{in_bucket}"
+        );
+    }
 }
 
 #[tokio::test]
