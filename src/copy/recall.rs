@@ -1,8 +1,8 @@
 //! What the server fetched from Recall after the call, copied as it is: each participant's
 //! parts with their manifest lines (the same `fetched_at`, hashes...), the recording's fetch
-//! statuses (and `recording.json`), and the bots' status logs. Nothing goes through a sink: these files are only
-//! ever created whole, so each is created in the bucket from DATA_DIR's, never replacing
-//! one there.
+//! statuses (and `recording.json`), and the bots' status logs. Nothing goes through a sink:
+//! these files are only ever created whole, so each is created in the bucket from
+//! DATA_DIR's, never replacing one there.
 
 use std::collections::HashSet;
 
