@@ -1069,8 +1069,8 @@ async fn bots_ask_recall_for_async_media_only_when_told() {
 }
 
 /// Peak memory of the server while a 200 MB part downloads, into a folder, or into a
-/// bucket with `RECALL_MEDIA_RSS=bucket`, and then while a client downloads it from the
-/// server: run with
+/// bucket with `RECALL_MEDIA_RSS=bucket`, and then while a client downloads it, and the
+/// recording's ZIP, from the server: run with
 /// `RECALL_MEDIA_RSS=fs cargo nextest run -E 'test(/peak_rss/)' --no-capture`. Two worker
 /// threads: the in-process bucket must answer while the binary's start is waited for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1190,5 +1190,30 @@ async fn peak_rss_while_a_200_mb_part_downloads() {
     assert!(
         served < resting + 64 * 1024,
         "memory grew with the download: {resting} -> {served} KiB"
+    );
+
+    // And the recording's ZIP, which holds the part: copied in as it is read, too.
+    let resting = status("VmRSS:");
+    std::fs::write(format!("/proc/{}/clear_refs", binary.pid()), "5").unwrap();
+    let started = std::time::Instant::now();
+    let url = binary.url(&format!("/api/recordings/{RECORDING}/zip"));
+    let mut response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut read = 0u64;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        read += chunk.len() as u64;
+    }
+    assert!(read > size, "the ZIP holds the part: {read} bytes");
+    let zipped = status("VmHWM:");
+    eprintln!(
+        "recording ZIP with the 200 MB part from {backend}: RSS {} MiB before, peak {} MiB \
+         during; {:.1} s",
+        resting / 1024,
+        zipped / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        zipped < resting + 64 * 1024,
+        "memory grew with the ZIP: {resting} -> {zipped} KiB"
     );
 }
