@@ -31,7 +31,9 @@ use serde::Serialize;
 
 use crate::frame::{FrameTime, Participant, ParticipantId, RecordingId, StreamKey, StreamKind};
 use crate::layout::{self, EventRecord, FrameRecord, RecordingSummary};
-use crate::store::{Key, LogCursor, Store, StoreError, read_log, read_whole_log};
+use crate::recall::media::MediaKind;
+use crate::recall_media;
+use crate::store::{Key, LogCursor, Store, StoreError, Streamed, read_log, read_whole_log};
 use crate::title::Title;
 
 mod audio;
@@ -181,6 +183,9 @@ pub enum SavedContent {
     Whole(Key),
     /// A log (a `.jsonl` a store may keep in parts) as one file; left out when absent.
     Log(Key),
+    /// A file too large to hold in memory (Recall's MP4s and audio, hundreds of MB),
+    /// copied as it is read ([`Catalog::file_stream`]); left out when absent.
+    Large(Key),
     /// A stream's frames, then its `frames.jsonl` listing exactly those frames
     /// ([`Catalog::manifest`] as it stands when the stream is reached).
     Stream(StreamKey),
@@ -376,8 +381,9 @@ impl Catalog {
     }
 
     /// Everything a recording's folder holds that the catalog reads, in the layout's order:
-    /// `recording.json`, `events.jsonl`, the mixed audio track, then each participant's
-    /// `participant.json`, stream folders and audio track. A new kind of file is one more
+    /// `recording.json`, `events.jsonl`, the mixed audio track, the statuses of the fetches
+    /// from Recall, then each participant's `participant.json`, stream folders, audio track
+    /// and the files fetched from Recall after the call. A new kind of file is one more
     /// line here.
     pub async fn recording_files(&self, id: &RecordingId) -> Result<Vec<SavedFile>, CatalogError> {
         let detail = self.recording(id).await?;
@@ -387,6 +393,8 @@ impl Catalog {
             SavedFile::at(recording.join(layout::EVENTS_LOG), SavedContent::Log),
         ];
         files.extend(self.audio_files(layout::audio_key(id, None)).await?);
+        let statuses = MediaKind::ALL.map(|kind| recall_media::status_key(id, kind));
+        files.extend(statuses.map(|key| SavedFile::at(key, SavedContent::Whole)));
         for participant in &detail.participants {
             let folder = recording.join(&participant.folder);
             files.push(SavedFile::at(
@@ -400,8 +408,33 @@ impl Catalog {
             }
             let audio = layout::audio_key(id, Some(&participant.folder));
             files.extend(self.audio_files(audio).await?);
+            files.extend(self.recall_files(id, &participant.folder).await?);
         }
         Ok(files)
+    }
+
+    /// A participant's files fetched from Recall, then their manifest `recall/media.jsonl`:
+    /// only the files it lists, since a file stored by a fetch that stopped before writing
+    /// its line is not yet part of the recording. The manifest is read again when it is
+    /// written out, so a part fetched in between is listed there without its file.
+    async fn recall_files(
+        &self,
+        id: &RecordingId,
+        folder: &str,
+    ) -> Result<Vec<SavedFile>, CatalogError> {
+        let records = recall_media::media_records(self.store.as_ref(), id, folder).await?;
+        let media = recall_media::participant_media_key(id, folder);
+        Ok(records
+            .iter()
+            // The names are the fetch's own; a line that names anything else is not
+            // followed.
+            .filter(|record| recall_media::is_media_file_name(&record.file))
+            .map(|record| SavedFile::at(media.join(&record.file), SavedContent::Large))
+            .chain([SavedFile::at(
+                media.join(recall_media::MEDIA_MANIFEST),
+                SavedContent::Log,
+            )])
+            .collect())
     }
 
     /// A stream folder to download under `path`; [`CatalogError::NotFound`] when the stream
@@ -422,6 +455,11 @@ impl Catalog {
     /// The bytes of a file read whole ([`SavedContent::Whole`]); `None` when absent.
     pub async fn whole_file(&self, key: &Key) -> Result<Option<Bytes>, CatalogError> {
         Ok(self.store.get(key).await?.map(|found| found.bytes))
+    }
+
+    /// A large file's bytes as they are read ([`SavedContent::Large`]); `None` when absent.
+    pub async fn file_stream(&self, key: &Key) -> Result<Option<Streamed>, CatalogError> {
+        Ok(self.store.get_stream(key, None).await?)
     }
 
     /// A log's complete lines as one file ([`SavedContent::Log`]); `None` when absent.

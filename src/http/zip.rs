@@ -5,7 +5,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt as _;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{AsyncWriteExt as _, StreamExt as _};
 use jiff::Timestamp;
 
 use super::api::{CatalogResult as _, recording_id, stream_key};
@@ -13,6 +15,7 @@ use crate::catalog::{Catalog, CatalogError, SavedContent, SavedFile};
 use crate::error::ApiError;
 use crate::layout::{self, FrameRecord};
 use crate::state::AppState;
+use crate::store::StoreError;
 
 /// Bytes of ZIP held between the writer and the response body.
 const ZIP_PIPE_BYTES: usize = 256 * 1024;
@@ -94,6 +97,8 @@ enum ZipStreamError {
     Zip(#[from] async_zip::error::ZipError),
     #[error("cannot read {0}")]
     Catalog(String, #[source] CatalogError),
+    #[error("cannot write the ZIP")]
+    Write(#[from] std::io::Error),
 }
 
 type ZipWriter = async_zip::tokio::write::ZipFileWriter<tokio::io::DuplexStream>;
@@ -113,6 +118,12 @@ async fn write_zip(
             let whole = match &file.content {
                 SavedContent::Whole(key) => catalog.whole_file(key).await.map_err(read)?,
                 SavedContent::Log(key) => catalog.whole_log(key).await.map_err(read)?,
+                SavedContent::Large(key) => {
+                    if let Some(streamed) = catalog.file_stream(key).await.map_err(read)? {
+                        add_stream(&mut zip, &file.path, now, streamed.body).await?;
+                    }
+                    continue;
+                }
                 SavedContent::Stream(stream) => {
                     write_stream(&catalog, &mut zip, stream, &file.path).await?;
                     continue;
@@ -164,18 +175,39 @@ async fn write_stream(
     add(zip, manifest_path, time, &manifest).await
 }
 
-/// One entry, stored rather than deflated: PNGs are compressed already, and the JSON is
-/// small beside them.
+/// One entry of bytes in memory.
 async fn add(
     zip: &mut ZipWriter,
     path: String,
     time: Timestamp,
     bytes: &[u8],
 ) -> Result<(), ZipStreamError> {
-    let entry = async_zip::ZipEntryBuilder::new(path.into(), async_zip::Compression::Stored)
-        .last_modification_date(zip_time(time));
-    zip.write_entry_whole(entry, bytes).await?;
+    zip.write_entry_whole(entry(path, time), bytes).await?;
     Ok(())
+}
+
+/// One entry copied from `body` a part at a time as the store reads it, never whole in
+/// memory: a file of hundreds of MB (Recall's media) costs no more than a PNG.
+async fn add_stream(
+    zip: &mut ZipWriter,
+    path: &str,
+    time: Timestamp,
+    mut body: BoxStream<'static, Result<Bytes, StoreError>>,
+) -> Result<(), ZipStreamError> {
+    let mut entry = zip.write_entry_stream(entry(path.to_owned(), time)).await?;
+    while let Some(part) = body.next().await {
+        let part = part.map_err(|error| ZipStreamError::Catalog(path.to_owned(), error.into()))?;
+        entry.write_all(&part).await?;
+    }
+    entry.close().await?;
+    Ok(())
+}
+
+/// An entry stored rather than deflated: PNGs, MP4s and MP3s are compressed already, and
+/// the JSON is small beside them.
+fn entry(path: String, time: Timestamp) -> async_zip::ZipEntryBuilder {
+    async_zip::ZipEntryBuilder::new(path.into(), async_zip::Compression::Stored)
+        .last_modification_date(zip_time(time))
 }
 
 /// A ZIP entry's time: the DOS date-time fields, in UTC.

@@ -793,6 +793,137 @@ async fn in_a_bucket_the_parts_are_stored_byte_for_byte_under_their_participants
     );
 }
 
+/// The ZIP of a recording holds what was fetched from Recall after the call, each file
+/// byte for byte at its path, with each participant's `media.jsonl` and the fetches'
+/// statuses. A file that no manifest lists (a fetch that stopped before its line) is not
+/// part of the recording yet and stays out.
+async fn the_recording_zip_holds_recalls_files(s3: Option<&S3Server>) {
+    let recall = RecallStandIn::start().await;
+    let (alice_video, bob_video, alice_audio) =
+        (noise(30_000, 12), noise(20_000, 13), noise(9_000, 14));
+    recall.add_media(
+        RECORDING,
+        "video_separate",
+        "vs_1",
+        true,
+        vec![
+            video_part("p_a", 100, "Alice Smith", 0.5, &alice_video),
+            video_part("p_b", 200, "Bob", 2.0, &bob_video),
+        ],
+    );
+    recall.add_media(
+        RECORDING,
+        "audio_separate",
+        "as_1",
+        true,
+        vec![audio_part("p_aa", 100, "Alice Smith", 0.5, &alice_audio)],
+    );
+    let mut extra = Vec::new();
+    if let Some(s3) = s3 {
+        extra.extend(s3.flags(None));
+        extra.extend(["--bucket-manifest-interval".into(), "100ms".into()]);
+    }
+    let server = start(&recall, &extra).await;
+    let base = server.url("");
+    let mut bot = server.connect().await;
+    bot.send_frame(&TestFrame::new(1.0)).await;
+    server
+        .wait_for_frames(&format!("/api/recordings/{RECORDING}/100/webcam"), 1)
+        .await;
+    let body = media_webhook("recording.done", RECORDING, BOT, "rec");
+    assert_eq!(webhook(&base, "m1", &body).await, 200);
+    wait_for_fetch(&base, "video", "done").await;
+    let media = wait_for_fetch(&base, "audio", "done").await;
+
+    let stray = format!("{RECORDING}/100-alice-smith/recall/webcam-9000.mp4");
+    match s3 {
+        Some(s3) => {
+            let bytes = bytes::Bytes::from(noise(100, 15));
+            use object_store::ObjectStoreExt as _;
+            s3.client()
+                .put(&stray.as_str().into(), bytes.into())
+                .await
+                .unwrap();
+        }
+        None => std::fs::write(server.data_dir.join(&stray), noise(100, 15)).unwrap(),
+    }
+
+    let response = server
+        .get(&format!("/api/recordings/{RECORDING}/zip"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let archive = Unzipped::new(&response.bytes().await.unwrap());
+    for (file, sent) in [
+        ("100-alice-smith/recall/webcam-500.mp4", &alice_video),
+        ("100-alice-smith/recall/audio-500.mp3", &alice_audio),
+        ("200-bob/recall/webcam-2000.mp4", &bob_video),
+    ] {
+        let entry = archive.file(&format!("{RECORDING}/{file}"));
+        assert_eq!(&entry.bytes, sent, "{file}");
+        assert_eq!(entry.compression, zip::CompressionMethod::Stored, "{file}");
+    }
+    assert!(!archive.names().contains(&stray.as_str()), "{stray}");
+    // Each manifest lists exactly the participant's files in the archive, as they are.
+    for folder in ["100-alice-smith", "200-bob"] {
+        let recall = format!("{RECORDING}/{folder}/recall/");
+        let manifest = archive.file(&format!("{recall}media.jsonl"));
+        let mut listed: Vec<String> = String::from_utf8_lossy(&manifest.bytes)
+            .lines()
+            .map(|line| {
+                let line: Value = serde_json::from_str(line).unwrap();
+                let path = format!("{recall}{}", line["file"].as_str().unwrap());
+                let bytes = &archive.file(&path).bytes;
+                assert_eq!(line["sha256"], Content::bytes(bytes.clone()).sha256());
+                path
+            })
+            .collect();
+        listed.sort();
+        let mut files: Vec<&str> = archive
+            .names()
+            .into_iter()
+            .filter(|name| name.starts_with(&recall) && !name.ends_with(".jsonl"))
+            .collect();
+        files.sort_unstable();
+        assert_eq!(listed, files, "{folder}");
+    }
+    for kind in ["video", "audio"] {
+        let status = &archive
+            .file(&format!("{RECORDING}/recall/{kind}.json"))
+            .bytes;
+        let status: Value = serde_json::from_slice(status).unwrap();
+        assert_eq!(status, media["fetch"][kind], "{kind}");
+    }
+    // Every file but the logs is the stored object itself (logs may be kept in parts).
+    for name in archive.names() {
+        if !name.ends_with(".jsonl") {
+            let stored = match s3 {
+                Some(s3) => s3.get(name).await.map(|bytes| bytes.to_vec()),
+                None => std::fs::read(server.data_dir.join(name)).ok(),
+            };
+            assert_eq!(stored.as_ref(), Some(&archive.file(name).bytes), "{name}");
+        }
+    }
+    if s3.is_none() {
+        // Everything in the folder, but the file no manifest lists.
+        let mut on_disk = tree(&server.data_dir);
+        on_disk.retain(|path| path.starts_with(&format!("{RECORDING}/")) && *path != stray);
+        let mut names = archive.names();
+        names.sort_unstable();
+        assert_eq!(names, on_disk);
+    }
+}
+
+#[tokio::test]
+async fn the_recording_zip_holds_recalls_files_from_a_folder() {
+    the_recording_zip_holds_recalls_files(None).await;
+}
+
+#[tokio::test]
+async fn the_recording_zip_holds_recalls_files_from_a_bucket() {
+    let s3 = S3Server::start().await;
+    the_recording_zip_holds_recalls_files(Some(&s3)).await;
+}
+
 #[tokio::test]
 async fn fetch_media_by_command_twice_adds_nothing_the_second_time() {
     let recall = RecallStandIn::start().await;
@@ -938,8 +1069,8 @@ async fn bots_ask_recall_for_async_media_only_when_told() {
 }
 
 /// Peak memory of the server while a 200 MB part downloads, into a folder, or into a
-/// bucket with `RECALL_MEDIA_RSS=bucket`, and then while a client downloads it from the
-/// server: run with
+/// bucket with `RECALL_MEDIA_RSS=bucket`, and then while a client downloads it, and the
+/// recording's ZIP, from the server: run with
 /// `RECALL_MEDIA_RSS=fs cargo nextest run -E 'test(/peak_rss/)' --no-capture`. Two worker
 /// threads: the in-process bucket must answer while the binary's start is waited for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1059,5 +1190,30 @@ async fn peak_rss_while_a_200_mb_part_downloads() {
     assert!(
         served < resting + 64 * 1024,
         "memory grew with the download: {resting} -> {served} KiB"
+    );
+
+    // And the recording's ZIP, which holds the part: copied in as it is read, too.
+    let resting = status("VmRSS:");
+    std::fs::write(format!("/proc/{}/clear_refs", binary.pid()), "5").unwrap();
+    let started = std::time::Instant::now();
+    let url = binary.url(&format!("/api/recordings/{RECORDING}/zip"));
+    let mut response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut read = 0u64;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        read += chunk.len() as u64;
+    }
+    assert!(read > size, "the ZIP holds the part: {read} bytes");
+    let zipped = status("VmHWM:");
+    eprintln!(
+        "recording ZIP with the 200 MB part from {backend}: RSS {} MiB before, peak {} MiB \
+         during; {:.1} s",
+        resting / 1024,
+        zipped / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        zipped < resting + 64 * 1024,
+        "memory grew with the ZIP: {resting} -> {zipped} KiB"
     );
 }
