@@ -43,6 +43,17 @@ pub(crate) fn recall_flags(recall: &RecallStandIn) -> Vec<String> {
     .collect()
 }
 
+/// The flags of a server on `s3`'s bucket, its manifests written every 100 ms; none (a
+/// folder) without one.
+pub(crate) fn store_flags(s3: Option<&S3Server>) -> Vec<String> {
+    let Some(s3) = s3 else {
+        return Vec::new();
+    };
+    let mut flags = s3.flags(None);
+    flags.extend(["--bucket-manifest-interval".into(), "100ms".into()]);
+    flags
+}
+
 pub(crate) async fn start(recall: &RecallStandIn, extra: &[String]) -> TestServer {
     let mut args: Vec<String> = recall_flags(recall)
         .chunks(2)
@@ -762,9 +773,7 @@ async fn in_a_bucket_the_parts_are_stored_byte_for_byte_under_their_participants
         true,
         vec![audio_part("p_a", 200, "Bob", 4.5, &audio)],
     );
-    let mut extra = s3.flags(None);
-    extra.extend(["--bucket-manifest-interval".into(), "100ms".into()]);
-    let server = start(&recall, &extra).await;
+    let server = start(&recall, &store_flags(Some(&s3))).await;
     let base = server.url("");
     let body = media_webhook("recording.done", RECORDING, BOT, "rec");
     assert_eq!(webhook(&base, "m1", &body).await, 200);
@@ -818,12 +827,7 @@ async fn the_recording_zip_holds_recalls_files(s3: Option<&S3Server>) {
         true,
         vec![audio_part("p_aa", 100, "Alice Smith", 0.5, &alice_audio)],
     );
-    let mut extra = Vec::new();
-    if let Some(s3) = s3 {
-        extra.extend(s3.flags(None));
-        extra.extend(["--bucket-manifest-interval".into(), "100ms".into()]);
-    }
-    let server = start(&recall, &extra).await;
+    let server = start(&recall, &store_flags(s3)).await;
     let base = server.url("");
     let mut bot = server.connect().await;
     bot.send_frame(&TestFrame::new(1.0)).await;

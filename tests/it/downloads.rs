@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::after_call::{BOT, noise, start, video_part, wait_for_fetch, webhook};
+use crate::after_call::{BOT, noise, start, store_flags, video_part, wait_for_fetch, webhook};
 use crate::common::recall_api::RecallStandIn;
 use crate::common::recall_api::media::media_webhook;
 use crate::common::s3::S3Server;
@@ -90,12 +90,7 @@ async fn server_with_a_part(
         true,
         vec![video_part("p_v", 200, "Bob", 4.5, &video)],
     );
-    let mut extra = Vec::new();
-    if let Some(s3) = s3 {
-        extra.extend(s3.flags(None));
-        extra.extend(["--bucket-manifest-interval".into(), "100ms".into()]);
-    }
-    let server = start(recall, &extra).await;
+    let server = start(recall, &store_flags(s3)).await;
     let base = server.url("");
     let body = media_webhook("video_separate.done", RECORDING, BOT, "vs_1");
     assert_eq!(webhook(&base, "m1", &body).await, 200);
