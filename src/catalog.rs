@@ -186,6 +186,9 @@ pub enum SavedContent {
     /// A file too large to hold in memory (Recall's MP4s and audio, hundreds of MB),
     /// copied as it is read ([`Catalog::file_stream`]); left out when absent.
     Large(Key),
+    /// Bytes read when the list was made: a manifest that names exactly the files listed
+    /// with it, however it has grown since.
+    Read(Bytes),
     /// A stream's frames, then its `frames.jsonl` listing exactly those frames
     /// ([`Catalog::manifest`] as it stands when the stream is reached).
     Stream(StreamKey),
@@ -413,27 +416,28 @@ impl Catalog {
         Ok(files)
     }
 
-    /// A participant's files fetched from Recall, then their manifest `recall/media.jsonl`:
-    /// only the files it lists, since a file stored by a fetch that stopped before writing
-    /// its line is not yet part of the recording. The manifest is read again when it is
-    /// written out, so a part fetched in between is listed there without its file.
+    /// A participant's files fetched from Recall, then their manifest `recall/media.jsonl`
+    /// as it was read: only the files it lists, since a file stored by a fetch that stopped
+    /// before writing its line is not yet part of the recording, and only the lines read
+    /// now, so that a part fetched while the ZIP is written is in neither.
     async fn recall_files(
         &self,
         id: &RecordingId,
         folder: &str,
     ) -> Result<Vec<SavedFile>, CatalogError> {
-        let records = recall_media::media_records(self.store.as_ref(), id, folder).await?;
+        let (records, text) = recall_media::media_manifest(self.store.as_ref(), id, folder).await?;
         let media = recall_media::participant_media_key(id, folder);
+        let manifest = (!text.is_empty()).then(|| SavedFile {
+            path: media.join(recall_media::MEDIA_MANIFEST).as_str().to_owned(),
+            content: SavedContent::Read(text),
+        });
         Ok(records
             .iter()
             // The names are the fetch's own; a line that names anything else is not
             // followed.
             .filter(|record| recall_media::is_media_file_name(&record.file))
             .map(|record| SavedFile::at(media.join(&record.file), SavedContent::Large))
-            .chain([SavedFile::at(
-                media.join(recall_media::MEDIA_MANIFEST),
-                SavedContent::Log,
-            )])
+            .chain(manifest)
             .collect())
     }
 

@@ -538,10 +538,23 @@ pub async fn media_records(
     recording: &RecordingId,
     folder: &str,
 ) -> Result<Vec<MediaRecord>, StoreError> {
+    Ok(media_manifest(store, recording, folder).await?.0)
+}
+
+/// [`media_records`], with the manifest's text as it was read (every line, each ending in
+/// a newline; empty when there is no manifest): what goes with exactly those parts.
+pub async fn media_manifest(
+    store: &dyn Store,
+    recording: &RecordingId,
+    folder: &str,
+) -> Result<(Vec<MediaRecord>, Bytes), StoreError> {
     let log = participant_media_key(recording, folder).join(MEDIA_MANIFEST);
     let mut seen = std::collections::HashSet::new();
     let mut records = Vec::new();
+    let mut text = Vec::new();
     for line in read_whole_log(store, &log).await? {
+        text.extend_from_slice(&line);
+        text.push(b'\n');
         match serde_json::from_slice::<MediaRecord>(&line) {
             Ok(record) => {
                 if seen.insert(record.part_id.clone()) {
@@ -557,7 +570,7 @@ pub async fn media_records(
             .total_cmp(&b.start.relative)
             .then_with(|| a.file.cmp(&b.file))
     });
-    Ok(records)
+    Ok((records, text.into()))
 }
 
 pub(crate) async fn bot_status(
@@ -620,6 +633,47 @@ pub(crate) async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_manifest_gives_each_part_once_in_time_order_and_its_text_as_read() {
+        let store = crate::store::memory::MemoryStore::default();
+        let recording = RecordingId::parse("rec").unwrap();
+        let line = |part: &str, relative: f64| {
+            let record = serde_json::json!({
+                "part_id": part, "media_id": "vs_1", "source": "video_separate_mp4",
+                "type": "webcam", "file": format!("webcam-{}.mp4", relative * 1000.0),
+                "start": {"relative": relative}, "duration": 1.5, "bytes": 10,
+                "sha256": "00", "fetched_at": "2026-12-02T10:00:00Z",
+            });
+            format!("{record}\n")
+        };
+        let text = [
+            line("p_2", 9.0),
+            line("p_1", 2.0),
+            line("p_2", 5.0),
+            "{broken\n".into(),
+        ];
+        let log = participant_media_key(&recording, "100").join(MEDIA_MANIFEST);
+        store.append_raw(&log, text.concat().as_bytes());
+        let (records, read) = media_manifest(&store, &recording, "100").await.unwrap();
+        let parts: Vec<_> = records
+            .iter()
+            .map(|r| (r.part_id.as_str(), r.start.relative))
+            .collect();
+        assert_eq!(
+            parts,
+            [("p_1", 2.0), ("p_2", 9.0)],
+            "the first line of a part wins"
+        );
+        assert_eq!(read, text.concat().as_bytes(), "every line, as it was read");
+        assert_eq!(
+            media_records(&store, &recording, "100").await.unwrap(),
+            records
+        );
+
+        let (none, empty) = media_manifest(&store, &recording, "200").await.unwrap();
+        assert!(none.is_empty() && empty.is_empty());
+    }
 
     #[test]
     fn media_file_names_are_checked() {

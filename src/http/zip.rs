@@ -118,6 +118,7 @@ async fn write_zip(
             let whole = match &file.content {
                 SavedContent::Whole(key) => catalog.whole_file(key).await.map_err(read)?,
                 SavedContent::Log(key) => catalog.whole_log(key).await.map_err(read)?,
+                SavedContent::Read(bytes) => Some(bytes.clone()),
                 SavedContent::Large(key) => {
                     if let Some(streamed) = catalog.file_stream(key).await.map_err(read)? {
                         add_stream(&mut zip, &file.path, now, streamed.body).await?;
