@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::TryStreamExt as _;
 use jiff::Timestamp;
 use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -194,12 +195,14 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Measures `store` with one listing; deleted recordings are not counted as
-    /// recordings (their bytes, if any are left, are).
+    /// Measures `store` with one listing, summed as it streams in ([`Store::list_stream`]):
+    /// what is held grows with the recordings, not with the objects. Deleted recordings are
+    /// not counted as recordings (their bytes, if any are left, are).
     pub async fn measure(store: &dyn Store, deletions: &Deletions) -> Result<Usage, StoreError> {
         let mut usage = Usage::default();
         let mut activity: HashMap<RecordingId, Activity> = HashMap::new();
-        for object in store.list(&Key::root()).await? {
+        let mut listing = store.list_stream(&Key::root()).await?;
+        while let Some(object) = listing.try_next().await? {
             usage.total_bytes += object.size;
             let Some(recording) = object
                 .key

@@ -312,6 +312,19 @@ pub trait Store: Send + Sync + 'static {
     /// like any object.
     async fn list(&self, prefix: &Key) -> Result<Vec<Listed>, StoreError>;
 
+    /// Every object under `prefix`, at any depth, as [`Store::list`] gives them but as the
+    /// listing goes and in no particular order: for a pass over the whole store (measuring
+    /// it, [`crate::retention::Usage::measure`]) that must not hold millions of entries at
+    /// once. Nothing is retried: a listing that breaks part-way ends the stream with the
+    /// error. This default lists whole first (fine for the memory store of the unit tests).
+    async fn list_stream(
+        &self,
+        prefix: &Key,
+    ) -> Result<BoxStream<'static, Result<Listed, StoreError>>, StoreError> {
+        let listed = self.list(prefix).await?;
+        Ok(futures_util::stream::iter(listed.into_iter().map(Ok)).boxed())
+    }
+
     /// The names of the folders right under `prefix`, sorted.
     async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>, StoreError>;
 

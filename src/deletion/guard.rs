@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::Hidden;
 use crate::store::{
@@ -160,6 +162,20 @@ impl Store for GuardedStore {
         let mut listed = self.inner.list(prefix).await?;
         listed.retain(|object| !self.hidden.covers(&object.key));
         Ok(listed)
+    }
+
+    async fn list_stream(
+        &self,
+        prefix: &Key,
+    ) -> Result<BoxStream<'static, Result<Listed, StoreError>>, StoreError> {
+        if self.hidden.covers(prefix) {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let hidden = self.hidden.clone();
+        let listed = self.inner.list_stream(prefix).await?;
+        Ok(listed
+            .try_filter(move |object| std::future::ready(!hidden.covers(&object.key)))
+            .boxed())
     }
 
     async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>, StoreError> {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use jiff::Timestamp;
 use object_store::ObjectMeta;
@@ -222,6 +223,23 @@ impl Store for BucketStore {
             .into_iter()
             .filter_map(|object| self.listed(object))
             .collect())
+    }
+
+    async fn list_stream(
+        &self,
+        prefix: &Key,
+    ) -> Result<BoxStream<'static, Result<Listed, StoreError>>, StoreError> {
+        let store = self.clone();
+        let objects = self.inner.bucket.list_stream(&self.path(prefix));
+        Ok(objects
+            .filter_map(move |object| {
+                let listed = object
+                    .map(|object| store.listed(object))
+                    .map_err(StoreError::from)
+                    .transpose();
+                async move { listed }
+            })
+            .boxed())
     }
 
     async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>, StoreError> {

@@ -17,7 +17,7 @@ use std::any::Any;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
 use std::num::NonZeroUsize;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use jiff::Timestamp;
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -38,6 +39,10 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// Folders remembered as swept; one forgotten is swept again at its next write, which only
 /// ever removes earlier runs' leftovers.
 const SWEPT: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
+/// Objects per batch of [`Store::list_stream`]: about 100 bytes each.
+const LIST_BATCH: usize = 1000;
+/// Batches of [`Store::list_stream`] walked ahead of the one being read.
+const LIST_BATCHES_AHEAD: usize = 2;
 
 #[derive(Clone)]
 pub struct FsStore {
@@ -485,45 +490,49 @@ impl Store for FsStore {
     }
 
     async fn list(&self, prefix: &Key) -> Result<Vec<Listed>, StoreError> {
-        let (inner, prefix) = (self.inner.clone(), prefix.clone());
+        let (root, prefix) = (self.inner.root.clone(), prefix.clone());
         let mut listed = blocking(move || {
             let mut listed = Vec::new();
-            let Some(dir) = real_path(&inner.root, &prefix, true)? else {
-                return Ok(listed);
-            };
-            let mut folders = vec![(dir, prefix)];
-            while let Some((dir, key)) = folders.pop() {
-                let entries = match fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(error) if is_absent(&error) => continue,
-                    Err(error) => return Err(error).at("list", &dir),
-                };
-                for entry in entries {
-                    let entry = entry.at("list", &dir)?;
-                    let Ok(name) = entry.file_name().into_string() else {
-                        continue;
-                    };
-                    if is_temp(&name) || !is_segment_name(&name) {
-                        continue;
-                    }
-                    let file_type = entry.file_type().at("read", &entry.path())?;
-                    if file_type.is_dir() {
-                        folders.push((entry.path(), key.join(&name)));
-                    } else if file_type.is_file() {
-                        let meta = entry.metadata().at("read", &entry.path())?;
-                        listed.push(Listed {
-                            key: key.join(&name),
-                            size: meta.len(),
-                            written_by: modified(&meta),
-                        });
-                    }
-                }
-            }
+            walk(&root, &prefix, |object| {
+                listed.push(object);
+                ControlFlow::Continue(())
+            })?;
             Ok(listed)
         })
         .await?;
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
+    }
+
+    /// The walk of [`Store::list`] in the blocking pool, handed over in batches of
+    /// [`LIST_BATCH`] through a channel of a few: the walk waits while they are not taken,
+    /// and stops when the stream is dropped.
+    async fn list_stream(
+        &self,
+        prefix: &Key,
+    ) -> Result<BoxStream<'static, Result<Listed, StoreError>>, StoreError> {
+        use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+        let (root, prefix) = (self.inner.root.clone(), prefix.clone());
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<Listed>>(LIST_BATCHES_AHEAD);
+        let walked = tokio::task::spawn_blocking(move || walk_in_batches(&root, &prefix, &sender));
+        let batches = stream::unfold(receiver, |mut receiver| async move {
+            let batch = receiver.recv().await?;
+            Some((Ok(batch), receiver))
+        });
+        // Once the batches end, the walk's own end: an error (or a panic) after the last
+        // batch sent ends the stream with it, rather than passing for a complete listing.
+        let end = stream::once(async move {
+            walked
+                .await
+                .unwrap_or_else(|panic| Err(FsError::from(panic)))
+        })
+        .filter_map(|walked| async move { walked.err().map(Err) });
+        Ok(batches
+            .chain(end)
+            .map_ok(|batch| stream::iter(batch.into_iter().map(Ok::<_, FsError>)))
+            .try_flatten()
+            .map_err(StoreError::from)
+            .boxed())
     }
 
     async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>, StoreError> {
@@ -642,6 +651,77 @@ impl Store for FsStore {
     fn backend(&self) -> &'static str {
         "fs"
     }
+}
+
+/// Hands every regular file under `prefix` to `found`, at any depth and in no particular
+/// order, until it breaks; temporary files, names this server never writes and links are
+/// left out. The walk of both [`Store::list`] and [`Store::list_stream`].
+fn walk(
+    root: &Path,
+    prefix: &Key,
+    mut found: impl FnMut(Listed) -> ControlFlow<()>,
+) -> Result<(), FsError> {
+    let Some(dir) = real_path(root, prefix, true)? else {
+        return Ok(());
+    };
+    let mut folders = vec![(dir, prefix.clone())];
+    while let Some((dir, key)) = folders.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if is_absent(&error) => continue,
+            Err(error) => return Err(error).at("list", &dir),
+        };
+        for entry in entries {
+            let entry = entry.at("list", &dir)?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if is_temp(&name) || !is_segment_name(&name) {
+                continue;
+            }
+            let file_type = entry.file_type().at("read", &entry.path())?;
+            if file_type.is_dir() {
+                folders.push((entry.path(), key.join(&name)));
+            } else if file_type.is_file() {
+                let meta = entry.metadata().at("read", &entry.path())?;
+                let object = Listed {
+                    key: key.join(&name),
+                    size: meta.len(),
+                    written_by: modified(&meta),
+                };
+                if found(object).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`walk`] handed over in batches of [`LIST_BATCH`] through `sender`, waiting while its
+/// channel is full; it stops once the receiver is gone.
+fn walk_in_batches(
+    root: &Path,
+    prefix: &Key,
+    sender: &tokio::sync::mpsc::Sender<Vec<Listed>>,
+) -> Result<(), FsError> {
+    let mut batch = Vec::with_capacity(LIST_BATCH);
+    walk(root, prefix, |object| {
+        batch.push(object);
+        if batch.len() < LIST_BATCH {
+            return ControlFlow::Continue(());
+        }
+        let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
+        match sender.blocking_send(full) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
+    })?;
+    if !batch.is_empty() {
+        // A receiver gone has nothing left to miss.
+        let _ = sender.blocking_send(batch);
+    }
+    Ok(())
 }
 
 /// Names this store writes: the segment rules of [`Key`].
@@ -937,6 +1017,50 @@ mod tests {
         let listed = store.list(&key).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].key, key.join("000000500.png"));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_listing_gives_what_a_listing_gives_and_stops_when_dropped() {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        let (dir, store) = store().await;
+        // Over three batches, in nested folders, with temporary files beside them.
+        for i in 0..3_500 {
+            let folder = dir.path().join(format!("rec{}/{}/webcam", i % 3, i % 7));
+            fs::create_dir_all(&folder).unwrap();
+            fs::write(folder.join(format!("{i:09}.png")), vec![0; i % 5]).unwrap();
+            if i % 500 == 0 {
+                fs::write(folder.join(".0badf00d-x.tmp"), b"half").unwrap();
+            }
+        }
+        for prefix in [Key::root(), Key::of(["rec1"]), Key::of(["none"])] {
+            let listed = store.list(&prefix).await.unwrap();
+            let mut streamed: Vec<Listed> = store
+                .list_stream(&prefix)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            streamed.sort_by(|a, b| a.key.cmp(&b.key));
+            assert_eq!(streamed, listed, "{prefix}");
+        }
+        assert_eq!(store.list(&Key::root()).await.unwrap().len(), 3_500);
+
+        let mut streamed = store.list_stream(&Key::root()).await.unwrap();
+        assert!(streamed.next().await.unwrap().is_ok());
+        drop(streamed);
+        // The walk itself, to see it end once its receiver is gone.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+        let root = dir.path().to_owned();
+        let walking =
+            tokio::task::spawn_blocking(move || walk_in_batches(&root, &Key::root(), &sender));
+        assert_eq!(receiver.recv().await.unwrap().len(), LIST_BATCH);
+        drop(receiver);
+        tokio::time::timeout(Duration::from_secs(10), walking)
+            .await
+            .expect("the walk stops when nobody reads it")
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

@@ -869,6 +869,44 @@ async fn a_malformed_frame_name_is_a_400_and_a_folder_removed_by_hand_a_404_ever
     }
 }
 
+/// The storage check on a bucket: every object the bucket lists (its listing paged
+/// through, not held whole) is counted, in the total and in its recording.
+#[tokio::test]
+async fn a_bucket_is_measured_object_by_object() {
+    use futures_util::TryStreamExt as _;
+    let s3 = S3Server::start().await;
+    let server = start_on_bucket(&s3, &["--storage-check-interval", "100ms"]).await;
+    let bot = record(&server.url(""), &server.ws_url(WS_TOKEN)).await;
+    bot.close().await;
+    let objects = || async {
+        let listed: Vec<object_store::ObjectMeta> =
+            s3.client().list(None).try_collect().await.unwrap();
+        listed
+    };
+    eventually("the API gives what the bucket holds", || async {
+        let listed = objects().await;
+        let recording: Vec<_> = listed
+            .iter()
+            .filter(|o| o.location.as_ref().starts_with(&format!("{RECORDING}/")))
+            .collect();
+        let storage = server.get_json("/api/storage").await;
+        let Some(entry) = storage["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == RECORDING)
+            .cloned()
+        else {
+            return false;
+        };
+        !recording.is_empty()
+            && storage["stored_bytes"] == listed.iter().map(|o| o.size).sum::<u64>()
+            && entry["objects"] == recording.len()
+            && entry["bytes"] == recording.iter().map(|o| o.size).sum::<u64>()
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn sizes_and_the_total_are_shown_and_the_recording_page_offers_deleting() {
     let server = TestServer::start_with(&[

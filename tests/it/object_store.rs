@@ -1401,3 +1401,55 @@ async fn a_large_file_is_created_whole_and_once_in_the_folder_and_the_bucket() {
         assert_eq!(keys, [key.as_str()], "{backend}: only the object is left");
     }
 }
+
+/// The storage check's listing, streamed: the same objects as a listing from the folder
+/// and from the bucket (paged through, 1,000 keys a page), and from the bucket a page that
+/// fails ends the stream with the error, not retried, rather than passing for the whole.
+#[tokio::test]
+async fn a_streamed_listing_gives_what_a_listing_gives_and_ends_with_a_failed_page() {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    use recall_frames::store::{Key, Listed};
+    let s3 = S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = Config::from_args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .expect("folder configuration");
+    let bucket = Config::from_args(s3.flags(Some("paged"))).expect("bucket configuration");
+    for config in [folder, bucket] {
+        let store = recall_frames::testing::open_store(&config).await.unwrap();
+        let backend = store.backend();
+        futures_util::stream::iter(0..1_500)
+            .for_each_concurrent(16, |i| {
+                let store = store.clone();
+                async move {
+                    let key = Key::of(["rec_paged", "100", "webcam"])
+                        .join(&format!("{:09}.png", i * 500));
+                    store.put(&key, vec![0; i % 7].into()).await.unwrap();
+                }
+            })
+            .await;
+        let listed = store.list(&Key::root()).await.unwrap();
+        assert!(listed.len() >= 1_500, "{backend}: {}", listed.len());
+        let mut streamed: Vec<Listed> = store
+            .list_stream(&Key::root())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        streamed.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(streamed, listed, "{backend}");
+        if backend != "bucket" {
+            continue;
+        }
+        // The first page read, the second refused once: the stream ends with that failure.
+        let mut streamed = store.list_stream(&Key::root()).await.unwrap();
+        assert!(streamed.next().await.unwrap().is_ok());
+        s3.slow_down(1);
+        let rest: Vec<_> = streamed.collect().await;
+        let (failed, read): (Vec<_>, Vec<_>) = rest.into_iter().partition(Result::is_err);
+        assert_eq!(read.len(), 999, "the rest of the first page");
+        assert_eq!(failed.len(), 1, "then the failure, and nothing after it");
+        let error = failed.into_iter().next().unwrap().unwrap_err();
+        assert_eq!(error.kind(), "throttled", "{error}");
+    }
+}

@@ -643,25 +643,39 @@ impl Bucket {
             return Ok(None);
         };
         let (meta, range) = (got.meta.clone(), got.range.clone());
+        let body = self.unretried("read", key, started, got.into_stream());
+        Ok(Some((meta, range, body)))
+    }
+
+    /// `stream`'s items with each failure counted against the bucket's health like a
+    /// failed request (never retried: the stream ends with it).
+    fn unretried<T: 'static>(
+        &self,
+        action: &'static str,
+        key: &Path,
+        started: tokio::time::Instant,
+        stream: BoxStream<'static, object_store::Result<T>>,
+    ) -> BoxStream<'static, Result<T, BucketError>> {
         let (bucket, key) = (self.clone(), key.clone());
-        let body = got.into_stream().map(move |part| {
-            part.map_err(|source| {
-                let kind = classify(&source).err().unwrap_or(FailureKind::Other);
-                bucket
-                    .inner
-                    .health
-                    .failed(kind, &source, "read", key.as_ref());
-                BucketError::Request(Box::new(RequestFailed {
-                    action: "read",
-                    key: key.to_string(),
-                    kind,
-                    retries: 0,
-                    elapsed: started.elapsed(),
-                    source,
-                }))
+        stream
+            .map(move |item| {
+                item.map_err(|source| {
+                    let kind = classify(&source).err().unwrap_or(FailureKind::Other);
+                    bucket
+                        .inner
+                        .health
+                        .failed(kind, &source, action, key.as_ref());
+                    BucketError::Request(Box::new(RequestFailed {
+                        action,
+                        key: key.to_string(),
+                        kind,
+                        retries: 0,
+                        elapsed: started.elapsed(),
+                        source,
+                    }))
+                })
             })
-        });
-        Ok(Some((meta, range, body.boxed())))
+            .boxed()
     }
 
     /// A read's answer: `None` for no object.
@@ -717,6 +731,17 @@ impl Bucket {
         let mut objects = result.map_err(|answer| self.no_bucket(prefix, answer))?;
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(objects)
+    }
+
+    /// Every object under `prefix`, at any depth, as object_store pages through them (in
+    /// key order, a page of up to 1,000 at a time). Unlike [`Bucket::list`], nothing is
+    /// retried: a page that fails ends the stream with the error.
+    pub fn list_stream(
+        &self,
+        prefix: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta, BucketError>> {
+        let started = tokio::time::Instant::now();
+        self.unretried("list", prefix, started, self.inner.store.list(Some(prefix)))
     }
 
     /// The chunks (see [`super::chunk_name`]) right under `dir`, in name order.
