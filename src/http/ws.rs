@@ -369,7 +369,7 @@ where
         let config = &self.state.config;
         take_place(
             &mut self.audio_tracks,
-            &chunk.track(),
+            &track,
             config.max_streams_per_connection,
             config.stream_idle_timeout,
         )

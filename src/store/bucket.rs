@@ -195,10 +195,7 @@ impl Store for BucketStore {
 
     async fn stat(&self, key: &Key) -> Result<Option<Stat>, StoreError> {
         let found = self.inner.bucket.head(&self.path(key)).await?;
-        Ok(found.map(|meta| Stat {
-            size: meta.size,
-            version: client::version_of(&meta),
-        }))
+        Ok(found.as_ref().map(client::stat_of))
     }
 
     async fn get_stream(
@@ -208,10 +205,7 @@ impl Store for BucketStore {
     ) -> Result<Option<Streamed>, StoreError> {
         let found = self.inner.bucket.get_stream(&self.path(key), range).await?;
         Ok(found.map(|(meta, range, body)| Streamed {
-            stat: Stat {
-                size: meta.size,
-                version: client::version_of(&meta),
-            },
+            stat: client::stat_of(&meta),
             range,
             body: body.map_err(StoreError::from).boxed(),
         }))

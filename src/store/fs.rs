@@ -278,6 +278,14 @@ fn version_of(meta: &fs::Metadata) -> Version {
     }
 }
 
+/// What [`Store::stat`] says of a file, from its metadata.
+fn stat_of(meta: &fs::Metadata) -> Stat {
+    Stat {
+        size: meta.len(),
+        version: version_of(meta),
+    }
+}
+
 fn modified(meta: &fs::Metadata) -> Timestamp {
     meta.modified()
         .ok()
@@ -439,10 +447,7 @@ impl Store for FsStore {
             None => Ok(None),
         })
         .await?;
-        Ok(found.map(|meta| Stat {
-            size: meta.len(),
-            version: version_of(&meta),
-        }))
+        Ok(found.as_ref().map(stat_of))
     }
 
     /// The file read a buffer at a time (the HTTP routes serve a folder's files with
@@ -480,10 +485,7 @@ impl Store for FsStore {
             })
         });
         Ok(Some(Streamed {
-            stat: Stat {
-                size: meta.len(),
-                version: version_of(&meta),
-            },
+            stat: stat_of(&meta),
             range,
             body: Box::pin(body),
         }))

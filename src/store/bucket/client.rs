@@ -32,7 +32,7 @@ use super::health::Health;
 use crate::config::Config;
 use crate::files::FsError;
 use crate::metrics::Metrics;
-use crate::store::{Fetched, Version};
+use crate::store::{Fetched, Stat, Version};
 
 /// The first wait before a retry; each further wait doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -54,6 +54,14 @@ pub fn version_of(meta: &ObjectMeta) -> Version {
     Version {
         e_tag: meta.e_tag.clone(),
         version: meta.version.clone(),
+    }
+}
+
+/// What a store knows of an object from its metadata.
+pub fn stat_of(meta: &ObjectMeta) -> Stat {
+    Stat {
+        size: meta.size,
+        version: version_of(meta),
     }
 }
 
